@@ -1,0 +1,3 @@
+"""Voice biometric authentication for contact centers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from biometrics.cli import main
+
+sys.exit(main())

@@ -1,0 +1,184 @@
+"""Speakers: create, list, read, delete, opt out, and enroll their voices."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from biometrics.api.uploads import read_audio_upload
+from biometrics.enrollment import remaining_seconds
+from biometrics.errors import InvalidRequest
+from biometrics.services import services_of
+from biometrics.store import Speaker, SpeakerStatus, queries
+
+SPEAKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+MAX_ALIASES = 16
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def speaker_json(speaker: Speaker, minimum: float) -> dict[str, Any]:
+    voiceprint = speaker.voiceprint
+    return {
+        "speaker_id": speaker.speaker_id,
+        "display_name": speaker.display_name,
+        "aliases": [alias.alias for alias in speaker.aliases],
+        "status": speaker.status.value,
+        "enrolled_speech_seconds": round(voiceprint.speech_seconds, 2) if voiceprint else 0.0,
+        "remaining_speech_seconds": round(remaining_seconds(speaker, minimum), 2),
+        "model": None
+        if voiceprint is None
+        else {"source": voiceprint.model_source, "sha256": voiceprint.model_sha256},
+        "created_at": speaker.created_at.isoformat(),
+        "updated_at": speaker.updated_at.isoformat(),
+        "last_accessed_at": speaker.last_accessed_at.isoformat()
+        if speaker.last_accessed_at
+        else None,
+    }
+
+
+def check_speaker_id(speaker_id: str) -> str:
+    if not SPEAKER_ID.match(speaker_id):
+        raise InvalidRequest(
+            "speaker_id must be 1-128 characters of letters, digits and . _ : @ + -, "
+            "starting with a letter or digit"
+        )
+    return speaker_id
+
+
+async def create_speaker(request: Request) -> Response:
+    services = services_of(request)
+    body = await json_object(request)
+    speaker_id = check_speaker_id(_string(body, "speaker_id", required=True) or "")
+    display_name = _string(body, "display_name", required=False)
+    aliases = _aliases(body.get("aliases", []))
+
+    def create() -> dict[str, Any]:
+        with services.database.session() as session:
+            speaker = queries.create_speaker(session, speaker_id, display_name, aliases)
+            return speaker_json(speaker, services.settings.min_enroll_speech_seconds)
+
+    return JSONResponse(await run_in_threadpool(create), status_code=201)
+
+
+async def list_speakers(request: Request) -> Response:
+    services = services_of(request)
+    limit = _page_size(request.query_params.get("limit"))
+    cursor = request.query_params.get("cursor") or None
+
+    def page() -> dict[str, Any]:
+        with services.database.session() as session:
+            speakers = queries.list_speakers(session, after=cursor, limit=limit + 1)
+            minimum = services.settings.min_enroll_speech_seconds
+            shown = speakers[:limit]
+            return {
+                "speakers": [speaker_json(speaker, minimum) for speaker in shown],
+                "next_cursor": shown[-1].speaker_id if len(speakers) > limit else None,
+            }
+
+    return JSONResponse(await run_in_threadpool(page))
+
+
+async def get_speaker(request: Request) -> Response:
+    services = services_of(request)
+    speaker_id = request.path_params["speaker_id"]
+
+    def read() -> dict[str, Any]:
+        with services.database.session() as session:
+            speaker = queries.get_speaker(session, speaker_id)
+            return speaker_json(speaker, services.settings.min_enroll_speech_seconds)
+
+    return JSONResponse(await run_in_threadpool(read))
+
+
+async def delete_speaker(request: Request) -> Response:
+    services = services_of(request)
+    speaker_id = request.path_params["speaker_id"]
+
+    def delete() -> None:
+        with services.database.session() as session:
+            session.delete(queries.get_speaker(session, speaker_id, for_update=True))
+
+    await run_in_threadpool(delete)
+    return Response(status_code=204)
+
+
+async def opt_out(request: Request) -> Response:
+    """Delete the voiceprint and refuse future enrollment. An unknown speaker is
+    created opted out, so that consent withdrawn before enrollment still holds."""
+    services = services_of(request)
+    speaker_id = check_speaker_id(request.path_params["speaker_id"])
+
+    def withdraw() -> dict[str, Any]:
+        with services.database.session() as session:
+            speaker = queries.find_speaker(session, speaker_id, for_update=True)
+            if speaker is None:
+                speaker = queries.create_speaker(
+                    session, speaker_id, status=SpeakerStatus.OPTED_OUT
+                )
+            speaker.voiceprint = None
+            speaker.status = SpeakerStatus.OPTED_OUT
+            session.flush()
+            return speaker_json(speaker, services.settings.min_enroll_speech_seconds)
+
+    return JSONResponse(await run_in_threadpool(withdraw))
+
+
+async def enroll(request: Request) -> Response:
+    services = services_of(request)
+    speaker_id = check_speaker_id(request.path_params["speaker_id"])
+    upload = await read_audio_upload(request, services.settings.max_audio_seconds)
+    replace = _flag(upload.fields.get("replace"), "replace")
+    result = await services.enroller.enroll(speaker_id, upload.samples, replace=replace)
+    return JSONResponse(result.as_dict(), status_code=201)
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def _string(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise InvalidRequest(f"{name} must be a non-empty string of at most 256 characters")
+    return value.strip()
+
+
+def _aliases(value: object) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_ALIASES:
+        raise InvalidRequest(f"aliases must be a list of at most {MAX_ALIASES} strings")
+    aliases = []
+    for alias in value:
+        if not isinstance(alias, str) or not alias.strip() or len(alias) > 256:
+            raise InvalidRequest("each alias must be a non-empty string of at most 256 characters")
+        if alias.strip() not in aliases:
+            aliases.append(alias.strip())
+    return aliases
+
+
+def _page_size(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(value)
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None or value.lower() in ("", "0", "false", "no"):
+        return False
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    raise InvalidRequest(f"{name} must be true or false")

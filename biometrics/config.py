@@ -1,0 +1,98 @@
+"""Every setting of the service, read once from the environment (``BIOMETRICS_*``).
+
+The CLI and the application factory only read a :class:`Settings`; nothing else
+looks at ``os.environ``. Invalid values fail at start with a message that names
+the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from biometrics.errors import ConfigError
+
+PREFIX = "BIOMETRICS_"
+DEFAULT_MODEL_SOURCE = "speechbrain/spkrec-ecapa-voxceleb"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///biometrics.db"
+    auto_migrate: bool = True
+    # A Hugging Face id or a local folder in the spkrec-ecapa-voxceleb layout.
+    model_source: str = DEFAULT_MODEL_SOURCE
+    model_cache_dir: Path = Path.home() / ".cache" / "biometrics" / "models"
+    inference_threads: int = 2
+    # Decision threshold on the 0-100 score; a request may override it.
+    threshold: float = 30.0
+    min_enroll_speech_seconds: float = 20.0
+    min_verify_speech_seconds: float = 3.0
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_audio_seconds: float = 300.0
+    log_level: str = "INFO"
+    log_format: str = "auto"  # "json", "console", or "auto" (console on a terminal)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        for name, field in fields.items():
+            raw = env.get(PREFIX + name.upper())
+            if raw is None or raw.strip() == "":
+                continue
+            values[name] = _parse(PREFIX + name.upper(), raw.strip(), field.type)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0.0 <= self.threshold <= 100.0:
+            raise ConfigError(f"{PREFIX}THRESHOLD must be between 0 and 100, got {self.threshold}")
+        for name in ("min_enroll_speech_seconds", "min_verify_speech_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.max_upload_bytes < 1024:
+            raise ConfigError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least 1024")
+        if self.max_audio_seconds < self.min_verify_speech_seconds:
+            raise ConfigError(
+                f"{PREFIX}MAX_AUDIO_SECONDS must be at least {PREFIX}MIN_VERIFY_SPEECH_SECONDS"
+            )
+        if self.inference_threads < 1:
+            raise ConfigError(f"{PREFIX}INFERENCE_THREADS must be at least 1")
+        if self.log_format not in ("json", "console", "auto"):
+            raise ConfigError(f"{PREFIX}LOG_FORMAT must be json, console or auto")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if "://" not in self.database_url:
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "
+                "sqlite:///biometrics.db or postgresql+psycopg://user:pass@host/db"
+            )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(variable: str, raw: str, kind: object) -> object:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name == "bool":
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+        if kind_name == "Path":
+            return Path(raw).expanduser()
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a valid {kind_name}") from None
+    return raw

@@ -1,0 +1,56 @@
+"""Pooling unit-length embeddings into one: the speech-weighted mean, renormalised.
+
+The same rule builds a voiceprint from the segments of one upload, and
+accumulates voiceprints across uploads (an earlier voiceprint is one row
+weighted by the speech behind it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechEmbedding:
+    vector: np.ndarray  # unit length, float32
+    speech_seconds: float
+    segment_count: int
+
+
+def weighted_mean(embeddings: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+    weights_array = np.asarray(weights, dtype=np.float64)
+    if embeddings.shape[0] == 0 or embeddings.shape[0] != weights_array.shape[0]:
+        raise ValueError("one weight per embedding is needed")
+    if np.any(weights_array <= 0):
+        raise ValueError("weights must be positive")
+    mean = (embeddings * weights_array[:, None]).sum(axis=0) / weights_array.sum()
+    norm = np.linalg.norm(mean)
+    if norm == 0:
+        raise ValueError("the embeddings cancel out")
+    return (mean / norm).astype(np.float32)
+
+
+def accumulate(previous: SpeechEmbedding, new: SpeechEmbedding) -> SpeechEmbedding:
+    return SpeechEmbedding(
+        vector=weighted_mean(
+            np.stack([previous.vector, new.vector]),
+            [previous.speech_seconds, new.speech_seconds],
+        ),
+        speech_seconds=previous.speech_seconds + new.speech_seconds,
+        segment_count=previous.segment_count + new.segment_count,
+    )
+
+
+def split_segments(speech: np.ndarray, segment_samples: int, min_samples: int) -> list[np.ndarray]:
+    """Cut speech into segments of at most ``segment_samples``; a short tail joins the last."""
+    pieces = [
+        speech[start : start + segment_samples] for start in range(0, len(speech), segment_samples)
+    ]
+    if len(pieces) > 1 and len(pieces[-1]) < min_samples:
+        tail = pieces.pop()
+        pieces[-1] = np.concatenate([pieces[-1], tail])
+    return pieces

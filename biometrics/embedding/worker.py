@@ -1,0 +1,51 @@
+"""Runs the encoder in its own thread so that inference never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from biometrics.audio import SAMPLE_RATE, SpeechSegments
+from biometrics.embedding.encoder import SpeakerEncoder
+from biometrics.embedding.identity import ModelIdentity
+from biometrics.embedding.pooling import SpeechEmbedding, split_segments, weighted_mean
+
+# Long speech is embedded in pieces and pooled: ECAPA's cost and memory grow
+# with length, while past ~10 s an embedding gains little.
+SEGMENT_SECONDS = 10.0
+MIN_SEGMENT_SECONDS = 1.0
+
+
+class EmbeddingWorker:
+    def __init__(self, encoder: SpeakerEncoder) -> None:
+        self.encoder = encoder
+        # One thread: torch already spreads one batch over its intra-op threads.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self.encoder.identity
+
+    async def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.encoder.embed, list(waveforms))
+
+    async def embed_speech(self, segments: SpeechSegments) -> SpeechEmbedding:
+        """Embed the speech in ``segments`` as one speech-weighted mean."""
+        pieces = split_segments(
+            segments.speech(),
+            int(SEGMENT_SECONDS * SAMPLE_RATE),
+            int(MIN_SEGMENT_SECONDS * SAMPLE_RATE),
+        )
+        embeddings = await self.embed(pieces)
+        return SpeechEmbedding(
+            vector=weighted_mean(embeddings, [len(piece) for piece in pieces]),
+            speech_seconds=segments.speech_seconds,
+            segment_count=len(pieces),
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,147 @@
+"""Enrollment: add an upload's speech to a speaker's voiceprint.
+
+Enrollment accumulates: each upload's embedding is pooled with the voiceprint
+so far, weighted by speech. The speaker becomes ENROLLED once the net speech
+behind the voiceprint reaches the configured minimum. ``replace`` starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import weakref
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from biometrics.audio import SpeechDetector
+from biometrics.config import Settings
+from biometrics.embedding import EmbeddingWorker
+from biometrics.embedding.pooling import SpeechEmbedding, accumulate
+from biometrics.errors import InsufficientSpeech, ModelMismatch, SpeakerOptedOut
+from biometrics.store import Database, EnrollmentRecord, Speaker, SpeakerStatus, Voiceprint, queries
+
+# Below this an upload adds noise rather than voice to the voiceprint.
+MIN_UPLOAD_SPEECH_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EnrollmentResult:
+    speaker_id: str
+    status: SpeakerStatus
+    enrolled_speech_seconds: float
+    remaining_speech_seconds: float
+    speech_seconds: float  # net speech taken from this upload
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "speaker_id": self.speaker_id,
+            "status": self.status.value,
+            "enrolled_speech_seconds": round(self.enrolled_speech_seconds, 2),
+            "remaining_speech_seconds": round(self.remaining_speech_seconds, 2),
+            "speech_seconds": round(self.speech_seconds, 2),
+        }
+
+
+def remaining_seconds(speaker: Speaker, minimum: float) -> float:
+    if speaker.status is SpeakerStatus.OPTED_OUT:
+        return 0.0
+    enrolled = speaker.voiceprint.speech_seconds if speaker.voiceprint else 0.0
+    return max(0.0, minimum - enrolled)
+
+
+class Enroller:
+    def __init__(
+        self,
+        database: Database,
+        worker: EmbeddingWorker,
+        detector: SpeechDetector,
+        settings: Settings,
+    ) -> None:
+        self._database = database
+        self._worker = worker
+        self._detector = detector
+        self._minimum = settings.min_enroll_speech_seconds
+        # Serialises read-modify-write of one speaker's voiceprint in this process;
+        # row locks (SELECT ... FOR UPDATE) do the same across processes.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def enroll(
+        self, speaker_id: str, samples: np.ndarray, *, replace: bool = False
+    ) -> EnrollmentResult:
+        await run_in_threadpool(self._refuse_opted_out, speaker_id)
+        segments = await run_in_threadpool(self._detector.detect, samples)
+        if segments.speech_seconds < MIN_UPLOAD_SPEECH_SECONDS:
+            raise InsufficientSpeech(
+                f"the audio holds {segments.speech_seconds:.2f} s of speech; an enrollment "
+                f"upload needs at least {MIN_UPLOAD_SPEECH_SECONDS:.0f} s"
+            )
+        embedding = await self._worker.embed_speech(segments)
+        lock = self._locks.setdefault(speaker_id, asyncio.Lock())
+        async with lock:
+            return await run_in_threadpool(
+                self._store, speaker_id, embedding, segments.total_seconds, replace
+            )
+
+    def _refuse_opted_out(self, speaker_id: str) -> None:
+        with self._database.session() as session:
+            speaker = queries.find_speaker(session, speaker_id)
+            if speaker is not None and speaker.status is SpeakerStatus.OPTED_OUT:
+                raise SpeakerOptedOut(f"speaker {speaker_id!r} opted out; enrollment is refused")
+
+    def _store(
+        self, speaker_id: str, embedding: SpeechEmbedding, audio_seconds: float, replace: bool
+    ) -> EnrollmentResult:
+        identity = self._worker.identity
+        with self._database.session() as session:
+            speaker = queries.find_speaker(session, speaker_id, for_update=True)
+            if speaker is None:
+                speaker = queries.create_speaker(session, speaker_id)
+            if speaker.status is SpeakerStatus.OPTED_OUT:
+                raise SpeakerOptedOut(f"speaker {speaker_id!r} opted out; enrollment is refused")
+            voiceprint = speaker.voiceprint
+            replaced = voiceprint is not None and replace
+            if voiceprint is None:
+                voiceprint = Voiceprint(speaker_pk=speaker.id)
+                speaker.voiceprint = voiceprint
+                merged = embedding
+            elif replace:
+                merged = embedding
+            elif not identity.compatible_with(voiceprint.model_sha256):
+                raise ModelMismatch(
+                    f"speaker {speaker_id!r} was enrolled with model {voiceprint.model_source} "
+                    f"(sha256 {voiceprint.model_sha256[:12]}); the service runs {identity.name}. "
+                    "Re-enroll with replace=true"
+                )
+            else:
+                previous = SpeechEmbedding(
+                    voiceprint.embedding, voiceprint.speech_seconds, voiceprint.segment_count
+                )
+                merged = accumulate(previous, embedding)
+            voiceprint.embedding = merged.vector
+            voiceprint.speech_seconds = merged.speech_seconds
+            voiceprint.segment_count = merged.segment_count
+            voiceprint.model_source = identity.source
+            voiceprint.model_sha256 = identity.checkpoint_sha256
+            speaker.status = (
+                SpeakerStatus.ENROLLED
+                if merged.speech_seconds >= self._minimum
+                else SpeakerStatus.PENDING_ENROLLMENT
+            )
+            session.add(
+                EnrollmentRecord(
+                    speaker_pk=speaker.id,
+                    model_sha256=identity.checkpoint_sha256,
+                    speech_seconds=embedding.speech_seconds,
+                    audio_seconds=audio_seconds,
+                    segment_count=embedding.segment_count,
+                    replaced_previous=replaced,
+                )
+            )
+            return EnrollmentResult(
+                speaker_id=speaker_id,
+                status=speaker.status,
+                enrolled_speech_seconds=merged.speech_seconds,
+                remaining_speech_seconds=remaining_seconds(speaker, self._minimum),
+                speech_seconds=embedding.speech_seconds,
+            )

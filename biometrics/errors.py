@@ -1,0 +1,71 @@
+"""Typed errors. Each carries a stable machine code, an HTTP status for the REST
+layer and a message a user can act on."""
+
+from __future__ import annotations
+
+
+class BiometricsError(Exception):
+    code = "internal_error"
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ConfigError(BiometricsError):
+    code = "invalid_configuration"
+
+
+class ModelLoadError(BiometricsError):
+    code = "model_unavailable"
+    status_code = 503
+
+
+class InvalidRequest(BiometricsError):
+    code = "invalid_request"
+    status_code = 400
+
+
+class InvalidAudio(BiometricsError):
+    code = "invalid_audio"
+    status_code = 400
+
+
+class UnsupportedMediaType(BiometricsError):
+    code = "unsupported_media_type"
+    status_code = 415
+
+
+class PayloadTooLarge(BiometricsError):
+    code = "payload_too_large"
+    status_code = 413
+
+
+class SpeakerNotFound(BiometricsError):
+    code = "speaker_not_found"
+    status_code = 404
+
+
+class SpeakerExists(BiometricsError):
+    code = "speaker_exists"
+    status_code = 409
+
+
+class SpeakerOptedOut(BiometricsError):
+    code = "speaker_opted_out"
+    status_code = 409
+
+
+class ModelMismatch(BiometricsError):
+    """A voiceprint made by one model compared with an embedding of another."""
+
+    code = "model_mismatch"
+    status_code = 409
+
+
+class InsufficientSpeech(BiometricsError):
+    """Valid audio that holds too little speech to use."""
+
+    code = "insufficient_speech"
+    status_code = 422

@@ -1,0 +1,140 @@
+"""The tables. Speakers own their aliases, voiceprint and records: deleting a
+speaker deletes all of them (ORM cascade and ``ON DELETE CASCADE`` alike)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import DateTime, Enum, Float, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 - SQLAlchemy's own hook
+
+
+class SpeakerStatus(enum.StrEnum):
+    PENDING_ENROLLMENT = "PENDING_ENROLLMENT"
+    ENROLLED = "ENROLLED"
+    OPTED_OUT = "OPTED_OUT"
+
+
+class Speaker(Base):
+    __tablename__ = "speakers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    speaker_id: Mapped[str] = mapped_column(String(128), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[SpeakerStatus] = mapped_column(
+        Enum(SpeakerStatus, native_enum=False, length=32, validate_strings=True)
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_accessed_at: Mapped[datetime | None]
+
+    aliases: Mapped[list[SpeakerAlias]] = relationship(
+        back_populates="speaker", cascade="all, delete-orphan", order_by="SpeakerAlias.alias"
+    )
+    voiceprint: Mapped[Voiceprint | None] = relationship(
+        back_populates="speaker", cascade="all, delete-orphan"
+    )
+    enrollments: Mapped[list[EnrollmentRecord]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+    verifications: Mapped[list[VerificationRecord]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SpeakerAlias(Base):
+    """Another name a caller is known by: a phone number or an ACS raw id."""
+
+    __tablename__ = "speaker_aliases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    speaker_pk: Mapped[int] = mapped_column(
+        ForeignKey("speakers.id", ondelete="CASCADE"), index=True
+    )
+    alias: Mapped[str] = mapped_column(String(256), unique=True)
+
+    speaker: Mapped[Speaker] = relationship(back_populates="aliases")
+
+
+class Voiceprint(Base):
+    __tablename__ = "voiceprints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    speaker_pk: Mapped[int] = mapped_column(
+        ForeignKey("speakers.id", ondelete="CASCADE"), unique=True
+    )
+    model_source: Mapped[str] = mapped_column(String(512))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    dimension: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, unit length
+    speech_seconds: Mapped[float] = mapped_column(Float)
+    segment_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    speaker: Mapped[Speaker] = relationship(back_populates="voiceprint")
+
+    @property
+    def embedding(self) -> np.ndarray:
+        return np.frombuffer(self.vector, dtype="<f4").copy()
+
+    @embedding.setter
+    def embedding(self, value: np.ndarray) -> None:
+        vector = np.asarray(value, dtype="<f4")
+        self.vector = vector.tobytes()
+        self.dimension = int(vector.shape[0])
+
+
+class EnrollmentRecord(Base):
+    __tablename__ = "enrollment_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    speaker_pk: Mapped[int] = mapped_column(
+        ForeignKey("speakers.id", ondelete="CASCADE"), index=True
+    )
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    speech_seconds: Mapped[float] = mapped_column(Float)
+    audio_seconds: Mapped[float] = mapped_column(Float)
+    segment_count: Mapped[int] = mapped_column(Integer)
+    replaced_previous: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VerificationRecord(Base):
+    __tablename__ = "verification_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    speaker_pk: Mapped[int] = mapped_column(
+        ForeignKey("speakers.id", ondelete="CASCADE"), index=True
+    )
+    model_source: Mapped[str] = mapped_column(String(512))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    similarity: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    speech_seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,126 @@
+"""Verification: does this audio's speaker match the voiceprint of the claimed one?"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from biometrics.audio import SpeechDetector
+from biometrics.config import Settings
+from biometrics.embedding import EmbeddingWorker, ModelIdentity
+from biometrics.errors import ModelMismatch
+from biometrics.scoring import Decision, decide, score_from_similarity
+from biometrics.store import Database, SpeakerStatus, VerificationRecord, queries
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationResult:
+    speaker_id: str
+    decision: Decision
+    score: float | None
+    similarity: float | None
+    threshold: float
+    speech_seconds: float
+    model: ModelIdentity
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "speaker_id": self.speaker_id,
+            "decision": self.decision.value,
+            "score": self.score,
+            "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "threshold": self.threshold,
+            "speech_seconds": round(self.speech_seconds, 2),
+            "model": self.model.as_dict(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Claim:
+    """What verification needs from the store, read in one short transaction."""
+
+    status: SpeakerStatus
+    voiceprint: np.ndarray | None
+
+
+class Verifier:
+    def __init__(
+        self,
+        database: Database,
+        worker: EmbeddingWorker,
+        detector: SpeechDetector,
+        settings: Settings,
+    ) -> None:
+        self._database = database
+        self._worker = worker
+        self._detector = detector
+        self._settings = settings
+
+    async def verify(
+        self, speaker_id: str, samples: np.ndarray, threshold: float | None = None
+    ) -> VerificationResult:
+        threshold = self._settings.threshold if threshold is None else threshold
+        claim = await run_in_threadpool(self._claim, speaker_id)
+        speech_seconds = 0.0
+        score = similarity = None
+        if claim.status is SpeakerStatus.OPTED_OUT:
+            decision = Decision.SPEAKER_OPTED_OUT
+        elif claim.voiceprint is None or claim.status is not SpeakerStatus.ENROLLED:
+            decision = Decision.SPEAKER_NOT_ENROLLED
+        else:
+            segments = await run_in_threadpool(self._detector.detect, samples)
+            speech_seconds = segments.speech_seconds
+            if speech_seconds < self._settings.min_verify_speech_seconds:
+                decision = Decision.NOT_ENOUGH_SPEECH
+            else:
+                embedding = await self._worker.embed_speech(segments)
+                similarity = float(np.dot(embedding.vector, claim.voiceprint))
+                score = score_from_similarity(similarity)
+                decision = decide(score, threshold)
+        result = VerificationResult(
+            speaker_id=speaker_id,
+            decision=decision,
+            score=score,
+            similarity=similarity,
+            threshold=threshold,
+            speech_seconds=speech_seconds,
+            model=self._worker.identity,
+        )
+        await run_in_threadpool(self._record, result)
+        return result
+
+    def _claim(self, speaker_id: str) -> _Claim:
+        identity = self._worker.identity
+        with self._database.session() as session:
+            speaker = queries.get_speaker(session, speaker_id)
+            voiceprint = speaker.voiceprint
+            if voiceprint is not None and not identity.compatible_with(voiceprint.model_sha256):
+                raise ModelMismatch(
+                    f"speaker {speaker_id!r} was enrolled with model {voiceprint.model_source} "
+                    f"(sha256 {voiceprint.model_sha256[:12]}) and the service runs "
+                    f"{identity.name}: embeddings of different models are never compared. "
+                    "Re-enroll the speaker with this model"
+                )
+            return _Claim(
+                status=speaker.status,
+                voiceprint=None if voiceprint is None else voiceprint.embedding,
+            )
+
+    def _record(self, result: VerificationResult) -> None:
+        with self._database.session() as session:
+            speaker = queries.get_speaker(session, result.speaker_id)
+            queries.touch(speaker)
+            session.add(
+                VerificationRecord(
+                    speaker_pk=speaker.id,
+                    model_source=result.model.source,
+                    model_sha256=result.model.checkpoint_sha256,
+                    decision=result.decision.value,
+                    score=result.score,
+                    similarity=result.similarity,
+                    threshold=result.threshold,
+                    speech_seconds=result.speech_seconds,
+                )
+            )
