@@ -1,0 +1,139 @@
+import numpy as np
+
+from tests.api.helpers import enroll
+from tests.voices import flac_bytes, pcm_bytes, synthetic_speech, wav_bytes
+
+FIELDS = {
+    "speaker_id",
+    "display_name",
+    "aliases",
+    "status",
+    "enrolled_speech_seconds",
+    "remaining_speech_seconds",
+    "model",
+    "created_at",
+    "updated_at",
+    "last_accessed_at",
+}
+
+
+def test_create_and_read_a_speaker(client):
+    created = client.post(
+        "/v1/speakers",
+        json={"speaker_id": "cust-42", "display_name": "Ada", "aliases": ["4:+14255550123"]},
+    )
+    assert created.status_code == 201
+    body = client.get("/v1/speakers/cust-42").json()
+    assert set(body) == FIELDS
+    assert body["status"] == "PENDING_ENROLLMENT"
+    assert body["aliases"] == ["4:+14255550123"]
+    assert body["enrolled_speech_seconds"] == 0.0
+    assert body["remaining_speech_seconds"] == 8.0
+    assert body["model"] is None
+
+
+def test_creating_an_existing_speaker_conflicts(client):
+    assert client.post("/v1/speakers", json={"speaker_id": "dup"}).status_code == 201
+    again = client.post("/v1/speakers", json={"speaker_id": "dup"})
+    assert again.status_code == 409
+    assert again.json()["error"] == "speaker_exists"
+
+
+def test_an_alias_belongs_to_one_speaker(client):
+    client.post("/v1/speakers", json={"speaker_id": "a", "aliases": ["+15550001"]})
+    clash = client.post("/v1/speakers", json={"speaker_id": "b", "aliases": ["+15550001"]})
+    assert clash.status_code == 409
+    assert client.get("/v1/speakers/b").status_code == 404
+
+
+def test_speakers_are_listed_in_pages(client):
+    for index in range(5):
+        client.post("/v1/speakers", json={"speaker_id": f"s{index}"})
+    first = client.get("/v1/speakers", params={"limit": 2}).json()
+    assert [s["speaker_id"] for s in first["speakers"]] == ["s0", "s1"]
+    seen = [s["speaker_id"] for s in first["speakers"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = client.get("/v1/speakers", params={"limit": 2, "cursor": cursor}).json()
+        seen += [s["speaker_id"] for s in page["speakers"]]
+        cursor = page["next_cursor"]
+    assert seen == [f"s{index}" for index in range(5)]
+
+
+def test_enrollment_accumulates_until_enrolled(client):
+    first = enroll(client, "ada", seconds=6.0, seed=1)
+    assert first.status_code == 201
+    assert first.json()["status"] == "PENDING_ENROLLMENT"
+    assert 0 < first.json()["remaining_speech_seconds"] < 8.0
+    second = enroll(client, "ada", seconds=6.0, seed=2).json()
+    assert second["status"] == "ENROLLED"
+    assert second["remaining_speech_seconds"] == 0.0
+    expected = first.json()["speech_seconds"] + second["speech_seconds"]
+    assert abs(second["enrolled_speech_seconds"] - expected) < 0.02
+    speaker = client.get("/v1/speakers/ada").json()
+    assert speaker["status"] == "ENROLLED"
+    assert speaker["model"]["sha256"]
+
+
+def test_enrollment_creates_the_speaker_if_missing(client):
+    assert enroll(client, "new-caller").status_code == 201
+    assert client.get("/v1/speakers/new-caller").json()["enrolled_speech_seconds"] > 0
+
+
+def test_re_enrollment_can_replace_the_voiceprint(client):
+    enroll(client, "ada", seconds=6.0, seed=1)
+    enroll(client, "ada", seconds=6.0, seed=2)
+    replaced = enroll(client, "ada", seconds=6.0, seed=3, replace="true").json()
+    assert replaced["enrolled_speech_seconds"] == replaced["speech_seconds"]
+    assert replaced["status"] == "PENDING_ENROLLMENT"
+
+
+def test_enrollment_takes_raw_bodies_flac_and_pcm(client):
+    samples = synthetic_speech(4.0, rate=8_000)
+    flac = client.post(
+        "/v1/speakers/ada/enrollments",
+        content=flac_bytes(samples, 8_000),
+        headers={"content-type": "audio/flac"},
+    )
+    assert flac.status_code == 201
+    pcm = client.post(
+        "/v1/speakers/ada/enrollments",
+        content=pcm_bytes(samples),
+        headers={"content-type": "audio/pcm;rate=8000"},
+    )
+    assert pcm.status_code == 201
+    assert abs(pcm.json()["speech_seconds"] - flac.json()["speech_seconds"]) < 0.1
+
+
+def test_silence_is_not_enrolled(client):
+    silence = wav_bytes(np.zeros(16_000 * 5, dtype=np.float32))
+    response = client.post(
+        "/v1/speakers/ada/enrollments", files={"audio": ("quiet.wav", silence, "audio/wav")}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "insufficient_speech"
+    assert client.get("/v1/speakers/ada").status_code == 404
+
+
+def test_opt_out_deletes_the_voiceprint_and_refuses_enrollment(client):
+    enroll(client, "ada", seconds=6.0, seed=1)
+    opted = client.post("/v1/speakers/ada/opt-out")
+    assert opted.status_code == 200
+    assert opted.json()["status"] == "OPTED_OUT"
+    assert opted.json()["model"] is None
+    assert opted.json()["enrolled_speech_seconds"] == 0.0
+    refused = enroll(client, "ada")
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "speaker_opted_out"
+
+
+def test_opt_out_of_an_unknown_speaker_holds_for_later(client):
+    assert client.post("/v1/speakers/later/opt-out").json()["status"] == "OPTED_OUT"
+    assert enroll(client, "later").status_code == 409
+
+
+def test_delete_removes_the_speaker(client):
+    enroll(client, "ada")
+    assert client.delete("/v1/speakers/ada").status_code == 204
+    assert client.get("/v1/speakers/ada").status_code == 404
+    assert client.delete("/v1/speakers/ada").status_code == 404

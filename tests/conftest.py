@@ -1,0 +1,151 @@
+"""Shared fixtures: a model folder the tests build themselves, databases (SQLite and
+a real PostgreSQL), the application in-process, and a real uvicorn server."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from starlette.testclient import TestClient
+
+from biometrics.app import create_app
+from biometrics.config import Settings
+from biometrics.embedding import SpeakerEncoder, load_encoder
+from biometrics.embedding.folder import ecapa_hyperparams, write_initialised_folder
+from biometrics.store import Database
+from biometrics.store.models import Base
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+LIBRISPEECH = SHARED / "data" / "librispeech"
+PRODUCTION_LAYOUT = SHARED / "models" / "spkrec-ecapa-voxceleb-layout"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BIOMETRICS_TEST_POSTGRES_URL",
+    "postgresql+psycopg://biometrics_test:biometrics_test@127.0.0.1:5432/postgres",
+)
+
+# No test may reach the network for model weights.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random-init ECAPA in the exact spkrec-ecapa-voxceleb layout."""
+    folder = tmp_path_factory.mktemp("model") / "ecapa-small"
+    return write_initialised_folder(folder, ecapa_hyperparams(channels=64, n_classes=8), seed=0)
+
+
+@pytest.fixture(scope="session")
+def encoder(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> SpeakerEncoder:
+    return load_encoder(str(model_folder), tmp_path_factory.mktemp("cache"), threads=2)
+
+
+@pytest.fixture(scope="session")
+def production_shaped_folder(tmp_path_factory) -> Path:
+    """The production model's exact small files with random weights of the right shapes."""
+    if not PRODUCTION_LAYOUT.is_dir():
+        pytest.skip("shared spkrec-ecapa-voxceleb layout absent")
+    folder = tmp_path_factory.mktemp("production") / "spkrec-ecapa-voxceleb"
+    return write_initialised_folder(
+        folder,
+        (PRODUCTION_LAYOUT / "hyperparams.yaml").read_text(),
+        label_encoder=(PRODUCTION_LAYOUT / "label_encoder.txt").read_text(),
+        mean_var_norm_emb=(PRODUCTION_LAYOUT / "mean_var_norm_emb.ckpt").read_bytes(),
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            pass
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        reason = f"PostgreSQL unreachable at {admin.url.render_as_string()}: {error.orig}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason + " (set BIOMETRICS_TEST_POSTGRES_URL; CI requires it)")
+    name = f"biometrics_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    Database(url).upgrade()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a fresh SQLite file, or the run's PostgreSQL
+    database emptied before the test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'biometrics.db'}"
+        Database(url).upgrade()
+        return url
+    url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    with database.session() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(table.delete())
+    database.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, model_folder: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        model_source=str(model_folder),
+        model_cache_dir=tmp_path / "cache",
+        auto_migrate=False,
+        min_enroll_speech_seconds=8.0,
+        min_verify_speech_seconds=2.0,
+        max_upload_bytes=4 * 1024 * 1024,
+        max_audio_seconds=60.0,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, encoder: SpeakerEncoder) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, encoder=encoder)) as test_client:
+        yield test_client
+
+
+@dataclasses.dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+
+
+@pytest.fixture
+def live_server(settings: Settings, encoder: SpeakerEncoder) -> Iterator[LiveServer]:
+    """The application on a real uvicorn server on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings, encoder=encoder), host="127.0.0.1", port=port, log_config=None
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
+    server.should_exit = True
+    thread.join(timeout=30)

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from biometrics.config import Settings
+from biometrics.errors import ConfigError
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_env({})
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.model_source == "speechbrain/spkrec-ecapa-voxceleb"
+    assert settings.min_enroll_speech_seconds == 20.0
+    assert settings.min_verify_speech_seconds == 3.0
+
+
+def test_environment_overrides_each_setting():
+    settings = Settings.from_env(
+        {
+            "BIOMETRICS_DATABASE_URL": "postgresql+psycopg://u:p@db/biometrics",
+            "BIOMETRICS_MODEL_SOURCE": "/models/ecapa",
+            "BIOMETRICS_MODEL_CACHE_DIR": "~/models",
+            "BIOMETRICS_THRESHOLD": "42.5",
+            "BIOMETRICS_MIN_ENROLL_SPEECH_SECONDS": "30",
+            "BIOMETRICS_MIN_VERIFY_SPEECH_SECONDS": "4",
+            "BIOMETRICS_MAX_UPLOAD_BYTES": "1048576",
+            "BIOMETRICS_AUTO_MIGRATE": "false",
+        }
+    )
+    assert settings.database_url == "postgresql+psycopg://u:p@db/biometrics"
+    assert settings.model_source == "/models/ecapa"
+    assert settings.model_cache_dir == Path("~/models").expanduser()
+    assert settings.threshold == 42.5
+    assert settings.min_enroll_speech_seconds == 30.0
+    assert settings.min_verify_speech_seconds == 4.0
+    assert settings.max_upload_bytes == 1048576
+    assert settings.auto_migrate is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BIOMETRICS_THRESHOLD", "high", "BIOMETRICS_THRESHOLD='high' is not a valid float"),
+        ("BIOMETRICS_THRESHOLD", "150", "between 0 and 100"),
+        ("BIOMETRICS_MIN_VERIFY_SPEECH_SECONDS", "0", "must be positive"),
+        ("BIOMETRICS_AUTO_MIGRATE", "maybe", "not a valid bool"),
+        ("BIOMETRICS_DATABASE_URL", "biometrics.db", "SQLAlchemy URL"),
+        ("BIOMETRICS_LOG_FORMAT", "xml", "json, console or auto"),
+    ],
+)
+def test_invalid_values_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({variable: value})
