@@ -47,9 +47,7 @@ import json
 import shutil
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -156,12 +154,24 @@ class Reply:
 
 
 class Api:
-    """The few endpoints the script uses, with retries."""
+    """The few endpoints the script uses, with retries.
+
+    It speaks HTTP through :mod:`http.client` rather than :mod:`urllib.request`, which sends
+    ``Connection: close``: the service then answers an upload over its size limit (413) and
+    closes the connection while the body is still being sent, and urllib reports only a reset
+    connection instead of the answer.
+    """
 
     def __init__(self, base_url: str, *, timeout: float, retries: int) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
+        parts = urllib.parse.urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--url must be an http:// or https:// URL, not {base_url!r}")
+        self._secure = parts.scheme == "https"
+        self._netloc = parts.netloc
+        self._prefix = parts.path  # a service behind a proxy may live under a path
 
     def health(self) -> Reply:
         return self._request("GET", "/healthz")
@@ -179,41 +189,47 @@ class Api:
     def _request(
         self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
     ) -> Reply:
-        url = self.base_url + path
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                reply = self._send(method, url, data, content_type)
+                reply = self._send(method, self._prefix + path, data, content_type)
             except TimeoutError as error:
                 # A timed-out upload may still be enrolled: sending it again could count it twice.
                 if last or method != "GET":
                     raise TransportError(
-                        f"{method} {url}: no answer within {self.timeout:g} s"
+                        f"{method} {path}: no answer within {self.timeout:g} s"
                     ) from error
             except (OSError, http.client.HTTPException) as error:
                 if last:
-                    raise TransportError(f"{method} {url}: {reason(error)}") from error
+                    raise TransportError(f"{method} {path}: {describe(error)}") from error
             else:
                 if last or reply.status not in RETRY_STATUSES:
                     return reply
             time.sleep(min(BACKOFF_SECONDS * 2**attempt, MAX_BACKOFF_SECONDS))
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _send(self, method: str, url: str, data: bytes | None, content_type: str | None) -> Reply:
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Accept", "application/json")
+    def _send(
+        self, method: str, target: str, data: bytes | None, content_type: str | None
+    ) -> Reply:
+        headers = {"Accept": "application/json"}
         if content_type:
-            request.add_header("Content-Type", content_type)
+            headers["Content-Type"] = content_type
+        connection_class = (
+            http.client.HTTPSConnection if self._secure else http.client.HTTPConnection
+        )
+        connection = connection_class(self._netloc, timeout=self.timeout)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return Reply(response.status, parse_body(response.read()))
-        except urllib.error.HTTPError as error:
-            with error:
-                return Reply(error.code, parse_body(error.read()))
-        except urllib.error.URLError as error:
-            if isinstance(error.reason, TimeoutError):
-                raise error.reason from error
-            raise
+            try:
+                connection.request(method, target, body=data, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # The service may answer before it has read the whole body, and close: read
+                # that answer if it came (getresponse raises if not).
+                if connection.sock is None:
+                    raise
+            response = connection.getresponse()
+            return Reply(response.status, parse_body(response.read()))
+        finally:
+            connection.close()
 
 
 def quote(speaker_id: str) -> str:
@@ -229,9 +245,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def reason(error: BaseException) -> str:
-    if isinstance(error, urllib.error.URLError):
-        return str(error.reason)
+def describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
@@ -317,7 +331,7 @@ def enroll_speaker(
     progress: Progress,
 ) -> None:
     if not recordings:
-        outcome.problem = "no .wav, .flac or .ogg files"
+        outcome.problem = "no .wav, .flac or .ogg files in its folder"
         return
     reply = api.get_speaker(outcome.speaker_id)
     if reply.status == 200:
@@ -383,8 +397,8 @@ class Progress:
         self.done = self._speaker_start + self._speaker_files
         if self.style == "lines":
             print(
-                f"{outcome.speaker_id}: {outcome.result} ({outcome.files_sent} file(s) sent, "
-                f"{outcome.speech_seconds:.1f} s of speech enrolled)",
+                f"{outcome.speaker_id}: {outcome.result} - {outcome.files_sent} file(s) sent, "
+                f"{outcome.speech_seconds:.1f} s of speech enrolled",
                 file=self.stream,
                 flush=True,
             )
@@ -411,7 +425,7 @@ class Progress:
 
 
 def print_summary(outcomes: list[Outcome], out: TextIO) -> None:
-    header = ["speaker_id", "files sent", "speech (s)", "status", "result"]
+    header = ["speaker_id", "files sent", "net speech (s)", "status", "result"]
     rows = [
         [o.speaker_id, str(o.files_sent), f"{o.speech_seconds:.1f}", o.status, o.result]
         for o in outcomes
@@ -483,12 +497,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--retries",
         type=non_negative_int,
         default=3,
+        metavar="N",
         help="retries after a connection error or HTTP 429/5xx (default 3)",
     )
     parser.add_argument(
         "--timeout",
         type=positive_float,
         default=60.0,
+        metavar="SECONDS",
         help="seconds to wait for each answer (default 60)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -496,15 +512,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
@@ -523,11 +545,8 @@ def check_service(api: Api) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if urllib.parse.urlsplit(args.url).scheme not in ("http", "https"):
-        print(f"enroll.py: --url must start with http:// or https://: {args.url}", file=sys.stderr)
-        return 2
-    api = Api(args.url, timeout=args.timeout, retries=args.retries)
     try:
+        api = Api(args.url, timeout=args.timeout, retries=args.retries)
         speakers = load_source(args.source)
         check_service(api)
     except UsageError as error:

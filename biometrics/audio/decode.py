@@ -61,9 +61,10 @@ def decode_audio(
             samples = sound.read(dtype="float32", always_2d=True)
             rate = sound.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = getattr(error, "error_string", None) or "unreadable data"
         raise InvalidAudio(
-            "could not decode the audio: send WAV or FLAC, or raw s16le PCM with its "
-            f"sample rate ({error})"
+            f"could not decode the audio ({reason}): send WAV, FLAC or Ogg, or raw s16le "
+            "PCM with its sample rate"
         ) from None
     return _to_model_input(samples, rate, audio_format.channel)
 
