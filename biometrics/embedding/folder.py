@@ -54,24 +54,48 @@ def write_initialised_folder(
     ``label_encoder`` and ``mean_var_norm_emb`` default to ones generated for
     the classifier's size; pass a published model's files to keep them as they are.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / HYPERPARAMS).write_text(hyperparams, encoding="utf-8")
     torch.manual_seed(seed)
     modules = load_hyperpyyaml(hyperparams)
-    torch.save(modules["embedding_model"].state_dict(), folder / EMBEDDING_CHECKPOINT)
-    torch.save(modules["classifier"].state_dict(), folder / "classifier.ckpt")
-    if mean_var_norm_emb is None:
-        modules["mean_var_norm_emb"]._save(folder / "mean_var_norm_emb.ckpt")
-    else:
+    write_model_folder(folder, hyperparams, modules)
+    if mean_var_norm_emb is not None:
         (folder / "mean_var_norm_emb.ckpt").write_bytes(mean_var_norm_emb)
-    if label_encoder is None:
-        encoder = modules["label_encoder"]
-        out_neurons = modules["classifier"].weight.shape[0]
-        encoder.update_from_iterable([f"speaker{index:05d}" for index in range(out_neurons)])
-        encoder.save(folder / "label_encoder.txt")
-    else:
+    if label_encoder is not None:
         (folder / "label_encoder.txt").write_text(label_encoder, encoding="utf-8")
     return folder
+
+
+def write_model_folder(
+    folder: Path,
+    hyperparams: str,
+    modules: dict,
+    *,
+    labels: list[str] | None = None,
+    half: bool = False,
+) -> Path:
+    """Save the modules built from ``hyperparams`` (trained or not) as a model folder.
+
+    ``half`` stores floating-point weights as float16, halving the folder;
+    loading casts them back to the modules' float32 parameters.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / HYPERPARAMS).write_text(hyperparams, encoding="utf-8")
+    torch.save(_state(modules["embedding_model"], half), folder / EMBEDDING_CHECKPOINT)
+    torch.save(_state(modules["classifier"], half), folder / "classifier.ckpt")
+    modules["mean_var_norm_emb"]._save(folder / "mean_var_norm_emb.ckpt")
+    encoder = modules["label_encoder"]
+    if labels is None:
+        out_neurons = modules["classifier"].weight.shape[0]
+        labels = [f"speaker{index:05d}" for index in range(out_neurons)]
+    encoder.update_from_iterable(labels)
+    encoder.save(folder / "label_encoder.txt")
+    return folder
+
+
+def _state(module: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:
+    return {
+        name: value.half() if half and value.is_floating_point() else value
+        for name, value in module.state_dict().items()
+    }
 
 
 _HYPERPARAMS_TEMPLATE = """\

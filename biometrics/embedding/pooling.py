@@ -8,9 +8,18 @@ weighted by the speech behind it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from biometrics.audio.decode import SAMPLE_RATE
+
+# Long speech is embedded in pieces and pooled: ECAPA's cost and memory grow
+# with length, while past ~10 s an embedding gains little.
+SEGMENT_SAMPLES = 10 * SAMPLE_RATE
+MIN_SEGMENT_SAMPLES = 1 * SAMPLE_RATE
+
+Embed = Callable[[list[np.ndarray]], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +52,14 @@ def accumulate(previous: SpeechEmbedding, new: SpeechEmbedding) -> SpeechEmbeddi
         speech_seconds=previous.speech_seconds + new.speech_seconds,
         segment_count=previous.segment_count + new.segment_count,
     )
+
+
+def pool_speech(embed: Embed, speech: np.ndarray) -> tuple[np.ndarray, int]:
+    """The service's rule for embedding speech of any length: pieces of up to
+    10 s, embedded in one batch and pooled by length. Returns the unit vector and
+    the number of pieces."""
+    pieces = split_segments(speech, SEGMENT_SAMPLES, MIN_SEGMENT_SAMPLES)
+    return weighted_mean(embed(pieces), [len(piece) for piece in pieces]), len(pieces)
 
 
 def split_segments(speech: np.ndarray, segment_samples: int, min_samples: int) -> list[np.ndarray]:

@@ -8,15 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from biometrics.audio import SAMPLE_RATE, SpeechSegments
+from biometrics.audio import SpeechSegments
 from biometrics.embedding.encoder import SpeakerEncoder
 from biometrics.embedding.identity import ModelIdentity
-from biometrics.embedding.pooling import SpeechEmbedding, split_segments, weighted_mean
-
-# Long speech is embedded in pieces and pooled: ECAPA's cost and memory grow
-# with length, while past ~10 s an embedding gains little.
-SEGMENT_SECONDS = 10.0
-MIN_SEGMENT_SECONDS = 1.0
+from biometrics.embedding.pooling import SpeechEmbedding, pool_speech
 
 
 class EmbeddingWorker:
@@ -35,17 +30,11 @@ class EmbeddingWorker:
 
     async def embed_speech(self, segments: SpeechSegments) -> SpeechEmbedding:
         """Embed the speech in ``segments`` as one speech-weighted mean."""
-        pieces = split_segments(
-            segments.speech(),
-            int(SEGMENT_SECONDS * SAMPLE_RATE),
-            int(MIN_SEGMENT_SECONDS * SAMPLE_RATE),
+        loop = asyncio.get_running_loop()
+        vector, pieces = await loop.run_in_executor(
+            self._executor, pool_speech, self.encoder.embed, segments.speech()
         )
-        embeddings = await self.embed(pieces)
-        return SpeechEmbedding(
-            vector=weighted_mean(embeddings, [len(piece) for piece in pieces]),
-            speech_seconds=segments.speech_seconds,
-            segment_count=len(pieces),
-        )
+        return SpeechEmbedding(vector, segments.speech_seconds, pieces)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,239 @@
+"""Knowledge distillation of a speaker encoder into SpeechBrain's ECAPA-TDNN.
+
+The student hears an augmented crop and learns, through a projection used
+only in training, to reproduce the teacher's embedding of the clean crop
+(centred: the teacher's embeddings share a large mean), to reproduce the
+batch's similarity matrix, and to classify the crop's voice with an
+additive-angular-margin loss. The student is built from the same
+hyperparams.yaml the exported folder carries, so it is exactly the model the
+service later loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+
+from biometrics.embedding.folder import ecapa_hyperparams, write_model_folder
+from biometrics.embedding.pooling import pool_speech
+from biometrics.evaluation.metrics import eer
+from biometrics.evaluation.protocol import Protocol, cosine_trials, embed_protocol
+from biometrics.training.data import CropSampler
+from biometrics.training.teacher import ResemblyzerTeacher
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    seed: int = 1234
+    channels: int = 256
+    steps: int = 1500
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 2e-5
+    cosine_weight: float = 1.0
+    similarity_weight: float = 2.0
+    margin_weight: float = 0.2
+    margin: float = 0.2
+    margin_scale: float = 30.0
+    teacher_mean_batches: int = 20
+    eval_every: int = 100
+    checkpoint_every: int = 50
+    threads: int = 2
+
+
+class Student(torch.nn.Module):
+    """The inference modules of the exported folder, plus a training-only projection."""
+
+    def __init__(self, channels: int, n_voices: int, teacher_dimension: int) -> None:
+        super().__init__()
+        self.hyperparams = ecapa_hyperparams(channels=channels, n_classes=n_voices)
+        modules = load_hyperpyyaml(self.hyperparams)
+        self.modules_by_name = modules
+        self.compute_features = modules["compute_features"]
+        self.mean_var_norm = modules["mean_var_norm"]
+        self.embedding_model = modules["embedding_model"]
+        self.classifier = modules["classifier"]
+        self.projection = torch.nn.Linear(192, teacher_dimension)
+
+    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+        lengths = torch.ones(waves.shape[0])
+        features = self.mean_var_norm(self.compute_features(waves), lengths)
+        return self.embedding_model(features, lengths).squeeze(1)
+
+    @torch.inference_mode()
+    def embed_numpy(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Embed one at a time, as the service does for unpadded speech."""
+        outputs = [self.embed(torch.from_numpy(w).unsqueeze(0)) for w in waves]
+        embedded = torch.nn.functional.normalize(torch.cat(outputs), dim=-1)
+        return embedded.numpy()
+
+
+class Distiller:
+    def __init__(
+        self,
+        config: DistillConfig,
+        sampler: CropSampler,
+        teacher: ResemblyzerTeacher,
+        workdir: Path,
+        development: Protocol | None = None,
+    ) -> None:
+        torch.manual_seed(config.seed)
+        torch.set_num_threads(config.threads)
+        self.config = config
+        self.sampler = sampler
+        self.teacher = teacher
+        self.workdir = workdir
+        self.development = development
+        self.student = Student(config.channels, len(sampler.voices), teacher.dimension)
+        self.optimizer = torch.optim.AdamW(
+            [p for name, p in self.student.named_parameters()],
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+        )
+        self.margin_loss = LogSoftmaxWrapper(
+            AdditiveAngularMargin(margin=config.margin, scale=config.margin_scale)
+        )
+        self.teacher_mean = np.zeros(teacher.dimension, dtype=np.float32)
+        self.step = 0
+        self.log_path = workdir / "train_log.jsonl"
+
+    # -- schedule --------------------------------------------------------------
+    def learning_rate(self, step: int) -> float:
+        config = self.config
+        if step < config.warmup_steps:
+            return config.learning_rate * (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    # -- training --------------------------------------------------------------
+    def run(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self._resume():
+            self._estimate_teacher_mean()
+        started = time.monotonic()
+        while self.step < self.config.steps:
+            parts = self._train_step(self.step)
+            self.step += 1
+            if self.step % 10 == 0 or self.step == 1:
+                self._log({"step": self.step, **parts, "seconds": time.monotonic() - started})
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+                self._save_checkpoint()
+            if self.development and (
+                self.step % self.config.eval_every == 0 or self.step == self.config.steps
+            ):
+                self._log({"step": self.step, "dev_eer": self.evaluate(self.development)})
+
+    def _train_step(self, step: int) -> dict[str, float]:
+        config = self.config
+        batch = self.sampler.batch(step)
+        target = self.teacher.embed(batch.clean) - self.teacher_mean
+        target = torch.nn.functional.normalize(torch.from_numpy(target), dim=-1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        self.student.train()
+        embedding = self.student.embed(torch.from_numpy(batch.augmented))
+        projected = torch.nn.functional.normalize(self.student.projection(embedding), dim=-1)
+        cosine = (1 - (projected * target).sum(-1)).mean()
+        off_diagonal = ~torch.eye(len(target), dtype=torch.bool)
+        similarity = ((projected @ projected.T - target @ target.T)[off_diagonal] ** 2).mean()
+        logits = self.student.classifier(embedding.unsqueeze(1))
+        labels = torch.from_numpy(batch.labels).long().unsqueeze(1)
+        margin = self.margin_loss(logits, labels)
+        loss = (
+            config.cosine_weight * cosine
+            + config.similarity_weight * similarity
+            + config.margin_weight * margin
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), 5.0)
+        self.optimizer.step()
+        return {
+            "loss": loss.item(),
+            "cosine": cosine.item(),
+            "similarity": similarity.item(),
+            "margin": margin.item(),
+            "lr": self.learning_rate(step),
+        }
+
+    def _estimate_teacher_mean(self) -> None:
+        batches = [
+            self.teacher.embed(self.sampler.batch(index, stream=1).clean)
+            for index in range(self.config.teacher_mean_batches)
+        ]
+        self.teacher_mean = np.concatenate(batches).mean(axis=0).astype(np.float32)
+        self._log({"teacher_mean_norm": float(np.linalg.norm(self.teacher_mean))})
+
+    # -- evaluation ------------------------------------------------------------
+    def evaluate(self, protocol: Protocol) -> float:
+        self.student.eval()
+        embed = self.student.embed_numpy
+        voiceprints, tests = embed_protocol(protocol, lambda s: pool_speech(embed, s)[0], embed)
+        trials = cosine_trials(protocol, voiceprints, tests)
+        return eer(trials.targets, trials.nontargets)[0]
+
+    # -- checkpoints -----------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.workdir / "checkpoint.pt"
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "step": self.step,
+            "student": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "teacher_mean": self.teacher_mean,
+            "voices": [voice.label for voice in self.sampler.voices],
+        }
+        partial = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, partial)
+        partial.replace(self.checkpoint_path)
+
+    def _resume(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        if state["voices"] != [voice.label for voice in self.sampler.voices]:
+            raise RuntimeError(f"{self.checkpoint_path} was trained on other data; move it away")
+        self.student.load_state_dict(state["student"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.teacher_mean = state["teacher_mean"]
+        self.step = state["step"]
+        self._log({"resumed_at_step": self.step})
+        return True
+
+    def _log(self, entry: dict[str, object]) -> None:
+        logger.info("training", extra=entry)
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    # -- export ----------------------------------------------------------------
+    @torch.inference_mode()
+    def export(self, folder: Path, norm_batches: int = 20) -> Path:
+        """Write the student as a model folder in the spkrec-ecapa-voxceleb layout."""
+        self.student.eval()
+        modules = self.student.modules_by_name
+        normalizer = modules["mean_var_norm_emb"]
+        normalizer.train()
+        for index in range(norm_batches):  # global embedding statistics, as published models have
+            waves = torch.from_numpy(self.sampler.batch(index, stream=2).clean)
+            embedding = self.student.embed(waves).unsqueeze(1)
+            normalizer(embedding, torch.ones(len(waves)), epoch=0)
+        normalizer.eval()
+        labels = [voice.label for voice in self.sampler.voices]
+        return write_model_folder(
+            folder, self.student.hyperparams, modules, labels=labels, half=True
+        )
