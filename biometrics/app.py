@@ -53,9 +53,14 @@ def start_services(settings: Settings, encoder: SpeakerEncoder | None = None) ->
         encoder = load_encoder(
             settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
         )
-    logger.warning(
-        "scores are uncalibrated cosine similarities x 100; measure the threshold for this "
-        "model on your own trials",
-        extra={"model": encoder.identity.name, "threshold": settings.threshold},
-    )
-    return Services.build(settings, database, EmbeddingWorker(encoder))
+    services = Services.build(settings, database, EmbeddingWorker(encoder))
+    scoring = services.scorer.describe()
+    if not scoring["calibrated"]:
+        logger.warning(
+            "no score calibration for this model: scores are cosine similarities x 100 and "
+            "the threshold is a guess; run `biometrics calibrate` on trials like your calls",
+            extra={"model": encoder.identity.name, **scoring},
+        )
+    else:
+        logger.info("scoring", extra={"model": encoder.identity.name, **scoring})
+    return services

@@ -1,5 +1,6 @@
-"""The ``biometrics`` command: ``serve`` and ``db upgrade``. It maps flags onto
-:class:`Settings` and does nothing the application factory does not."""
+"""The ``biometrics`` command: ``serve``, ``db upgrade``, ``cohort`` and ``calibrate``.
+
+It maps flags onto :class:`Settings` and calls the package's own code."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import argparse
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 
 from biometrics.config import Settings
-from biometrics.errors import BiometricsError
+from biometrics.embedding import SpeakerEncoder, load_encoder
+from biometrics.errors import BiometricsError, ConfigError
 from biometrics.logs import configure_logging
+from biometrics.store import Database, queries
 
 logger = logging.getLogger("biometrics")
 
@@ -23,6 +27,25 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
+    cohort = commands.add_parser(
+        "cohort", help="build the AS-norm impostor cohort of the configured model"
+    )
+    cohort.add_argument("data", type=Path, help="speech folder (LibriSpeech names or subfolders)")
+    cohort.add_argument("--per-speaker", type=int, default=3)
+    cohort.add_argument("--top-n", type=int, default=200)
+    cohort.add_argument("--exclude", nargs="*", default=[], help="speaker ids to leave out")
+    calibrate = commands.add_parser(
+        "calibrate", help="fit the configured model's score calibration on development speech"
+    )
+    calibrate.add_argument(
+        "data", type=Path, help="development speech, other speakers than the cohort"
+    )
+    calibrate.add_argument("--enroll-seconds", type=float, default=20.0)
+    calibrate.add_argument("--test-seconds", type=float, nargs="+", default=[3.0, 5.0])
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument(
+        "--raw", action="store_true", help="calibrate raw cosine scores, ignoring the cohort"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -30,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
+        if args.command == "cohort":
+            return _build_cohort(settings, args)
+        if args.command == "calibrate":
+            return _calibrate(settings, args)
         return _db_upgrade(settings)
     except BiometricsError as error:
         print(f"biometrics: error: {error.detail}", file=sys.stderr)
@@ -40,22 +67,87 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from biometrics.app import create_app
-    from biometrics.embedding import load_encoder
-    from biometrics.store import Database
 
     # Fail before binding the port when the database or model is unusable.
-    if settings.auto_migrate:
-        Database(settings.database_url).upgrade()
-    encoder = load_encoder(
-        settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
-    )
+    _, encoder = _prepared(settings)
     app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
     uvicorn.run(app, host=host, port=port, log_config=None)
     return 0
 
 
 def _db_upgrade(settings: Settings) -> int:
-    from biometrics.store import Database
-
     Database(settings.database_url).upgrade()
     return 0
+
+
+def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
+    database = Database(settings.database_url)
+    if settings.auto_migrate:
+        database.upgrade()
+    encoder = load_encoder(
+        settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
+    )
+    return database, encoder
+
+
+def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
+    from biometrics.evaluation.calibrate import build_cohort
+
+    _require_folder(args.data)
+    database, encoder = _prepared(settings)
+    cohort = build_cohort(
+        encoder, args.data, per_speaker=args.per_speaker, exclude=args.exclude, top_n=args.top_n
+    )
+    with database.session() as session:
+        queries.save_cohort(session, encoder.identity.checkpoint_sha256, cohort, str(args.data))
+    print(f"cohort of {len(cohort.embeddings)} embeddings stored for {encoder.identity.name}")
+    return 0
+
+
+def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
+    from biometrics.evaluation.calibrate import development_trials, fit_calibration
+
+    _require_folder(args.data)
+    database, encoder = _prepared(settings)
+    sha = encoder.identity.checkpoint_sha256
+    with database.session() as session:
+        cohort = (
+            None
+            if args.raw
+            else queries.load_scorer(
+                session, sha, target_far=settings.target_far, fixed_threshold=None
+            ).cohort
+        )
+    trials = development_trials(
+        encoder,
+        args.data,
+        enroll_seconds=args.enroll_seconds,
+        test_seconds=args.test_seconds,
+        cohort=cohort,
+        seed=args.seed,
+    )
+    fit = fit_calibration(trials, normalized=cohort is not None)
+    with database.session() as session:
+        queries.save_calibration(
+            session,
+            sha,
+            fit.calibration,
+            description=str(args.data),
+            eer=fit.eer,
+            target_trials=fit.target_trials,
+            nontarget_trials=fit.nontarget_trials,
+        )
+    threshold = fit.calibration.threshold_for_far(settings.target_far)
+    print(
+        f"calibration stored for {encoder.identity.name}: "
+        f"{'AS-norm' if cohort is not None else 'raw cosine'} scores, "
+        f"{fit.target_trials} target / {fit.nontarget_trials} non-target trials, "
+        f"development EER {100 * fit.eer:.2f} %, threshold at FAR "
+        f"{100 * settings.target_far:g} %: {threshold:.1f}"
+    )
+    return 0
+
+
+def _require_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder of speech")

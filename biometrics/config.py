@@ -26,8 +26,13 @@ class Settings:
     model_source: str = DEFAULT_MODEL_SOURCE
     model_cache_dir: Path = Path.home() / ".cache" / "biometrics" / "models"
     inference_threads: int = 2
-    # Decision threshold on the 0-100 score; a request may override it.
-    threshold: float = 30.0
+    # Decision threshold on the 0-100 score; a request may override it. Unset, it is
+    # derived from the model's calibration at target_far (30 when uncalibrated).
+    threshold: float | None = None
+    target_far: float = 0.01
+    # Quality gate: audio below it is not judged (decision POOR_AUDIO_QUALITY).
+    min_snr_db: float = 3.0
+    max_clipping_ratio: float = 0.01
     min_enroll_speech_seconds: float = 20.0
     min_verify_speech_seconds: float = 3.0
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -50,8 +55,12 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if not 0.0 <= self.threshold <= 100.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 100.0:
             raise ConfigError(f"{PREFIX}THRESHOLD must be between 0 and 100, got {self.threshold}")
+        if not 0.0001 <= self.target_far <= 0.5:
+            raise ConfigError(f"{PREFIX}TARGET_FAR must be between 0.0001 and 0.5")
+        if not 0.0 <= self.max_clipping_ratio <= 1.0:
+            raise ConfigError(f"{PREFIX}MAX_CLIPPING_RATIO must be between 0 and 1")
         for name in ("min_enroll_speech_seconds", "min_verify_speech_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
@@ -80,6 +89,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _parse(variable: str, raw: str, kind: object) -> object:
     kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    kind_name = kind_name.removesuffix(" | None")
     try:
         if kind_name == "bool":
             if raw.lower() in _TRUE:

@@ -8,10 +8,12 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from biometrics.audio import SpeechDetector
+from biometrics.audio.quality import Quality, measure
 from biometrics.config import Settings
 from biometrics.embedding import EmbeddingWorker, ModelIdentity
 from biometrics.errors import ModelMismatch
-from biometrics.scoring import Decision, decide, score_from_similarity
+from biometrics.scoring import Decision, decide
+from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database, SpeakerStatus, VerificationRecord, queries
 
 
@@ -24,6 +26,10 @@ class VerificationResult:
     threshold: float
     speech_seconds: float
     model: ModelIdentity
+    calibrated: bool
+    normalized_score: float | None = None
+    quality: Quality | None = None
+    quality_issues: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -34,6 +40,13 @@ class VerificationResult:
             "threshold": self.threshold,
             "speech_seconds": round(self.speech_seconds, 2),
             "model": self.model.as_dict(),
+            "calibrated": self.calibrated,
+            "normalized_score": None
+            if self.normalized_score is None
+            else round(self.normalized_score, 3),
+            "quality": None
+            if self.quality is None
+            else {**self.quality.as_dict(), "issues": list(self.quality_issues)},
         }
 
 
@@ -52,44 +65,71 @@ class Verifier:
         worker: EmbeddingWorker,
         detector: SpeechDetector,
         settings: Settings,
+        scorer: Scorer,
     ) -> None:
         self._database = database
         self._worker = worker
         self._detector = detector
         self._settings = settings
+        self.scorer = scorer
 
     async def verify(
         self, speaker_id: str, samples: np.ndarray, threshold: float | None = None
     ) -> VerificationResult:
-        threshold = self._settings.threshold if threshold is None else threshold
+        threshold = self.scorer.default_threshold if threshold is None else threshold
         claim = await run_in_threadpool(self._claim, speaker_id)
-        speech_seconds = 0.0
-        score = similarity = None
         if claim.status is SpeakerStatus.OPTED_OUT:
-            decision = Decision.SPEAKER_OPTED_OUT
+            result = self._unscored(speaker_id, Decision.SPEAKER_OPTED_OUT, threshold)
         elif claim.voiceprint is None or claim.status is not SpeakerStatus.ENROLLED:
-            decision = Decision.SPEAKER_NOT_ENROLLED
+            result = self._unscored(speaker_id, Decision.SPEAKER_NOT_ENROLLED, threshold)
         else:
-            segments = await run_in_threadpool(self._detector.detect, samples)
-            speech_seconds = segments.speech_seconds
-            if speech_seconds < self._settings.min_verify_speech_seconds:
-                decision = Decision.NOT_ENOUGH_SPEECH
-            else:
-                embedding = await self._worker.embed_speech(segments)
-                similarity = float(np.dot(embedding.vector, claim.voiceprint))
-                score = score_from_similarity(similarity)
-                decision = decide(score, threshold)
-        result = VerificationResult(
-            speaker_id=speaker_id,
-            decision=decision,
-            score=score,
-            similarity=similarity,
-            threshold=threshold,
-            speech_seconds=speech_seconds,
-            model=self._worker.identity,
-        )
+            result = await self._judge(speaker_id, claim.voiceprint, samples, threshold)
         await run_in_threadpool(self._record, result)
         return result
+
+    async def _judge(
+        self, speaker_id: str, voiceprint: np.ndarray, samples: np.ndarray, threshold: float
+    ) -> VerificationResult:
+        segments = await run_in_threadpool(self._detector.detect, samples)
+        quality = measure(segments)
+        issues = tuple(quality.issues(self._settings.min_snr_db, self._settings.max_clipping_ratio))
+        if quality.speech_seconds < self._settings.min_verify_speech_seconds:
+            decision = Decision.NOT_ENOUGH_SPEECH
+        elif issues:
+            decision = Decision.POOR_AUDIO_QUALITY
+        else:
+            embedding = await self._worker.embed_speech(segments)
+            trial = self.scorer.score(voiceprint, embedding.vector)
+            return VerificationResult(
+                speaker_id=speaker_id,
+                decision=decide(trial.score, threshold),
+                score=trial.score,
+                similarity=trial.similarity,
+                threshold=threshold,
+                speech_seconds=quality.speech_seconds,
+                model=self._worker.identity,
+                calibrated=trial.calibrated,
+                normalized_score=trial.normalized,
+                quality=quality,
+            )
+        unscored = self._unscored(speaker_id, decision, threshold)
+        return dataclasses.replace(
+            unscored, speech_seconds=quality.speech_seconds, quality=quality, quality_issues=issues
+        )
+
+    def _unscored(
+        self, speaker_id: str, decision: Decision, threshold: float
+    ) -> VerificationResult:
+        return VerificationResult(
+            speaker_id=speaker_id,
+            decision=decision,
+            score=None,
+            similarity=None,
+            threshold=threshold,
+            speech_seconds=0.0,
+            model=self._worker.identity,
+            calibrated=self.scorer.usable_calibration is not None,
+        )
 
     def _claim(self, speaker_id: str) -> _Claim:
         identity = self._worker.identity

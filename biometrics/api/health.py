@@ -19,7 +19,10 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     services = services_of(request)
-    body: dict[str, object] = {"model": services.worker.identity.as_dict()}
+    body: dict[str, object] = {
+        "model": services.worker.identity.as_dict(),
+        "scoring": services.scorer.describe(),
+    }
     try:
         await run_in_threadpool(services.database.ping)
     except Exception as error:

@@ -7,7 +7,7 @@ import enum
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import DateTime, Enum, Float, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -138,3 +138,47 @@ class VerificationRecord(Base):
     threshold: Mapped[float] = mapped_column(Float)
     speech_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ScoreCohort(Base):
+    """Impostor embeddings for AS-norm, one set per model."""
+
+    __tablename__ = "score_cohorts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(Integer)
+    dimension: Mapped[int] = mapped_column(Integer)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, row-major
+    top_n: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        flat = np.frombuffer(self.vectors, dtype="<f4")
+        return flat.reshape(self.size, self.dimension).copy()
+
+    @embeddings.setter
+    def embeddings(self, value: np.ndarray) -> None:
+        matrix = np.asarray(value, dtype="<f4")
+        self.size, self.dimension = (int(n) for n in matrix.shape)
+        self.vectors = matrix.tobytes()
+
+
+class ScoreCalibration(Base):
+    """The logistic score calibration of one model, with thresholds by false-accept rate."""
+
+    __tablename__ = "score_calibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    slope: Mapped[float] = mapped_column(Float)
+    intercept: Mapped[float] = mapped_column(Float)
+    normalized: Mapped[bool]
+    thresholds: Mapped[dict[str, float]] = mapped_column(JSON)  # far -> 0-100 threshold
+    description: Mapped[str] = mapped_column(String(512))
+    eer: Mapped[float] = mapped_column(Float)
+    target_trials: Mapped[int] = mapped_column(Integer)
+    nontarget_trials: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

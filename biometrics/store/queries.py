@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from biometrics.errors import SpeakerExists, SpeakerNotFound
-from biometrics.store.models import Speaker, SpeakerAlias, SpeakerStatus, utcnow
+from biometrics.scoring.calibration import Calibration
+from biometrics.scoring.normalization import Cohort
+from biometrics.scoring.scorer import Scorer
+from biometrics.store.models import (
+    ScoreCalibration,
+    ScoreCohort,
+    Speaker,
+    SpeakerAlias,
+    SpeakerStatus,
+    utcnow,
+)
 
 _WITH_DETAILS = (selectinload(Speaker.aliases), selectinload(Speaker.voiceprint))
 
@@ -68,3 +78,60 @@ def list_speakers(session: Session, *, after: str | None, limit: int) -> list[Sp
 
 def touch(speaker: Speaker) -> None:
     speaker.last_accessed_at = utcnow()
+
+
+def load_scorer(
+    session: Session, model_sha256: str, *, target_far: float, fixed_threshold: float | None
+) -> Scorer:
+    """The scoring policy stored for a model: its cohort and calibration, if any."""
+    cohort_row = session.scalars(
+        select(ScoreCohort).where(ScoreCohort.model_sha256 == model_sha256)
+    ).one_or_none()
+    calibration_row = session.scalars(
+        select(ScoreCalibration).where(ScoreCalibration.model_sha256 == model_sha256)
+    ).one_or_none()
+    cohort = None if cohort_row is None else Cohort(cohort_row.embeddings, cohort_row.top_n)
+    calibration = None
+    if calibration_row is not None:
+        calibration = Calibration(
+            slope=calibration_row.slope,
+            intercept=calibration_row.intercept,
+            normalized=calibration_row.normalized,
+            thresholds={float(far): value for far, value in calibration_row.thresholds.items()},
+        )
+    return Scorer(cohort, calibration, target_far, fixed_threshold)
+
+
+def save_cohort(session: Session, model_sha256: str, cohort: Cohort, description: str) -> None:
+    """Store the model's cohort, replacing any earlier one."""
+    session.execute(delete(ScoreCohort).where(ScoreCohort.model_sha256 == model_sha256))
+    row = ScoreCohort(model_sha256=model_sha256, description=description, top_n=cohort.top_n)
+    row.embeddings = cohort.embeddings
+    session.add(row)
+
+
+def save_calibration(
+    session: Session,
+    model_sha256: str,
+    calibration: Calibration,
+    *,
+    description: str,
+    eer: float,
+    target_trials: int,
+    nontarget_trials: int,
+) -> None:
+    """Store the model's calibration, replacing any earlier one."""
+    session.execute(delete(ScoreCalibration).where(ScoreCalibration.model_sha256 == model_sha256))
+    session.add(
+        ScoreCalibration(
+            model_sha256=model_sha256,
+            slope=calibration.slope,
+            intercept=calibration.intercept,
+            normalized=calibration.normalized,
+            thresholds={str(far): value for far, value in calibration.thresholds.items()},
+            description=description,
+            eer=eer,
+            target_trials=target_trials,
+            nontarget_trials=nontarget_trials,
+        )
+    )

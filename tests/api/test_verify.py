@@ -15,6 +15,9 @@ RESULT_FIELDS = {
     "threshold",
     "speech_seconds",
     "model",
+    "calibrated",
+    "normalized_score",
+    "quality",
 }
 
 
@@ -33,6 +36,9 @@ def test_verification_returns_a_decision_with_a_score(client):
     assert result["threshold"] == 0.0
     assert result["speech_seconds"] >= 2.0
     assert result["model"]["sha256"] == client.get("/readyz").json()["model"]["sha256"]
+    assert result["calibrated"] is False
+    assert result["quality"]["issues"] == []
+    assert result["quality"]["snr_db"] > 10
 
 
 def test_the_request_threshold_overrides_the_default(client):
