@@ -1,0 +1,28 @@
+"""Live calls: the ACS audio-streaming protocol (and, beside it, the call sessions and the
+WebSocket endpoint that use it)."""
+
+from biometrics.streaming.protocol import (
+    CLOSE_INVALID_DATA,
+    CLOSE_POLICY_VIOLATION,
+    AudioFormat,
+    AudioFrame,
+    DropReason,
+    DtmfFrame,
+    IgnoredFrame,
+    Message,
+    ProtocolViolation,
+    StreamParser,
+)
+
+__all__ = [
+    "CLOSE_INVALID_DATA",
+    "CLOSE_POLICY_VIOLATION",
+    "AudioFormat",
+    "AudioFrame",
+    "DropReason",
+    "DtmfFrame",
+    "IgnoredFrame",
+    "Message",
+    "ProtocolViolation",
+    "StreamParser",
+]
