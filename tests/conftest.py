@@ -4,6 +4,7 @@ a real PostgreSQL), the application in-process, and a real uvicorn server."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import threading
@@ -34,6 +35,16 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 # No test may reach the network for model weights.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger; keep that from leaking into later tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

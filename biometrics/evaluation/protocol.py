@@ -46,12 +46,14 @@ class Protocol:
 
 
 def find_speakers(folder: Path) -> dict[str, list[Path]]:
-    """Audio files per speaker, by subfolder or by LibriSpeech file name."""
+    """Audio files per speaker: the first-level subfolder names the speaker (so the
+    LibriSpeech tree ``speaker/chapter/file`` groups by speaker, not chapter); files
+    directly in ``folder`` are named by their LibriSpeech prefix."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     speakers: dict[str, list[Path]] = defaultdict(list)
     for path in files:
-        parent = path.parent
-        speaker = parent.name if parent != folder else path.name.split("-")[0]
+        parts = path.relative_to(folder).parts
+        speaker = parts[0] if len(parts) > 1 else path.name.split("-")[0]
         speakers[speaker].append(path)
     return dict(speakers)
 
@@ -75,32 +77,54 @@ def build_protocol(
     test_seconds: float,
     max_tests_per_speaker: int = 50,
     seed: int = 0,
+    join_utterances: bool = False,
 ) -> Protocol:
-    """Split each speaker's utterances into enrollment and test crops."""
-    rng = np.random.default_rng(seed)
+    """Split each speaker's utterances into enrollment and test crops.
+
+    The enrollment depends only on ``seed`` and ``enroll_seconds`` (it draws from
+    its own random stream), so protocols for different ``test_seconds`` enroll
+    every speaker they share identically and differ only in their tests.
+    ``join_utterances`` concatenates a speaker's test utterances before cropping,
+    for tests longer than single utterances (a caller's turns joined). A speaker
+    with too little speech left for a crop stays enrolled: a non-target for others.
+    """
+    enroll_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     crop = int(test_seconds * SAMPLE_RATE)
     enrollments: dict[str, list[np.ndarray]] = {}
     tests: list[TestCrop] = []
     for entry in speech:
-        order = rng.permutation(len(entry.utterances))
-        enrolled: list[np.ndarray] = []
-        position = 0
-        while position < len(order) and sum(map(len, enrolled)) < enroll_seconds * SAMPLE_RATE:
-            enrolled.append(entry.utterances[order[position]])
-            position += 1
-        if sum(map(len, enrolled)) < enroll_seconds * SAMPLE_RATE:
+        split = choose_enrollment(entry.utterances, enroll_seconds * SAMPLE_RATE, enroll_rng)
+        if split is None:
             continue
+        enrolled, rest = split
+        if join_utterances and rest:
+            rest = [np.concatenate(rest)]
         crops = [
             utterance[start : start + crop]
-            for utterance in (entry.utterances[i] for i in order[position:])
+            for utterance in rest
             for start in range(0, len(utterance) - crop + 1, crop)
         ]
-        if not crops:
-            continue
-        chosen = rng.permutation(len(crops))[:max_tests_per_speaker]
         enrollments[entry.speaker] = enrolled
+        chosen = test_rng.permutation(len(crops))[:max_tests_per_speaker]
         tests.extend(TestCrop(entry.speaker, crops[i]) for i in sorted(chosen))
     return Protocol(enrollments=enrollments, tests=tests, test_seconds=test_seconds)
+
+
+def choose_enrollment(
+    utterances: list[np.ndarray], enroll_samples: float, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """Whole utterances in a seeded order until ``enroll_samples`` of speech, and the
+    remaining utterances (in the same order) for tests; None when there is too little.
+    The order is drawn for every speaker, used or not, so later speakers do not shift."""
+    order = rng.permutation(len(utterances))
+    enrolled: list[np.ndarray] = []
+    position = 0
+    while position < len(order) and sum(map(len, enrolled)) < enroll_samples:
+        enrolled.append(utterances[order[position]])
+        position += 1
+    if sum(map(len, enrolled)) < enroll_samples:
+        return None
+    return enrolled, [utterances[i] for i in order[position:]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +147,23 @@ def embed_protocol(
     protocol: Protocol, pool: Callable[[np.ndarray], np.ndarray], batch_embed: Callable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Voiceprints (one per speaker, by ``pool``) and test embeddings (by ``batch_embed``)."""
-    voiceprints = np.stack(
-        [pool(np.concatenate(protocol.enrollments[s])) for s in protocol.speakers]
-    )
-    tests = []
-    for start in range(0, len(protocol.tests), 32):
-        batch = [test.samples for test in protocol.tests[start : start + 32]]
-        tests.append(batch_embed(batch))
-    return voiceprints, np.concatenate(tests)
+    return embed_voiceprints(protocol, pool), embed_tests(protocol.tests, batch_embed)
+
+
+def embed_voiceprints(protocol: Protocol, pool: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """One voiceprint per enrolled speaker (in ``protocol.speakers`` order) from all
+    of the speaker's enrollment speech, as the service pools an enrollment."""
+    return np.stack([pool(np.concatenate(protocol.enrollments[s])) for s in protocol.speakers])
+
+
+def embed_tests(tests: list[TestCrop], batch_embed: Callable, batch_size: int = 32) -> np.ndarray:
+    """Test embeddings in batches: crops of one protocol share a length, so batches
+    carry no padding, and the batch bounds memory."""
+    batches = [
+        batch_embed([test.samples for test in tests[start : start + batch_size]])
+        for start in range(0, len(tests), batch_size)
+    ]
+    return np.concatenate(batches)
 
 
 def cosine_trials(protocol: Protocol, voiceprints: np.ndarray, tests: np.ndarray) -> Trials:

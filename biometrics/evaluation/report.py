@@ -1,0 +1,141 @@
+"""Evaluation results for people and for machines: a terminal table, results.json
+and a DET plot.
+
+The JSON keeps everything needed to compare runs (the model identity, the
+protocol settings, every metric and count); the DET plot shows the whole
+trade-off between false accepts and false rejects, where one EER cannot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biometrics.evaluation.metrics import error_rates
+from biometrics.evaluation.run import Evaluation
+
+RESULTS_FILE = "results.json"
+DET_FILE = "det.png"
+# Normal-deviate axis ticks, in percent: the DET convention.
+DET_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40)
+DET_LIMITS = (0.05, 50.0)
+
+COLUMNS = (
+    ("model", "<"),
+    ("T s", ">"),
+    ("EER % [95% CI]", ">"),
+    ("minDCF.01", ">"),
+    ("minDCF.05", ">"),
+    ("FRR@FAR1%", ">"),
+    ("FRR@FAR.1%", ">"),
+    ("targets", ">"),
+    ("non-targets", ">"),
+    ("ms/crop", ">"),
+)
+
+
+def format_eer(metrics: dict[str, Any]) -> str:
+    """EER in percent, with its bootstrap interval when there is one."""
+    text = f"{100 * metrics['eer']:.2f}"
+    if metrics.get("eer_ci"):
+        low, high = metrics["eer_ci"]
+        text += f" [{100 * low:.2f}, {100 * high:.2f}]"
+    return text
+
+
+def table_row(evaluation: Evaluation) -> list[str]:
+    metrics = evaluation.metrics
+    return [
+        evaluation.label,
+        f"{evaluation.test_seconds:g}",
+        format_eer(metrics),
+        f"{metrics['min_dcf_0.01']:.3f}",
+        f"{metrics['min_dcf_0.05']:.3f}",
+        f"{100 * metrics['frr_at_far_1pct']:.1f}%",
+        f"{100 * metrics['frr_at_far_0.1pct']:.1f}%",
+        str(metrics["n_target"]),
+        str(metrics["n_nontarget"]),
+        f"{evaluation.embed_ms_per_test:.1f}",
+    ]
+
+
+def format_table(rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str]]) -> str:
+    """Aligned plain-text columns; ``columns`` is (header, '<' or '>') per column."""
+    widths = [
+        max([len(header), *(len(row[index]) for row in rows)])
+        for index, (header, _) in enumerate(columns)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            f"{cell:{align}{width}}"
+            for cell, (_, align), width in zip(cells, columns, widths, strict=True)
+        ).rstrip()
+
+    header = line([name for name, _ in columns])
+    return "\n".join([header, "-" * len(header), *(line(row) for row in rows)])
+
+
+def results_table(evaluations: Sequence[Evaluation]) -> str:
+    """One row per model and test length."""
+    return format_table([table_row(evaluation) for evaluation in evaluations], COLUMNS)
+
+
+def write_results(
+    folder: Path, settings: dict[str, Any], evaluations: Sequence[Evaluation]
+) -> Path:
+    """``folder/results.json``: the run's settings (data, seed, enroll_seconds, ...)
+    and one entry per model and test length."""
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {**settings, "results": [evaluation.as_dict() for evaluation in evaluations]}
+    path = folder / RESULTS_FILE
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def normal_deviate(rates: np.ndarray | float) -> np.ndarray:
+    """Error rates (fractions) on the DET plot's normal-deviate scale, clipped to its
+    range so that zero error rates stay drawable."""
+    from scipy.special import ndtri
+
+    low, high = (limit / 100 for limit in DET_LIMITS)
+    return ndtri(np.clip(rates, low, high))
+
+
+def plot_det(folder: Path, evaluations: Sequence[Evaluation]) -> Path:
+    """``folder/det.png``: one DET curve per model and test length, EER points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    folder.mkdir(parents=True, exist_ok=True)
+    figure, axes = pyplot.subplots(figsize=(7, 7))
+    for evaluation in evaluations:
+        rates = error_rates(evaluation.targets, evaluation.nontargets)
+        label = f"{evaluation.label}, T={evaluation.test_seconds:g} s"
+        (curve,) = axes.plot(normal_deviate(rates.far), normal_deviate(rates.frr), label=label)
+        point = normal_deviate(evaluation.metrics["eer"])
+        axes.plot(point, point, "o", color=curve.get_color())
+    ticks = normal_deviate(np.array(DET_TICKS) / 100)
+    limits = normal_deviate(np.array(DET_LIMITS) / 100)
+    for set_ticks, set_limits in (
+        (axes.set_xticks, axes.set_xlim),
+        (axes.set_yticks, axes.set_ylim),
+    ):
+        set_ticks(ticks, [f"{tick:g}" for tick in DET_TICKS])
+        set_limits(*limits)
+    axes.plot(limits, limits, color="0.8", linewidth=0.8, zorder=0)
+    axes.set_xlabel("false accept rate (%)")
+    axes.set_ylabel("false reject rate (%)")
+    axes.set_title("DET curves (dots: EER)")
+    axes.grid(True, color="0.9")
+    axes.legend(fontsize="small", loc="upper right")
+    path = folder / DET_FILE
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot.close(figure)
+    return path
