@@ -91,12 +91,17 @@ def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
 
 
 def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
+    from biometrics.embedding.pooling import pool_speech
     from biometrics.evaluation.calibrate import build_cohort
 
     _require_folder(args.data)
     database, encoder = _prepared(settings)
     cohort = build_cohort(
-        encoder, args.data, per_speaker=args.per_speaker, exclude=args.exclude, top_n=args.top_n
+        lambda speech: pool_speech(encoder.embed, speech)[0],
+        args.data,
+        per_speaker=args.per_speaker,
+        exclude=args.exclude,
+        top_n=args.top_n,
     )
     with database.session() as session:
         queries.save_cohort(session, encoder.identity.checkpoint_sha256, cohort, str(args.data))
@@ -105,28 +110,29 @@ def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
-    from biometrics.evaluation.calibrate import development_trials, fit_calibration
+    from biometrics.evaluation.calibrate import as_norm_scorer, fit_calibration
+    from biometrics.evaluation.protocol import cosine_trials, find_speakers, load_speech
+    from biometrics.evaluation.run import encoder_embedder, evaluate
 
     _require_folder(args.data)
     database, encoder = _prepared(settings)
     sha = encoder.identity.checkpoint_sha256
     with database.session() as session:
-        cohort = (
-            None
-            if args.raw
-            else queries.load_scorer(
-                session, sha, target_far=settings.target_far, fixed_threshold=None
-            ).cohort
+        scorer = queries.load_scorer(
+            session, sha, target_far=settings.target_far, fixed_threshold=None
         )
-    trials = development_trials(
-        encoder,
-        args.data,
+    cohort = None if args.raw else scorer.cohort
+    evaluations = evaluate(
+        encoder_embedder(encoder, settings.model_source),
+        load_speech(find_speakers(args.data)),
+        args.test_seconds,
         enroll_seconds=args.enroll_seconds,
-        test_seconds=args.test_seconds,
-        cohort=cohort,
         seed=args.seed,
+        score=cosine_trials if cohort is None else as_norm_scorer(cohort),
     )
-    fit = fit_calibration(trials, normalized=cohort is not None)
+    if not evaluations:
+        raise ConfigError(f"{args.data} holds too little speech for any trial")
+    fit = fit_calibration(evaluations, normalized=cohort is not None)
     with database.session() as session:
         queries.save_calibration(
             session,

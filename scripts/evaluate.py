@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="HF id or model folder, 'resemblyzer', or 'random:<channels>' (repeatable; "
         "default: BIOMETRICS_MODEL_SOURCE)",
     )
+    parser.add_argument("--speakers", nargs="+", help="only these speaker ids (default: all)")
     parser.add_argument("--enroll-seconds", type=float, default=20.0)
     parser.add_argument("--test-seconds", type=float, nargs="+", default=[1, 2, 3, 5, 10])
     parser.add_argument("--max-tests-per-speaker", type=int, default=50)
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = Settings.from_env()
     threads = args.threads or settings.inference_threads
-    speech = load_speech(find_speakers(args.data))
+    speakers = find_speakers(args.data)
+    if args.speakers:
+        speakers = {
+            speaker: paths for speaker, paths in speakers.items() if speaker in args.speakers
+        }
+    speech = load_speech(speakers)
     if not speech:
         print(f"no audio files in {args.data}", file=sys.stderr)
         return 2
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "enroll_seconds": args.enroll_seconds,
             "max_tests_per_speaker": args.max_tests_per_speaker,
             "max_nontargets": args.max_nontargets,
+            "speakers": args.speakers,
         }
         write_results(args.out, run_settings, evaluations)
         plot_det(args.out, evaluations)

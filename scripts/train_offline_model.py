@@ -21,12 +21,10 @@ from pathlib import Path
 
 from biometrics.evaluation.protocol import build_protocol, find_speakers, load_speech
 from biometrics.logs import configure_logging
-from biometrics.training.data import Augmentation, CropSampler, load_voices
+from biometrics.training.data import HELD_OUT_SPEAKERS, Augmentation, CropSampler, load_voices
 from biometrics.training.distill import DistillConfig, Distiller
 from biometrics.training.teacher import ResemblyzerTeacher
 
-# Kept out of training (3 F, 3 M) to measure on; none of test-other-dev is used.
-HELD_OUT_SPEAKERS = ("19", "163", "1737", "2136", "4640", "8629")
 SPEEDS = (0.9, 1.0, 1.1)
 CROP_SECONDS = (2.0, 3.0)
 

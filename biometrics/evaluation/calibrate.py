@@ -1,41 +1,43 @@
 """Fitting a model's scoring from speech: the AS-norm cohort and the calibration.
 
-Both run the service's own decoding, speech detection and embedding code, so
-what is fitted here is what the service later applies.
+Both run through the evaluation harness, which runs the service's own
+decoding, speech detection and embedding code, so what is fitted here is what
+the service later applies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from biometrics.embedding import SpeakerEncoder
-from biometrics.embedding.pooling import pool_speech
 from biometrics.evaluation.metrics import eer
 from biometrics.evaluation.protocol import (
+    Protocol,
     Trials,
-    build_protocol,
     cosine_trials,
-    embed_protocol,
     find_speakers,
     load_speech,
 )
+from biometrics.evaluation.run import Evaluation
 from biometrics.scoring import calibration
 from biometrics.scoring.normalization import DEFAULT_TOP_N, Cohort, as_norm
 
+MIN_COHORT_SPEECH_SAMPLES = 16_000  # a second
+
 
 def build_cohort(
-    encoder: SpeakerEncoder,
+    pool: Callable[[np.ndarray], np.ndarray],
     folder: Path,
     *,
     per_speaker: int = 3,
     exclude: Iterable[str] = (),
     top_n: int = DEFAULT_TOP_N,
 ) -> Cohort:
-    """One embedding per utterance, at most ``per_speaker`` utterances per speaker."""
+    """One embedding per utterance (by the service's pooling), at most
+    ``per_speaker`` utterances per speaker, leaving out ``exclude``."""
     excluded = set(exclude)
     speakers = {
         speaker: paths[:per_speaker]
@@ -43,40 +45,23 @@ def build_cohort(
         if speaker not in excluded
     }
     vectors = [
-        pool_speech(encoder.embed, utterance)[0]
+        pool(utterance)
         for entry in load_speech(speakers)
         for utterance in entry.utterances
-        if len(utterance) >= 16_000  # at least a second of speech
+        if len(utterance) >= MIN_COHORT_SPEECH_SAMPLES
     ]
     return Cohort(np.stack(vectors), top_n=top_n)
 
 
-def development_trials(
-    encoder: SpeakerEncoder,
-    folder: Path,
-    *,
-    enroll_seconds: float,
-    test_seconds: Iterable[float],
-    cohort: Cohort | None,
-    seed: int = 0,
-) -> Trials:
-    """Trials pooled over test lengths; AS-normalised when a cohort is given."""
-    speech = load_speech(find_speakers(folder))
-    scores, is_target = [], []
-    for seconds in test_seconds:
-        protocol = build_protocol(
-            speech, enroll_seconds=enroll_seconds, test_seconds=seconds, seed=seed
-        )
-        voiceprints, tests = embed_protocol(
-            protocol, lambda s: pool_speech(encoder.embed, s)[0], encoder.embed
-        )
+def as_norm_scorer(cohort: Cohort) -> Callable[[Protocol, np.ndarray, np.ndarray], Trials]:
+    """A harness scoring step that AS-normalises the cosine trials."""
+
+    def score(protocol: Protocol, voiceprints: np.ndarray, tests: np.ndarray) -> Trials:
         trials = cosine_trials(protocol, voiceprints, tests)
-        matrix = (
-            trials.scores if cohort is None else as_norm(trials.scores, voiceprints, tests, cohort)
-        )
-        scores.append(matrix.ravel())
-        is_target.append(trials.is_target.ravel())
-    return Trials(scores=np.concatenate(scores), is_target=np.concatenate(is_target))
+        normalised = as_norm(trials.scores, voiceprints, tests, cohort)
+        return Trials(scores=normalised, is_target=trials.is_target)
+
+    return score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +72,13 @@ class CalibrationFit:
     nontarget_trials: int
 
 
-def fit_calibration(trials: Trials, *, normalized: bool) -> CalibrationFit:
-    fitted = calibration.fit(trials.targets, trials.nontargets, normalized=normalized)
+def fit_calibration(evaluations: Sequence[Evaluation], *, normalized: bool) -> CalibrationFit:
+    """Fit on the trials of every evaluation together (several test lengths)."""
+    targets = np.concatenate([evaluation.targets for evaluation in evaluations])
+    nontargets = np.concatenate([evaluation.nontargets for evaluation in evaluations])
     return CalibrationFit(
-        calibration=fitted,
-        eer=eer(trials.targets, trials.nontargets)[0],
-        target_trials=int(trials.is_target.sum()),
-        nontarget_trials=int((~trials.is_target).sum()),
+        calibration=calibration.fit(targets, nontargets, normalized=normalized),
+        eer=eer(targets, nontargets)[0],
+        target_trials=len(targets),
+        nontarget_trials=len(nontargets),
     )

@@ -97,3 +97,11 @@ def bootstrap_interval(
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def cllr(target_llrs: np.ndarray, nontarget_llrs: np.ndarray) -> float:
+    """The log-likelihood-ratio cost in bits: 0 is perfect, 1 is a system that
+    always says "no idea"; what calibration errors add shows up here, not in EER."""
+    miss = np.mean(np.logaddexp(0.0, -np.asarray(target_llrs, dtype=np.float64)))
+    false_alarm = np.mean(np.logaddexp(0.0, np.asarray(nontarget_llrs, dtype=np.float64)))
+    return float((miss + false_alarm) / (2 * np.log(2)))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from biometrics.embedding import load_encoder
+from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.embedding.folder import ecapa_hyperparams, write_initialised_folder
 from biometrics.embedding.identity import ModelIdentity
 from biometrics.embedding.pooling import pool_speech
@@ -62,9 +62,13 @@ def service_embedder(
 ) -> Embedder:
     """A model as the service runs it: loaded by ``load_encoder``, voiceprints by
     ``pool_speech``."""
-    encoder = load_encoder(source, cache_dir, threads=threads)
+    return encoder_embedder(load_encoder(source, cache_dir, threads=threads), name or source)
+
+
+def encoder_embedder(encoder: SpeakerEncoder, name: str) -> Embedder:
+    """An already loaded service model."""
     return Embedder(
-        name=name or source,
+        name=name,
         identity=encoder.identity.as_dict(),
         embed=encoder.embed,
         pool=lambda speech: pool_speech(encoder.embed, speech)[0],

@@ -13,6 +13,9 @@ from scipy.signal import butter, sosfilt
 from biometrics.audio import SAMPLE_RATE, SpeechDetector, decode_audio
 from biometrics.evaluation.protocol import find_speakers
 
+# train-clean-5 speakers kept out of training (3 F, 3 M) to measure on.
+HELD_OUT_SPEAKERS = ("19", "163", "1737", "2136", "4640", "8629")
+
 _TELEPHONE_BAND = butter(4, [300, 3400], btype="bandpass", fs=SAMPLE_RATE, output="sos")
 
 
