@@ -51,8 +51,8 @@ class VerificationResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Claim:
-    """What verification needs from the store, read in one short transaction."""
+class Claim:
+    """What verification needs from the store about a claimed speaker."""
 
     status: SpeakerStatus
     voiceprint: np.ndarray | None
@@ -77,7 +77,7 @@ class Verifier:
         self, speaker_id: str, samples: np.ndarray, threshold: float | None = None
     ) -> VerificationResult:
         threshold = self.scorer.default_threshold if threshold is None else threshold
-        claim = await run_in_threadpool(self._claim, speaker_id)
+        claim = await run_in_threadpool(self.load_claim, speaker_id)
         if claim.status is SpeakerStatus.OPTED_OUT:
             result = self._unscored(speaker_id, Decision.SPEAKER_OPTED_OUT, threshold)
         elif claim.voiceprint is None or claim.status is not SpeakerStatus.ENROLLED:
@@ -131,7 +131,9 @@ class Verifier:
             calibrated=self.scorer.usable_calibration is not None,
         )
 
-    def _claim(self, speaker_id: str) -> _Claim:
+    def load_claim(self, speaker_id: str) -> Claim:
+        """Blocking: the speaker's status and voiceprint; raises SpeakerNotFound, or
+        ModelMismatch when the voiceprint was made by another model."""
         identity = self._worker.identity
         with self._database.session() as session:
             speaker = queries.get_speaker(session, speaker_id)
@@ -143,7 +145,7 @@ class Verifier:
                     f"{identity.name}: embeddings of different models are never compared. "
                     "Re-enroll the speaker with this model"
                 )
-            return _Claim(
+            return Claim(
                 status=speaker.status,
                 voiceprint=None if voiceprint is None else voiceprint.embedding,
             )

@@ -31,6 +31,15 @@ logger = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
+# The model that ships inside the package, for machines without internet access.
+BUNDLED_SOURCE = "bundled"
+BUNDLED_NAME = "bundled:ecapa-distilled"
+BUNDLED_FOLDER = Path(__file__).resolve().parents[1] / "models" / "ecapa-distilled"
+BUNDLED_NOTICE = (
+    "the bundled offline model, for evaluation, tests and machines without internet; "
+    "use speechbrain/spkrec-ecapa-voxceleb in production"
+)
+
 
 class SpeakerEncoder:
     """A loaded model: waveforms in, L2-normalised embeddings out. Blocking; call it
@@ -61,7 +70,17 @@ def load_encoder(source: str, cache_dir: Path, *, threads: int = 2) -> SpeakerEn
     """Load the model named by ``source``, or raise :class:`ModelLoadError` saying why."""
     torch.set_num_threads(threads)
     folder = Path(source).expanduser()
-    if folder.is_dir():
+    notice = None
+    if source == BUNDLED_SOURCE:
+        if not BUNDLED_FOLDER.is_dir():
+            raise ModelLoadError(
+                f"the bundled model is missing from this installation ({BUNDLED_FOLDER}); "
+                "reinstall the package, or set BIOMETRICS_MODEL_SOURCE to a model folder"
+            )
+        model, checkpoint = _load_folder(BUNDLED_FOLDER)
+        identity_source, notice = BUNDLED_NAME, BUNDLED_NOTICE
+        logger.warning(BUNDLED_NOTICE)
+    elif folder.is_dir():
         model, checkpoint = _load_folder(folder.resolve())
         identity_source = str(folder.resolve())
     elif _HUB_ID.match(source) and not source.startswith((".", "~")):
@@ -70,10 +89,10 @@ def load_encoder(source: str, cache_dir: Path, *, threads: int = 2) -> SpeakerEn
     else:
         raise ModelLoadError(
             f"model source {source!r} is neither an existing folder nor a Hugging Face id "
-            "(owner/name); set BIOMETRICS_MODEL_SOURCE to a folder holding "
+            f"(owner/name) nor {BUNDLED_SOURCE!r}; set BIOMETRICS_MODEL_SOURCE to a folder holding "
             + ", ".join(MODEL_FILES)
         )
-    identity = ModelIdentity.of_checkpoint(identity_source, checkpoint)
+    identity = ModelIdentity.of_checkpoint(identity_source, checkpoint, notice)
     logger.info("model loaded", extra={"model": identity.name})
     return SpeakerEncoder(model, identity)
 

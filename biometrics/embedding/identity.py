@@ -15,6 +15,7 @@ from pathlib import Path
 class ModelIdentity:
     source: str
     checkpoint_sha256: str
+    notice: str | None = None  # shown wherever the model is named, e.g. "not for production"
 
     @property
     def name(self) -> str:
@@ -24,12 +25,15 @@ class ModelIdentity:
         return self.checkpoint_sha256 == checkpoint_sha256
 
     def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "sha256": self.checkpoint_sha256, "name": self.name}
+        named = {"source": self.source, "sha256": self.checkpoint_sha256, "name": self.name}
+        return named if self.notice is None else {**named, "notice": self.notice}
 
     @classmethod
-    def of_checkpoint(cls, source: str, checkpoint: Path) -> ModelIdentity:
+    def of_checkpoint(
+        cls, source: str, checkpoint: Path, notice: str | None = None
+    ) -> ModelIdentity:
         digest = hashlib.sha256()
         with checkpoint.open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
-        return cls(source=source, checkpoint_sha256=digest.hexdigest())
+        return cls(source=source, checkpoint_sha256=digest.hexdigest(), notice=notice)

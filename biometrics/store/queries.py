@@ -31,6 +31,16 @@ def find_speaker(session: Session, speaker_id: str, *, for_update: bool = False)
     return session.scalars(query).one_or_none()
 
 
+def find_speaker_by_alias(session: Session, alias: str) -> Speaker | None:
+    query = (
+        select(Speaker)
+        .join(SpeakerAlias, SpeakerAlias.speaker_pk == Speaker.id)
+        .where(SpeakerAlias.alias == alias)
+        .options(*_WITH_DETAILS)
+    )
+    return session.scalars(query).one_or_none()
+
+
 def get_speaker(session: Session, speaker_id: str, *, for_update: bool = False) -> Speaker:
     speaker = find_speaker(session, speaker_id, for_update=for_update)
     if speaker is None:
