@@ -21,6 +21,7 @@ from pathlib import Path
 
 from biometrics.evaluation.protocol import build_protocol, find_speakers, load_speech
 from biometrics.logs import configure_logging
+from biometrics.training.curve import plot_training_curve
 from biometrics.training.data import HELD_OUT_SPEAKERS, Augmentation, CropSampler, load_voices
 from biometrics.training.distill import DistillConfig, Distiller
 from biometrics.training.teacher import ResemblyzerTeacher
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     distiller.run()
     if args.out:
         distiller.export(args.out)
+        plot_training_curve(distiller.log_path, args.out / "training_curve.png")
         logger.info("model folder written", extra={"folder": str(args.out)})
     return 0
 
