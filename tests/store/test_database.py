@@ -116,3 +116,35 @@ def test_timestamps_are_timezone_aware(database_url):
     with database.session() as session:
         speaker = queries.get_speaker(session, "alice")
         assert speaker.created_at.utcoffset() is not None
+
+
+def test_cohort_and_calibration_round_trip_through_the_store(database_url):
+    from biometrics.scoring.calibration import fit
+    from biometrics.scoring.normalization import Cohort
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    cohort = Cohort(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), top_n=7)
+    calibration = fit(rng.normal(0.6, 0.1, 300), rng.normal(0.1, 0.1, 3000), normalized=True)
+    database = Database(database_url)
+    with database.session() as session:
+        queries.save_cohort(session, "a" * 64, cohort, "cohort folder")
+        queries.save_calibration(
+            session,
+            "a" * 64,
+            calibration,
+            description="dev folder",
+            eer=0.01,
+            target_trials=300,
+            nontarget_trials=3000,
+        )
+    with database.session() as session:  # saving again replaces, never duplicates
+        queries.save_cohort(session, "a" * 64, cohort, "cohort folder")
+    with database.session() as session:
+        scorer = queries.load_scorer(session, "a" * 64, target_far=0.01, fixed_threshold=None)
+        other = queries.load_scorer(session, "b" * 64, target_far=0.01, fixed_threshold=None)
+    assert np.array_equal(scorer.cohort.embeddings, cohort.embeddings)
+    assert scorer.cohort.top_n == 7
+    assert scorer.calibration == calibration
+    assert scorer.normalizing
+    assert other.cohort is None and other.calibration is None
