@@ -32,9 +32,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await run_in_threadpool(start_services, settings, encoder)
         app.state.services = services
+        await services.start_live_calls()
         try:
             yield
         finally:
+            await services.stop_live_calls()
             services.close()
 
     return Starlette(

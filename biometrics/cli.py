@@ -71,7 +71,9 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     # Fail before binding the port when the database or model is unusable.
     _, encoder = _prepared(settings)
     app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
-    uvicorn.run(app, host=host, port=port, log_config=None)
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, ws_max_size=settings.stream_max_message_bytes
+    )
     return 0
 
 

@@ -39,6 +39,23 @@ class Settings:
     max_audio_seconds: float = 300.0
     log_level: str = "INFO"
     log_format: str = "auto"  # "json", "console", or "auto" (console on a terminal)
+    # Live calls: the first verdict after this much net speech, a new one every step of
+    # speech, the final one at the maximum (no speech is buffered past it).
+    stream_min_speech_seconds: float = 3.0
+    stream_step_seconds: float = 2.0
+    stream_max_speech_seconds: float = 10.0
+    stream_metadata_timeout_seconds: float = 10.0  # close 1008 if no AudioMetadata by then
+    stream_max_message_bytes: int = 256 * 1024  # close 1009 above (GA frames are ~1.5 KB)
+    stream_max_participants: int = 32  # per call; frames of further participants dropped
+    stream_max_calls: int = 1000  # calls held in memory at once (pending, ongoing, recent)
+    stream_retention_seconds: float = 300.0  # an ended call stays resumable this long
+    # Webhooks: comma-separated http(s) URLs that receive every call event as a
+    # CloudEvent, signed with HMAC-SHA256 under the secret (required with URLs).
+    webhook_urls: str = ""
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)  # never logged
+    webhook_max_attempts: int = 6
+    webhook_backoff_seconds: float = 1.0  # first retry delay; doubles up to a minute
+    webhook_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,11 +93,53 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json, console or auto")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        self._validate_streaming()
         if "://" not in self.database_url:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "
                 "sqlite:///biometrics.db or postgresql+psycopg://user:pass@host/db"
             )
+
+    def _validate_streaming(self) -> None:
+        for name in (
+            "stream_min_speech_seconds",
+            "stream_step_seconds",
+            "stream_metadata_timeout_seconds",
+            "webhook_backoff_seconds",
+            "webhook_timeout_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.stream_max_speech_seconds < self.stream_min_speech_seconds:
+            raise ConfigError(
+                f"{PREFIX}STREAM_MAX_SPEECH_SECONDS must be at least "
+                f"{PREFIX}STREAM_MIN_SPEECH_SECONDS"
+            )
+        for name in (
+            "stream_max_participants",
+            "stream_max_calls",
+            "webhook_max_attempts",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if self.stream_max_message_bytes < 4096:
+            raise ConfigError(f"{PREFIX}STREAM_MAX_MESSAGE_BYTES must be at least 4096")
+        if self.stream_retention_seconds < 0:
+            raise ConfigError(f"{PREFIX}STREAM_RETENTION_SECONDS must not be negative")
+        for url in self.webhook_url_list:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"{PREFIX}WEBHOOK_URLS: {url!r} is not an http:// or https:// URL"
+                )
+        if self.webhook_url_list and not self.webhook_secret:
+            raise ConfigError(
+                f"{PREFIX}WEBHOOK_SECRET is required with {PREFIX}WEBHOOK_URLS: receivers "
+                "check each event's X-Biometrics-Signature with it"
+            )
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
 
 
 _TRUE = {"1", "true", "yes", "on"}

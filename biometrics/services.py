@@ -10,8 +10,16 @@ from biometrics.audio import SpeechDetector
 from biometrics.config import Settings
 from biometrics.embedding import EmbeddingWorker
 from biometrics.enrollment import Enroller
+from biometrics.events import Broker
+from biometrics.events.webhooks import RetryPolicy, WebhookSender
 from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database, queries
+from biometrics.streaming.backend import ServiceBackend
+from biometrics.streaming.decisions import DecisionSchedule
+from biometrics.streaming.judge import Judge
+from biometrics.streaming.publisher import CallPublisher
+from biometrics.streaming.recorder import CallRecorder
+from biometrics.streaming.registry import CallRegistry
 from biometrics.verification import Verifier
 
 
@@ -22,6 +30,11 @@ class Services:
     worker: EmbeddingWorker
     enroller: Enroller
     verifier: Verifier
+    # Live calls: their state, their events, their storage, and webhooks if configured.
+    calls: CallRegistry
+    broker: Broker
+    recorder: CallRecorder
+    webhooks: WebhookSender | None
 
     @classmethod
     def build(cls, settings: Settings, database: Database, worker: EmbeddingWorker) -> Services:
@@ -33,20 +46,58 @@ class Services:
                 target_far=settings.target_far,
                 fixed_threshold=settings.threshold,
             )
+        enroller = Enroller(database, worker, detector, settings)
+        verifier = Verifier(database, worker, detector, settings, scorer)
+        broker = Broker()
+        recorder = CallRecorder(database)
+        judge = Judge(verifier, worker, DecisionSchedule.from_settings(settings))
+        calls = CallRegistry(
+            settings,
+            backend=ServiceBackend(judge, enroller, database),
+            observer=CallPublisher(broker, recorder),
+            recorder=recorder,
+            broker=broker,
+        )
+        webhooks = None
+        if settings.webhook_url_list:
+            webhooks = WebhookSender(
+                broker,
+                settings.webhook_url_list,
+                settings.webhook_secret or "",
+                RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
+                settings.webhook_timeout_seconds,
+            )
         return cls(
             settings=settings,
             database=database,
             worker=worker,
-            enroller=Enroller(database, worker, detector, settings),
-            verifier=Verifier(database, worker, detector, settings, scorer),
+            enroller=enroller,
+            verifier=verifier,
+            calls=calls,
+            broker=broker,
+            recorder=recorder,
+            webhooks=webhooks,
         )
 
     @property
     def scorer(self) -> Scorer:
         return self.verifier.scorer
 
+    async def start_live_calls(self) -> None:
+        """Start the tasks of live calls (forgetting ended calls, delivering webhooks)."""
+        self.calls.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
+
+    async def stop_live_calls(self) -> None:
+        await self.calls.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+        self.broker.close()
+
     def close(self) -> None:
         self.worker.close()
+        self.recorder.close()
         self.database.dispose()
 
 

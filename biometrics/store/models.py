@@ -7,7 +7,17 @@ import enum
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -181,4 +191,92 @@ class ScoreCalibration(Base):
     eer: Mapped[float] = mapped_column(Float)
     target_trials: Mapped[int] = mapped_column(Integer)
     nontarget_trials: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallStatus(enum.StrEnum):
+    PENDING = "PENDING"  # claimed before its audio arrived
+    ONGOING = "ONGOING"  # a socket is streaming it
+    ENDED = "ENDED"  # its last socket closed (a new socket for the same id resumes it)
+
+
+class Call(Base):
+    """A live call's summary: who streamed it, when, and what the parser counted."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(256), unique=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(256))
+    subscription_id: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[CallStatus] = mapped_column(
+        Enum(CallStatus, native_enum=False, length=16, validate_strings=True)
+    )
+    sockets: Mapped[int] = mapped_column(Integer)  # WebSocket connections so far
+    counters: Mapped[dict[str, int]] = mapped_column(JSON)  # frames, drops, ... over all sockets
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    participants: Mapped[list[CallParticipant]] = relationship(
+        back_populates="call",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="CallParticipant.id",
+    )
+
+
+class CallParticipant(Base):
+    """One participant of a call (``raw_id`` "mixed" for mixed audio) and its progress."""
+
+    __tablename__ = "call_participants"
+    __table_args__ = (UniqueConstraint("call_pk", "raw_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_pk: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    raw_id: Mapped[str] = mapped_column(String(256))
+    joined_at: Mapped[datetime | None]  # its first frame; None while only claimed
+    first_frame_at: Mapped[datetime | None]
+    last_frame_at: Mapped[datetime | None]
+    frames: Mapped[int] = mapped_column(Integer)
+    speech_seconds: Mapped[float] = mapped_column(Float)  # net speech over the whole call
+    claimed_speaker_id: Mapped[str | None] = mapped_column(String(128))
+    claim_threshold: Mapped[float | None] = mapped_column(Float)
+    claim_source: Mapped[str | None] = mapped_column(String(16))  # "api" or "alias"
+    # Enrollment from this call's speech: speaker_id, status, seconds, active, detail.
+    enrollment: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    latest_decision: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="participants")
+    verdicts: Mapped[list[CallVerdict]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="CallVerdict.id"
+    )
+
+
+class CallVerdict(Base):
+    """Every verdict a live call's participant received, in order."""
+
+    __tablename__ = "call_verdicts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    verdict_id: Mapped[str] = mapped_column(String(36), unique=True)
+    participant_pk: Mapped[int] = mapped_column(
+        ForeignKey("call_participants.id", ondelete="CASCADE"), index=True
+    )
+    speaker_id: Mapped[str | None] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    similarity: Mapped[float | None] = mapped_column(Float)
+    normalized_score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    calibrated: Mapped[bool]
+    speech_seconds: Mapped[float] = mapped_column(Float)
+    first_audio_at: Mapped[datetime | None]
+    last_audio_at: Mapped[datetime | None]
+    final: Mapped[bool]
+    model_source: Mapped[str] = mapped_column(String(512))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -13,6 +13,9 @@ from biometrics.scoring.calibration import Calibration
 from biometrics.scoring.normalization import Cohort
 from biometrics.scoring.scorer import Scorer
 from biometrics.store.models import (
+    Call,
+    CallParticipant,
+    CallVerdict,
     ScoreCalibration,
     ScoreCohort,
     Speaker,
@@ -145,3 +148,41 @@ def save_calibration(
             nontarget_trials=nontarget_trials,
         )
     )
+
+
+# --- live calls ---------------------------------------------------------------------------------
+
+
+def find_call(session: Session, call_id: str) -> Call | None:
+    query = select(Call).where(Call.call_id == call_id).options(selectinload(Call.participants))
+    return session.scalars(query).one_or_none()
+
+
+def find_call_participant(session: Session, call: Call, raw_id: str) -> CallParticipant | None:
+    return next((p for p in call.participants if p.raw_id == raw_id), None)
+
+
+def latest_call_verdicts(
+    session: Session, participant_pks: Sequence[int]
+) -> dict[int, CallVerdict]:
+    """Each participant's most recent verdict, by participant primary key."""
+    if not participant_pks:
+        return {}
+    newest = (
+        select(func.max(CallVerdict.id))
+        .where(CallVerdict.participant_pk.in_(participant_pks))
+        .group_by(CallVerdict.participant_pk)
+    )
+    rows = session.scalars(select(CallVerdict).where(CallVerdict.id.in_(newest)))
+    return {row.participant_pk: row for row in rows}
+
+
+def list_call_verdicts(session: Session, participant_pk: int, *, limit: int) -> list[CallVerdict]:
+    """A participant's most recent ``limit`` verdicts, oldest first."""
+    query = (
+        select(CallVerdict)
+        .where(CallVerdict.participant_pk == participant_pk)
+        .order_by(CallVerdict.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(session.scalars(query).all()))

@@ -1,0 +1,207 @@
+"""Live calls over REST: claims, progress and verdicts, enrollment from a call, and the
+call's events as server-sent events.
+
+Participant raw ids travel URL-encoded in paths (``8%3Aacs%3A...``, ``4%3A%2B1425...``);
+the routes take them as ``:path`` so that an id holding ``/`` (which servers decode from
+``%2F`` before routing) still reaches the handler whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from biometrics.api.speakers import check_speaker_id, json_object
+from biometrics.errors import InvalidRequest, SpeakerExists, SpeakerOptedOut
+from biometrics.events import sse
+from biometrics.services import Services, services_of
+from biometrics.store import SpeakerStatus, queries
+from biometrics.streaming.decisions import SpeakerClaim
+from biometrics.streaming.errors import CallNotFound, ParticipantNotFound
+from biometrics.streaming.identity import MAX_CALL_ID_CHARS, call_id_problem
+from biometrics.streaming.summaries import CallSummary, ParticipantSummary
+
+DEFAULT_VERDICTS = 100
+MAX_VERDICTS = 1000
+
+
+async def get_call(request: Request) -> Response:
+    summary = await _summary(request)
+    return JSONResponse(summary.as_dict())
+
+
+async def get_participant(request: Request) -> Response:
+    summary = await _summary(request)
+    return JSONResponse(_participant_json(summary, _participant_of(request, summary)))
+
+
+async def list_verdicts(request: Request) -> Response:
+    services = services_of(request)
+    call_id, raw_id = _call_id(request), _raw_id(request)
+    limit = _limit(request.query_params.get("limit"))
+    await services.recorder.flush()  # every verdict published so far is stored
+    verdicts = await services.recorder.verdicts(call_id, raw_id, limit)
+    if verdicts is None:
+        _participant_of(request, await _summary(request))  # says which of the two is unknown
+        raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
+    return JSONResponse(
+        {
+            "call_id": call_id,
+            "participant_raw_id": raw_id,
+            "verdicts": [verdict.as_dict() for verdict in verdicts],
+        }
+    )
+
+
+async def put_claim(request: Request) -> Response:
+    """Judge a participant as a speaker, before its audio arrives (the call is then
+    PENDING) or during the call; the first verdict follows at once as an event."""
+    services = services_of(request)
+    call_id, raw_id = _call_id(request), _raw_id(request)
+    body = await json_object(request)
+    speaker_id = _speaker_id(body)
+    threshold = _threshold(body.get("threshold"))
+    await run_in_threadpool(_require_speaker, services, speaker_id)
+    participant = await services.calls.claim(
+        call_id, raw_id, SpeakerClaim(speaker_id, threshold, "api")
+    )
+    call = participant.call
+    return JSONResponse(_participant_json(call.summary(), participant.summary()))
+
+
+async def enroll_from_call(request: Request) -> Response:
+    """Enroll a speaker from a participant's speech so far, then from each further chunk
+    until the speaker is ENROLLED. 200 once the speech so far is enrolled; 202 when there
+    is too little speech yet (enrollment starts as it arrives)."""
+    services = services_of(request)
+    call_id, raw_id = _call_id(request), _raw_id(request)
+    body = await json_object(request)
+    speaker_id = _speaker_id(body)
+    if await services.calls.summary(call_id) is None:
+        raise CallNotFound(f"call {call_id!r} is not known")
+    call = await services.calls.obtain(call_id)
+    participant = call.participants.get(raw_id)
+    if participant is None:
+        raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
+    await run_in_threadpool(_prepare_enrollment, services, speaker_id)
+    task = participant.start_enrollment(speaker_id)
+    if task is not None:
+        await asyncio.shield(task)  # the enrollment goes on if the client leaves
+    return JSONResponse(
+        _participant_json(call.summary(), participant.summary()),
+        status_code=202 if task is None else 200,
+    )
+
+
+async def call_events(request: Request) -> Response:
+    """The call's events as ``text/event-stream``: first those retained (or those after
+    ``Last-Event-ID``), then each as it happens, ending after ``call.ended``."""
+    services = services_of(request)
+    call_id = _call_id(request)
+    if services.calls.find(call_id) is None:
+        if await services.calls.summary(call_id) is None:
+            raise CallNotFound(f"call {call_id!r} is not known")
+        raise CallNotFound(
+            f"call {call_id!r} ended and its events are no longer held: read "
+            f"GET /v1/calls/{call_id} and its participants' verdicts instead"
+        )
+    subscription = services.broker.subscribe(call_id, after=request.headers.get("last-event-id"))
+
+    async def body() -> Any:
+        try:
+            async for chunk in sse.stream(subscription):
+                yield chunk
+        finally:
+            services.broker.unsubscribe(subscription)
+
+    return StreamingResponse(
+        body(),
+        media_type=sse.MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+async def _summary(request: Request) -> CallSummary:
+    call_id = _call_id(request)
+    summary = await services_of(request).calls.summary(call_id)
+    if summary is None:
+        raise CallNotFound(f"call {call_id!r} is not known")
+    return summary
+
+
+def _participant_of(request: Request, summary: CallSummary) -> ParticipantSummary:
+    raw_id = _raw_id(request)
+    participant = summary.participant(raw_id)
+    if participant is None:
+        raise ParticipantNotFound(f"call {summary.call_id!r} has no participant {raw_id!r}")
+    return participant
+
+
+def _participant_json(call: CallSummary, participant: ParticipantSummary) -> dict[str, Any]:
+    return {"call_id": call.call_id, "call_status": call.status.value, **participant.as_dict()}
+
+
+def _call_id(request: Request) -> str:
+    call_id = request.path_params["call_id"]
+    problem = call_id_problem(call_id)
+    if problem is not None:
+        raise InvalidRequest(f"bad call id: {problem}")
+    return call_id
+
+
+def _raw_id(request: Request) -> str:
+    raw_id = request.path_params["participant_raw_id"]
+    if not raw_id or len(raw_id) > MAX_CALL_ID_CHARS or not raw_id.isprintable():
+        raise InvalidRequest(
+            f"a participant raw id has 1 to {MAX_CALL_ID_CHARS} printable characters "
+            "(URL-encode it in the path)"
+        )
+    return raw_id
+
+
+def _speaker_id(body: dict[str, Any]) -> str:
+    value = body.get("speaker_id")
+    return check_speaker_id(value if isinstance(value, str) else "")
+
+
+def _threshold(value: object) -> float | None:
+    if value is None:
+        return None
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not 0.0 <= number <= 100.0:
+        raise InvalidRequest(f"threshold must be a number from 0 to 100, got {value!r}")
+    return float(number)
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_VERDICTS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_VERDICTS:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_VERDICTS}")
+    return int(value)
+
+
+def _require_speaker(services: Services, speaker_id: str) -> None:
+    with services.database.session() as session:
+        queries.get_speaker(session, speaker_id)  # SpeakerNotFound: 404
+
+
+def _prepare_enrollment(services: Services, speaker_id: str) -> None:
+    """Refuse an opted-out speaker now; create a missing one, so that its progress shows
+    on GET /v1/speakers/{id} from the start."""
+    # SpeakerExists: another request created it meanwhile, which is as good.
+    with contextlib.suppress(SpeakerExists), services.database.session() as session:
+        speaker = queries.find_speaker(session, speaker_id)
+        if speaker is None:
+            queries.create_speaker(session, speaker_id)
+        elif speaker.status is SpeakerStatus.OPTED_OUT:
+            raise SpeakerOptedOut(f"speaker {speaker_id!r} opted out; enrollment is refused")

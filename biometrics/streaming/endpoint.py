@@ -1,0 +1,143 @@
+"""The ACS audio-streaming WebSocket, ``/ws/acs``: owns the socket, knows no JSON field
+names (:mod:`biometrics.streaming.protocol` parses) and keeps no call state
+(:mod:`biometrics.streaming.session` does).
+
+The socket's life: accept; wait up to ``stream_metadata_timeout_seconds`` for
+``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
+``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
+until the peer closes. A message over ``stream_max_message_bytes`` closes 1009; whatever
+the parser refuses closes with its code (1007 or 1008) and reason; anything unexpected
+closes 1011. However a socket ends, only its own call is touched, and the call ends (or
+waits for a reconnect) cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from biometrics.services import services_of
+from biometrics.streaming.errors import TooManyCalls
+from biometrics.streaming.identity import call_id_problem, socket_identity
+from biometrics.streaming.protocol import (
+    CLOSE_POLICY_VIOLATION,
+    AudioFormat,
+    AudioFrame,
+    ProtocolViolation,
+    StreamParser,
+)
+from biometrics.streaming.session import CallSession
+
+logger = logging.getLogger(__name__)
+
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class _PeerGone(Exception):
+    """The peer closed the socket (or the connection dropped)."""
+
+
+async def acs_stream(websocket: WebSocket) -> None:
+    services = services_of(websocket)
+    settings = services.settings
+    identity = socket_identity(websocket.headers, websocket.query_params)
+    parser = StreamParser()
+    call: CallSession | None = None
+    call_id = identity.call_id
+    await websocket.accept()
+    try:
+        max_bytes = settings.stream_max_message_bytes
+        timeout = settings.stream_metadata_timeout_seconds
+        audio_format = await _read_metadata(websocket, parser, max_bytes, timeout)
+        call_id = call_id or audio_format.subscription_id
+        problem = call_id_problem(call_id)
+        if problem is not None:
+            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad call id: {problem}")
+        try:
+            call = await services.calls.connect(
+                call_id, identity.correlation_id, audio_format.subscription_id, parser.counters
+            )
+        except TooManyCalls as error:
+            raise ProtocolViolation(CLOSE_TRY_AGAIN_LATER, error.detail) from None
+        logger.info(
+            "call socket open",
+            extra={
+                "call_id": call_id,
+                "correlation_id": identity.correlation_id,
+                "sample_rate": audio_format.sample_rate,
+                "sockets": call.sockets,
+            },
+        )
+        while True:
+            parsed = _feed(parser, await websocket.receive(), max_bytes)
+            if isinstance(parsed, AudioFrame):
+                call.feed(parsed, audio_format.sample_rate)
+    except _PeerGone:
+        pass
+    except ProtocolViolation as violation:
+        await _close(websocket, call_id, violation.close_code, violation.reason, parser)
+    except Exception:
+        logger.exception("call socket failed", extra={"call_id": call_id})
+        await _close(
+            websocket, call_id, CLOSE_INTERNAL_ERROR, "internal error; see the log", parser
+        )
+    finally:
+        if call is not None:
+            await services.calls.disconnect(call, parser.counters)
+            logger.info(
+                "call socket closed",
+                extra={"call_id": call.call_id, "status": call.status, **parser.counters},
+            )
+
+
+async def _read_metadata(
+    websocket: WebSocket, parser: StreamParser, max_bytes: int, timeout: float
+) -> AudioFormat:
+    """Messages until the parser has the format; DtmfData and unknown kinds may come first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while parser.format is None:
+        remaining = deadline - loop.time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(websocket.receive(), remaining)
+        except TimeoutError:
+            raise ProtocolViolation(
+                CLOSE_POLICY_VIOLATION, f"no AudioMetadata within {timeout:g} s"
+            ) from None
+        _feed(parser, message, max_bytes)
+    return parser.format
+
+
+def _feed(parser: StreamParser, message: Message, max_bytes: int) -> object:
+    """One ASGI WebSocket message into the parser; the parsed value, if any."""
+    if message["type"] == "websocket.disconnect":
+        raise _PeerGone
+    text, data = message.get("text"), message.get("bytes")
+    size = len(text) if text is not None else len(data or b"")  # characters: ACS sends ASCII
+    if size > max_bytes:
+        raise ProtocolViolation(
+            CLOSE_MESSAGE_TOO_BIG, f"a message of {size} bytes exceeds the limit of {max_bytes}"
+        )
+    if text is not None:
+        return parser.feed_text(text)
+    parser.feed_binary(data or b"")
+    return None
+
+
+async def _close(
+    websocket: WebSocket, call_id: str | None, code: int, reason: str, parser: StreamParser
+) -> None:
+    logger.warning(
+        "closing call socket",
+        extra={"call_id": call_id, "close_code": code, "reason": reason, **parser.counters},
+    )
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        await websocket.close(code, reason)

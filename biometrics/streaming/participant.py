@@ -1,0 +1,330 @@
+"""One participant of a live call: its audio turned into speech, its claim, its verdicts and
+its enrollment. No socket, model or database here (see :mod:`biometrics.streaming.hooks`).
+
+Per 20 ms frame it resamples, runs the speech detector and copies speech into fixed-size
+buffers: cheap enough for the event loop. Verdicts, the alias look-up and enrollments run
+as tasks, at most one verdict and one enrollment in flight, so the socket's receive loop
+never waits for the model; a verdict whose claim changed meanwhile is dropped.
+
+Memory is bounded whatever the call's length: the decision window holds at most the
+maximum decision speech (it takes no more once full, which is when the final verdict is
+due), and an enrollment from the call at most one chunk of the same size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from biometrics.audio.speech import FRAME_SECONDS
+from biometrics.enrollment import MIN_UPLOAD_SPEECH_SECONDS
+from biometrics.errors import BiometricsError, InvalidRequest, ModelMismatch, SpeakerOptedOut
+from biometrics.store import SpeakerStatus
+from biometrics.streaming.audio import PcmFramer
+from biometrics.streaming.buffers import SpeechBuffer
+from biometrics.streaming.clock import utcnow
+from biometrics.streaming.decisions import SpeakerClaim, SpeechWindow, Verdict, frames_for
+from biometrics.streaming.errors import EnrollmentInProgress
+from biometrics.streaming.hooks import ENROLLMENT_CHANGED, VERDICT_CHANGED
+from biometrics.streaming.identity import MIXED
+from biometrics.streaming.protocol import AudioFrame
+from biometrics.streaming.speech import SpeechFilter
+from biometrics.streaming.summaries import EnrollmentProgress, ParticipantSummary
+
+if TYPE_CHECKING:
+    from biometrics.streaming.session import CallSession
+
+logger = logging.getLogger(__name__)
+
+# Enrollment uploads need 1 s of speech after the enroller's own speech detection; a
+# little more here keeps a chunk of bridged speech from falling just short of it.
+MIN_ENROLL_CHUNK_FRAMES = frames_for(MIN_UPLOAD_SPEECH_SECONDS + 0.5)
+MAX_ENROLL_FAILURES = 3
+
+
+class ParticipantStream:
+    """One participant's audio, speech, claim, verdicts and enrollment."""
+
+    def __init__(self, call: CallSession, raw_id: str) -> None:
+        self.call = call
+        self.raw_id = raw_id
+        self.joined_at: datetime | None = None
+        self.first_frame_at: datetime | None = None
+        self.last_frame_at: datetime | None = None
+        self.frames = 0
+        self.speech_frames = 0
+        self.claim: SpeakerClaim | None = None
+        self.latest: Verdict | None = None
+        self.enrollment: EnrollmentProgress | None = None
+        self._framer: PcmFramer | None = None
+        self._speech = SpeechFilter(call.new_detector())
+        self._window = SpeechBuffer(call.schedule.max_frames)
+        self._claim_generation = 0
+        self._stale = False  # a verdict is due whatever the speech: new claim, or joined
+        self._evaluated: int | None = None  # speech frames of the last verdict on this claim
+        self._judging: asyncio.Task[None] | None = None
+        self._enroll_buffer: SpeechBuffer | None = None
+        self._enrolling: asyncio.Task[None] | None = None
+        self._enroll_failures = 0
+
+    # --- audio -------------------------------------------------------------------------------
+
+    def join(self) -> None:
+        """The first frame arrived: find who it is by alias unless someone claimed already."""
+        self.joined_at = utcnow()
+        if self.claim is not None:
+            return
+        if self.raw_id == MIXED:
+            self._stale = True  # nobody to look up: say that no claim was made
+        else:
+            self.call.spawn(self._claim_by_alias())
+
+    def feed(self, frame: AudioFrame, sample_rate: int) -> None:
+        if self._framer is None or self._framer.sample_rate != sample_rate:
+            self._framer = PcmFramer(sample_rate)
+        self.frames += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = frame.timestamp
+        self.last_frame_at = frame.timestamp
+        heard_until = frame.timestamp + timedelta(seconds=len(frame.pcm) / (2 * sample_rate))
+        for piece in self._framer.frames(frame.pcm):
+            for speech in self._speech.push(piece, silent=frame.silent):
+                self.speech_frames += 1
+                self._window.append(speech, frame.timestamp, heard_until)
+                if self._enroll_buffer is not None:
+                    self._enroll_buffer.append(speech, frame.timestamp, heard_until)
+        self._dispatch()
+
+    @property
+    def speech_seconds(self) -> float:
+        return self.speech_frames * FRAME_SECONDS
+
+    @property
+    def window_frames(self) -> int:
+        return self._window.frames
+
+    # --- claims and verdicts -----------------------------------------------------------------
+
+    def set_claim(self, claim: SpeakerClaim) -> None:
+        """Judge this participant as ``claim`` from now on, starting with a verdict at once
+        (on the speech buffered so far); a verdict in flight on an earlier claim is dropped."""
+        self.claim = claim
+        self._claim_generation += 1
+        self._evaluated = None
+        self._stale = True
+        self._dispatch()
+
+    def _due(self) -> bool:
+        if self._judging is not None:
+            return False
+        if self._stale:
+            return True
+        if self.claim is None or self._evaluated is None:
+            return False
+        due = self.call.schedule.next_due(self._evaluated)
+        return due is not None and self._window.frames >= due
+
+    def _start_judging(self) -> None:
+        self._stale = False
+        window = SpeechWindow(
+            samples=self._window.speech(),
+            frames=self._window.frames,
+            first_audio_at=self._window.first_at,
+            last_audio_at=self._window.last_at,
+        )
+        self._judging = self.call.spawn(self._judge(self.claim, window, self._claim_generation))
+
+    async def _judge(
+        self, claim: SpeakerClaim | None, window: SpeechWindow, generation: int
+    ) -> None:
+        verdict: Verdict | None = None
+        try:
+            verdict = await self.call.backend.judge(self.call.call_id, self.raw_id, claim, window)
+        except Exception:
+            logger.exception(
+                "a live verdict failed; the next step of speech tries again",
+                extra={"call_id": self.call.call_id, "participant": self.raw_id},
+            )
+        self._judging = None
+        if generation == self._claim_generation:  # else the claim changed: judge again
+            self._evaluated = window.frames
+            if verdict is not None and not verdict.same_outcome(self.latest):
+                self.latest = verdict
+                self.call.observer.notify(self.call, VERDICT_CHANGED, self, verdict)
+        self._dispatch()
+
+    async def _claim_by_alias(self) -> None:
+        speaker_id = None
+        try:
+            speaker_id = await self.call.backend.find_alias(self.raw_id)
+        except Exception:
+            logger.exception(
+                "alias look-up failed; the participant stays unclaimed",
+                extra={"call_id": self.call.call_id, "participant": self.raw_id},
+            )
+        if self.claim is not None:
+            return  # claimed through the API meanwhile: that claim wins
+        if speaker_id is not None:
+            logger.info(
+                "participant claimed by alias",
+                extra={
+                    "call_id": self.call.call_id,
+                    "participant": self.raw_id,
+                    "speaker_id": speaker_id,
+                },
+            )
+            self.set_claim(SpeakerClaim(speaker_id, None, "alias"))
+        else:
+            self._stale = True
+            self._dispatch()
+
+    # --- enrollment --------------------------------------------------------------------------
+
+    def start_enrollment(self, speaker_id: str) -> asyncio.Task[None] | None:
+        """Enroll ``speaker_id`` from this participant's speech so far (the decision window)
+        and from each chunk of speech after it, until the speaker is ENROLLED. Returns the
+        task enrolling the speech so far, or None if there is too little yet."""
+        if self.raw_id == MIXED:
+            raise InvalidRequest(
+                "mixed audio holds every speaker's voice and would enroll all of them: "
+                "enroll from an unmixed call (audioChannelType unmixed)"
+            )
+        current = self.enrollment
+        if current is not None and current.active:
+            if current.speaker_id != speaker_id:
+                raise EnrollmentInProgress(
+                    f"participant {self.raw_id!r} is enrolling speaker "
+                    f"{current.speaker_id!r}; wait until it is ENROLLED"
+                )
+            return self._enrolling
+        self.enrollment = EnrollmentProgress(speaker_id)
+        self._enroll_failures = 0
+        self._enroll_buffer = SpeechBuffer(self.call.schedule.max_frames)
+        self.call.observer.notify(self.call, ENROLLMENT_CHANGED, self)
+        if self._window.frames < MIN_ENROLL_CHUNK_FRAMES or self._enrolling is not None:
+            return None
+        return self._start_enrolling(self._window.speech())
+
+    def _enroll_due(self) -> bool:
+        return (
+            self._enrolling is None
+            and self._enroll_buffer is not None
+            and self._enroll_buffer.full
+            and self.enrollment is not None
+            and self.enrollment.active
+        )
+
+    def _take_enroll_chunk(self) -> asyncio.Task[None]:
+        assert self._enroll_buffer is not None
+        speech = self._enroll_buffer.speech()
+        self._enroll_buffer.clear()
+        return self._start_enrolling(speech)
+
+    def _start_enrolling(self, speech: np.ndarray) -> asyncio.Task[None]:
+        self._enrolling = self.call.spawn(self._enroll(speech))
+        return self._enrolling
+
+    async def _enroll(self, speech: np.ndarray) -> None:
+        progress = self.enrollment
+        assert progress is not None
+        try:
+            result = await self.call.backend.enroll(progress.speaker_id, speech)
+        except (SpeakerOptedOut, ModelMismatch) as error:
+            status = "OPTED_OUT" if isinstance(error, SpeakerOptedOut) else progress.status
+            progress = dataclasses.replace(
+                progress, status=status, active=False, detail=error.detail
+            )
+        except Exception as error:
+            self._enroll_failures += 1
+            logger.log(
+                logging.WARNING if isinstance(error, BiometricsError) else logging.ERROR,
+                "enrolling from a live call failed",
+                exc_info=not isinstance(error, BiometricsError),
+                extra={"call_id": self.call.call_id, "participant": self.raw_id},
+            )
+            if self._enroll_failures >= MAX_ENROLL_FAILURES:
+                progress = dataclasses.replace(
+                    progress,
+                    active=False,
+                    detail=f"enrollment stopped after {MAX_ENROLL_FAILURES} failures in a "
+                    "row; see the service log",
+                )
+        else:
+            self._enroll_failures = 0
+            enrolled = result.status is SpeakerStatus.ENROLLED
+            progress = dataclasses.replace(
+                progress,
+                status=result.status.value,
+                enrolled_speech_seconds=result.enrolled_speech_seconds,
+                remaining_speech_seconds=result.remaining_speech_seconds,
+                call_speech_seconds=progress.call_speech_seconds + result.speech_seconds,
+                active=not enrolled,
+            )
+        self._enrolling = None
+        if self.enrollment is not None and self.enrollment.speaker_id == progress.speaker_id:
+            self.enrollment = progress
+            if not progress.active:
+                self._enroll_buffer = None  # nothing more to collect
+            self.call.observer.notify(self.call, ENROLLMENT_CHANGED, self)
+        self._dispatch()
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self._due():
+            self._start_judging()
+        if self._enroll_due():
+            self._take_enroll_chunk()
+
+    def wrap_up(self) -> None:
+        """The call's last socket closed: judge any speech not judged yet, and enroll any
+        speech left over, so that what was heard is used."""
+        if self._judging is None and self.claim is not None and self._evaluated is not None:
+            heard = self._window.frames
+            if heard > self._evaluated and self.call.schedule.enough(heard):
+                self._start_judging()
+        buffer = self._enroll_buffer
+        if (
+            self._enrolling is None
+            and buffer is not None
+            and buffer.frames >= MIN_ENROLL_CHUNK_FRAMES
+            and self.enrollment is not None
+        ):
+            self._take_enroll_chunk()
+
+    # --- views -------------------------------------------------------------------------------
+
+    def summary(self) -> ParticipantSummary:
+        return ParticipantSummary(
+            raw_id=self.raw_id,
+            joined_at=self.joined_at,
+            first_frame_at=self.first_frame_at,
+            last_frame_at=self.last_frame_at,
+            frames=self.frames,
+            speech_seconds=self.speech_seconds,
+            claim=self.claim,
+            latest_verdict=self.latest,
+            enrollment=self.enrollment,
+        )
+
+    def restore(self, summary: ParticipantSummary) -> None:
+        """Resume from a stored summary (the call was evicted from memory). Speech is never
+        stored, so the decision window starts empty; a claim judged final stays final."""
+        self.joined_at = summary.joined_at
+        self.first_frame_at = summary.first_frame_at
+        self.last_frame_at = summary.last_frame_at
+        self.frames = summary.frames
+        self.speech_frames = round(summary.speech_seconds / FRAME_SECONDS)
+        self.claim = summary.claim
+        self.latest = summary.latest_verdict
+        if self.claim is not None:
+            final = self.latest is not None and self.latest.final
+            self._evaluated = self.call.schedule.max_frames if final else 0
+        self.enrollment = summary.enrollment
+        if self.enrollment is not None and self.enrollment.active:
+            self._enroll_buffer = SpeechBuffer(self.call.schedule.max_frames)

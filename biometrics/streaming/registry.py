@@ -1,0 +1,201 @@
+"""Every call this process knows: found by id, created by a claim or a socket, resumed by a
+reconnect, and forgotten once it has ended and nobody has streamed it for a while.
+
+A call stays in memory while a socket streams it, and for ``stream_retention_seconds``
+after its last socket closed, so that a reconnect continues it with its speech buffers.
+Past that (or when memory is needed for new calls) it is evicted; its summary, claims and
+verdict history stay in the database, and a later socket or claim for the same id resumes
+it from there, with empty speech buffers. Live calls are held per process: run one
+process, or route every socket and request of a call to the same one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Callable
+
+from biometrics.audio import SpeechDetector
+from biometrics.config import Settings
+from biometrics.events import Broker
+from biometrics.store.models import CallStatus
+from biometrics.streaming.clock import utcnow
+from biometrics.streaming.decisions import DecisionSchedule, SpeakerClaim
+from biometrics.streaming.errors import TooManyCalls
+from biometrics.streaming.hooks import CallBackend, CallObserver
+from biometrics.streaming.participant import ParticipantStream
+from biometrics.streaming.recorder import CallRecorder
+from biometrics.streaming.session import CallSession
+from biometrics.streaming.summaries import CallSummary
+
+logger = logging.getLogger(__name__)
+
+MAX_SWEEP_SECONDS = 30.0
+MIN_SWEEP_SECONDS = 0.5
+STOP_SECONDS = 5.0  # at shutdown, how long calls may take to end
+
+
+class CallRegistry:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: CallBackend,
+        observer: CallObserver,
+        recorder: CallRecorder,
+        broker: Broker,
+    ) -> None:
+        self.schedule = DecisionSchedule.from_settings(settings)
+        self._settings = settings
+        self._backend = backend
+        self._observer = observer
+        self._recorder = recorder
+        self._broker = broker
+        self.new_detector: Callable[[], SpeechDetector] = SpeechDetector
+        self._calls: dict[str, CallSession] = {}
+        self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+        self._endings: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._endings:
+            await asyncio.wait(set(self._endings), timeout=STOP_SECONDS)
+        for call in self._calls.values():
+            call.close()
+        self._calls.clear()
+        await self._recorder.flush()
+
+    # --- finding and creating ----------------------------------------------------------------
+
+    def find(self, call_id: str) -> CallSession | None:
+        return self._calls.get(call_id)
+
+    async def obtain(self, call_id: str) -> CallSession:
+        """The call in memory; else resumed from the database; else a new PENDING one."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            return call
+        lock = self._creating.setdefault(call_id, asyncio.Lock())
+        async with lock:
+            call = self._calls.get(call_id)
+            if call is not None:
+                return call
+            stored = await self._recorder.load(call_id)
+            self._make_room()
+            call = CallSession(
+                call_id,
+                schedule=self.schedule,
+                new_detector=self.new_detector,
+                backend=self._backend,
+                observer=self._observer,
+                max_participants=self._settings.stream_max_participants,
+            )
+            if stored is not None:
+                call.restore(stored)
+                logger.info("call resumed from the database", extra={"call_id": call_id})
+            self._calls[call_id] = call
+            return call
+
+    async def summary(self, call_id: str) -> CallSummary | None:
+        """The call as it is now: live from memory, else as last stored."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            return call.summary()
+        return await self._recorder.load(call_id)
+
+    # --- claims and sockets ------------------------------------------------------------------
+
+    async def claim(self, call_id: str, raw_id: str, claim: SpeakerClaim) -> ParticipantStream:
+        call = await self.obtain(call_id)
+        participant = call.claim(raw_id, claim)
+        self._recorder.save(call.summary())
+        logger.info(
+            "participant claimed",
+            extra={"call_id": call_id, "participant": raw_id, "speaker_id": claim.speaker_id},
+        )
+        return participant
+
+    async def connect(
+        self,
+        call_id: str,
+        correlation_id: str | None,
+        subscription_id: str,
+        counters: dict[str, int],
+    ) -> CallSession:
+        call = await self.obtain(call_id)
+        call.connect(correlation_id, subscription_id, counters)
+        self._recorder.save(call.summary())
+        return call
+
+    async def disconnect(self, call: CallSession, counters: dict[str, int]) -> None:
+        """A socket closed. Ending the call (its last verdicts, call.ended) runs as a task of
+        its own: a socket handler cancelled meanwhile (server shutdown, a test client)
+        does not leave the call half-ended."""
+        task = asyncio.get_running_loop().create_task(self._disconnect(call, counters))
+        self._endings.add(task)
+        task.add_done_callback(self._endings.discard)
+        await asyncio.shield(task)
+
+    async def _disconnect(self, call: CallSession, counters: dict[str, int]) -> None:
+        if not await call.disconnect(counters):
+            self._recorder.save(call.summary())
+
+    # --- forgetting --------------------------------------------------------------------------
+
+    def _make_room(self) -> None:
+        if len(self._calls) < self._settings.stream_max_calls:
+            return
+        self.sweep()
+        if len(self._calls) < self._settings.stream_max_calls:
+            return
+        idle = [
+            call
+            for call in self._calls.values()
+            if call.idle and call.status is not CallStatus.ONGOING
+        ]
+        if not idle:
+            raise TooManyCalls(
+                f"{len(self._calls)} calls are live or pending in this process "
+                "(BIOMETRICS_STREAM_MAX_CALLS); try again later"
+            )
+        oldest = min(idle, key=lambda call: call.active_at)
+        self._evict(oldest)  # lossless but for its speech buffers: it is in the database
+
+    def sweep(self) -> None:
+        """Evict calls idle for longer than the retention: ended, or pending unstreamed."""
+        now = utcnow()
+        retention = self._settings.stream_retention_seconds
+        for call in list(self._calls.values()):
+            if (
+                call.idle
+                and call.status is not CallStatus.ONGOING
+                and (now - call.active_at).total_seconds() >= retention
+            ):
+                self._evict(call)
+
+    def _evict(self, call: CallSession) -> None:
+        call.close()
+        del self._calls[call.call_id]
+        self._broker.forget(call.call_id)
+        logger.info("call left memory", extra={"call_id": call.call_id, "status": call.status})
+
+    async def _sweep_forever(self) -> None:
+        interval = self._settings.stream_retention_seconds / 2
+        interval = min(max(interval, MIN_SWEEP_SECONDS), MAX_SWEEP_SECONDS)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep()
+            except Exception:
+                logger.exception("sweeping ended calls failed")

@@ -1,0 +1,216 @@
+"""One live call: its identity, its sockets (a reconnect continues the call), the parser
+counters of all of them, and its participants, each a
+:class:`~biometrics.streaming.participant.ParticipantStream`. No socket here: the endpoint
+feeds parsed frames in. Runs on the event loop.
+
+When the last socket closes the call waits for the verdicts in flight, judges any speech
+not judged yet, and ends (call.ended); a new socket for the same call id resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from biometrics.audio import SpeechDetector
+from biometrics.store.models import CallStatus
+from biometrics.streaming.clock import utcnow
+from biometrics.streaming.decisions import DecisionSchedule, SpeakerClaim
+from biometrics.streaming.errors import TooManyParticipants
+from biometrics.streaming.hooks import (
+    CALL_ENDED,
+    CALL_STARTED,
+    PARTICIPANT_JOINED,
+    CallBackend,
+    CallObserver,
+)
+from biometrics.streaming.identity import MIXED
+from biometrics.streaming.participant import ParticipantStream
+from biometrics.streaming.protocol import AudioFrame
+from biometrics.streaming.summaries import CallSummary
+
+logger = logging.getLogger(__name__)
+
+FINISH_TIMEOUT_SECONDS = 30.0
+
+
+class CallSession:
+    """One call: its identity, sockets, counters and participants."""
+
+    def __init__(
+        self,
+        call_id: str,
+        *,
+        schedule: DecisionSchedule,
+        new_detector: Callable[[], SpeechDetector] = SpeechDetector,
+        backend: CallBackend,
+        observer: CallObserver,
+        max_participants: int,
+    ) -> None:
+        self.call_id = call_id
+        self.schedule = schedule
+        # One detector per participant: WebRTC's VAD adapts to the audio it has heard.
+        self.new_detector = new_detector
+        self.backend = backend
+        self.observer = observer
+        self.max_participants = max_participants
+        self.correlation_id: str | None = None
+        self.subscription_id: str | None = None
+        self.status = CallStatus.PENDING
+        self.created_at = utcnow()
+        self.active_at = self.created_at  # last claim or socket change (memory retention)
+        self.started_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.sockets = 0  # connections so far
+        self.open_sockets = 0
+        self.participants: dict[str, ParticipantStream] = {}
+        self._counters: collections.Counter[str] = collections.Counter()  # closed sockets'
+        self._live_counters: list[dict[str, int]] = []  # open sockets' parsers
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task of this call (kept referenced until done)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def busy(self) -> bool:
+        """Verdicts, look-ups or enrollments are running for the call."""
+        return bool(self._tasks)
+
+    @property
+    def idle(self) -> bool:
+        return self.open_sockets == 0 and not self._tasks
+
+    # --- sockets -----------------------------------------------------------------------------
+
+    def connect(
+        self, correlation_id: str | None, subscription_id: str, counters: dict[str, int]
+    ) -> None:
+        """A socket starts streaming this call (the first one, or a reconnect)."""
+        self.active_at = utcnow()
+        self.open_sockets += 1
+        self.sockets += 1
+        self._live_counters.append(counters)
+        self.correlation_id = correlation_id or self.correlation_id
+        self.subscription_id = subscription_id
+        self.started_at = self.started_at or utcnow()
+        self.ended_at = None
+        if self.status is not CallStatus.ONGOING:
+            self.status = CallStatus.ONGOING
+            self.observer.notify(self, CALL_STARTED)
+
+    def feed(self, frame: AudioFrame, sample_rate: int) -> None:
+        raw_id = frame.participant_raw_id or MIXED
+        participant = self.participants.get(raw_id)
+        if participant is None or participant.joined_at is None:
+            if participant is None and len(self.participants) >= self.max_participants:
+                self._counters["dropped_participant_limit"] += 1
+                return
+            participant = self.participant(raw_id)
+            participant.join()
+            self.observer.notify(self, PARTICIPANT_JOINED, participant)
+        participant.feed(frame, sample_rate)
+
+    async def disconnect(self, counters: dict[str, int]) -> bool:
+        """A socket closed; when it was the last, judge what is left and end the call.
+        Returns True when the call ended."""
+        self.active_at = utcnow()
+        self.open_sockets -= 1
+        if any(live is counters for live in self._live_counters):
+            self._live_counters = [live for live in self._live_counters if live is not counters]
+        self._counters.update(counters)
+        if self.open_sockets > 0:
+            return False
+        await self._settle()
+        for participant in self.participants.values():
+            participant.wrap_up()
+        await self._settle()
+        if self.open_sockets > 0:  # a reconnect came while the last verdicts were made
+            return False
+        self.status = CallStatus.ENDED
+        self.ended_at = self.active_at = utcnow()
+        self.observer.notify(self, CALL_ENDED)
+        return True
+
+    async def _settle(self) -> None:
+        """Wait for the call's verdicts and enrollments in flight, however many follow."""
+        deadline = asyncio.get_running_loop().time() + FINISH_TIMEOUT_SECONDS
+        while self._tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                logger.warning(
+                    "a call ended with model work still running",
+                    extra={"call_id": self.call_id, "tasks": len(self._tasks)},
+                )
+                return
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+
+    def close(self) -> None:
+        """Forget the call: cancel whatever still runs for it."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- participants ------------------------------------------------------------------------
+
+    def participant(self, raw_id: str) -> ParticipantStream:
+        """The participant, created if new; raises TooManyParticipants at the limit."""
+        participant = self.participants.get(raw_id)
+        if participant is None:
+            if len(self.participants) >= self.max_participants:
+                raise TooManyParticipants(
+                    f"call {self.call_id!r} already has {self.max_participants} participants "
+                    "(BIOMETRICS_STREAM_MAX_PARTICIPANTS)"
+                )
+            participant = ParticipantStream(self, raw_id)
+            self.participants[raw_id] = participant
+        return participant
+
+    def claim(self, raw_id: str, claim: SpeakerClaim) -> ParticipantStream:
+        self.active_at = utcnow()
+        participant = self.participant(raw_id)
+        participant.set_claim(claim)
+        return participant
+
+    # --- views -------------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        total = collections.Counter(self._counters)
+        for live in self._live_counters:
+            total.update(live)
+        return dict(total)
+
+    def summary(self) -> CallSummary:
+        return CallSummary(
+            call_id=self.call_id,
+            correlation_id=self.correlation_id,
+            subscription_id=self.subscription_id,
+            status=self.status,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            sockets=self.sockets,
+            counters=self.counters,
+            participants=tuple(p.summary() for p in self.participants.values()),
+        )
+
+    def restore(self, summary: CallSummary) -> None:
+        self.correlation_id = summary.correlation_id
+        self.subscription_id = summary.subscription_id
+        # Stored as ONGOING: the process that streamed it stopped; no socket is open now.
+        ongoing = summary.status is CallStatus.ONGOING
+        self.status = CallStatus.ENDED if ongoing else summary.status
+        self.created_at = summary.created_at
+        self.started_at = summary.started_at
+        self.ended_at = summary.ended_at
+        self.sockets = summary.sockets
+        self._counters = collections.Counter(summary.counters)
+        for stored in summary.participants:
+            ParticipantStream.restore(self.participant(stored.raw_id), stored)

@@ -1,0 +1,62 @@
+"""biometrics.events.broker: bounded subscriber queues, replay of a call's recent events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from biometrics.events import Broker, Event
+
+NOW = datetime(2024, 11, 15, tzinfo=UTC)
+
+
+def event(call_id: str, number: int, kind: str = "verdict.changed") -> Event:
+    return Event(f"{call_id}-{number}", kind, call_id, "8:acs:a", NOW, {"n": number})
+
+
+def drain(subscription) -> list[str]:
+    async def read():
+        ids = []
+        while (item := await subscription.next(timeout=0.01)) is not None:
+            ids.append(item.id)
+        return ids
+
+    return asyncio.run(read())
+
+
+def test_a_slow_subscriber_loses_its_oldest_events_not_memory():
+    broker = Broker(queue_size=3)
+    slow = broker.subscribe("c1")
+    for number in range(10):
+        broker.publish(event("c1", number))
+    assert drain(slow) == ["c1-7", "c1-8", "c1-9"]
+    assert slow.dropped == 7
+
+
+def test_subscribers_see_their_call_and_all_call_subscribers_see_every_call():
+    broker = Broker()
+    one, everything = broker.subscribe("c1"), broker.subscribe(None)
+    broker.publish(event("c1", 1))
+    broker.publish(event("c2", 1))
+    assert drain(one) == ["c1-1"]
+    assert drain(everything) == ["c1-1", "c2-1"]
+
+
+def test_a_late_subscriber_gets_the_calls_history_or_what_followed_its_last_event():
+    broker = Broker(history_size=4)
+    for number in range(6):
+        broker.publish(event("c1", number))
+    assert drain(broker.subscribe("c1")) == ["c1-2", "c1-3", "c1-4", "c1-5"]
+    assert drain(broker.subscribe("c1", after="c1-3")) == ["c1-4", "c1-5"]
+    assert drain(broker.subscribe("c1", after="gone")) == ["c1-2", "c1-3", "c1-4", "c1-5"]
+    assert drain(broker.subscribe(None)) == []  # all-calls subscribers start from now
+
+
+def test_forgetting_a_call_ends_its_subscriptions():
+    broker = Broker()
+    subscription = broker.subscribe("c1")
+    broker.publish(event("c1", 1))
+    broker.forget("c1")
+    assert drain(subscription) == ["c1-1"]  # what was queued is still delivered
+    assert subscription.closed
+    assert drain(broker.subscribe("c1")) == []
