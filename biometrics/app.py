@@ -56,6 +56,11 @@ def start_services(settings: Settings, encoder: SpeakerEncoder | None = None) ->
             settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
         )
     services = Services.build(settings, database, EmbeddingWorker(encoder))
+    if services.socket_auth is None:
+        logger.warning(
+            "the live-call socket /ws/acs accepts unauthenticated connections; set "
+            "BIOMETRICS_ACS_AUDIENCE to your ACS resource id to require ACS's signed token"
+        )
     scoring = services.scorer.describe()
     if not scoring["calibrated"]:
         logger.warning(

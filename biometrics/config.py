@@ -49,6 +49,12 @@ class Settings:
     stream_max_participants: int = 32  # per call; frames of further participants dropped
     stream_max_calls: int = 1000  # calls held in memory at once (pending, ongoing, recent)
     stream_retention_seconds: float = 300.0  # an ended call stays resumable this long
+    # ACS signs each audio socket with a JWT whose audience is your ACS resource id; set
+    # it to require and check that token (unset: the socket is open to anyone who can
+    # reach it, so keep it behind a gateway).
+    acs_audience: str | None = None
+    acs_issuer: str = "https://acscallautomation.communication.azure.com"
+    acs_jwks_url: str = "https://acscallautomation.communication.azure.com/calling/keys"
     # Webhooks: comma-separated http(s) URLs that receive every call event as a
     # CloudEvent, signed with HMAC-SHA256 under the secret (required with URLs).
     webhook_urls: str = ""

@@ -14,6 +14,7 @@ from biometrics.events import Broker
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
 from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database, queries
+from biometrics.streaming.auth import SocketAuthenticator
 from biometrics.streaming.backend import ServiceBackend
 from biometrics.streaming.decisions import DecisionSchedule
 from biometrics.streaming.judge import Judge
@@ -35,6 +36,7 @@ class Services:
     broker: Broker
     recorder: CallRecorder
     webhooks: WebhookSender | None
+    socket_auth: SocketAuthenticator | None
 
     @classmethod
     def build(cls, settings: Settings, database: Database, worker: EmbeddingWorker) -> Services:
@@ -67,6 +69,11 @@ class Services:
                 RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
                 settings.webhook_timeout_seconds,
             )
+        socket_auth = None
+        if settings.acs_audience:
+            socket_auth = SocketAuthenticator(
+                settings.acs_audience, settings.acs_issuer, settings.acs_jwks_url
+            )
         return cls(
             settings=settings,
             database=database,
@@ -77,6 +84,7 @@ class Services:
             broker=broker,
             recorder=recorder,
             webhooks=webhooks,
+            socket_auth=socket_auth,
         )
 
     @property

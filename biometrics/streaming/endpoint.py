@@ -2,7 +2,8 @@
 names (:mod:`biometrics.streaming.protocol` parses) and keeps no call state
 (:mod:`biometrics.streaming.session` does).
 
-The socket's life: accept; wait up to ``stream_metadata_timeout_seconds`` for
+The socket's life: accept; check the bearer token when ``acs_audience`` is set (close
+1008 otherwise); wait up to ``stream_metadata_timeout_seconds`` for
 ``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
 ``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
 until the peer closes. A message over ``stream_max_message_bytes`` closes 1009; whatever
@@ -17,10 +18,12 @@ import asyncio
 import contextlib
 import logging
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from biometrics.services import services_of
+from biometrics.streaming.auth import Unauthorized
 from biometrics.streaming.errors import TooManyCalls
 from biometrics.streaming.identity import call_id_problem, socket_identity
 from biometrics.streaming.protocol import (
@@ -51,6 +54,14 @@ async def acs_stream(websocket: WebSocket) -> None:
     call: CallSession | None = None
     call_id = identity.call_id
     await websocket.accept()
+    if services.socket_auth is not None:
+        try:
+            await run_in_threadpool(
+                services.socket_auth.check, websocket.headers.get("authorization")
+            )
+        except Unauthorized as refused:
+            await _close(websocket, call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser)
+            return
     try:
         max_bytes = settings.stream_max_message_bytes
         timeout = settings.stream_metadata_timeout_seconds

@@ -1,0 +1,116 @@
+"""The audio socket checks ACS's signed token when an audience is configured."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import json
+import threading
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from biometrics.app import create_app
+from biometrics.streaming.auth import ACS_ISSUER, SocketAuthenticator, Unauthorized
+
+AUDIENCE = "00000000-1111-2222-3333-444444444444"
+METADATA = json.dumps(
+    {
+        "kind": "AudioMetadata",
+        "audioMetadata": {
+            "subscriptionId": "sub-1",
+            "encoding": "PCM",
+            "sampleRate": 16000,
+            "channels": 1,
+            "length": 640,
+        },
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def signing_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def jwks_url(signing_key):
+    """The public key served as a JWKS on loopback, as Call Automation publishes its keys."""
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    body = json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/calling/keys"
+    server.shutdown()
+    server.server_close()
+
+
+def token(key, **claims) -> str:
+    body = {"iss": ACS_ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 3600, **claims}
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def test_a_valid_token_passes(signing_key, jwks_url):
+    claims = SocketAuthenticator(AUDIENCE, jwks_url=jwks_url).check(f"Bearer {token(signing_key)}")
+    assert claims["aud"] == AUDIENCE
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing bearer token"),
+        ("Basic abc", "missing bearer token"),
+        ("Bearer not-a-jwt", "invalid token"),
+    ],
+)
+def test_missing_or_malformed_tokens_are_refused(jwks_url, header, reason):
+    with pytest.raises(Unauthorized, match=reason):
+        SocketAuthenticator(AUDIENCE, jwks_url=jwks_url).check(header)
+
+
+def test_wrong_audience_issuer_expiry_or_key_are_refused(signing_key, jwks_url):
+    authenticator = SocketAuthenticator(AUDIENCE, jwks_url=jwks_url)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for bad in (
+        token(signing_key, aud="someone-else"),
+        token(signing_key, iss="https://example.invalid"),
+        token(signing_key, exp=int(time.time()) - 60),
+        token(other_key),
+    ):
+        with pytest.raises(Unauthorized, match="invalid token"):
+            authenticator.check(f"Bearer {bad}")
+
+
+def test_the_socket_closes_1008_without_a_valid_token(settings, encoder, signing_key, jwks_url):
+    secured = dataclasses.replace(settings, acs_audience=AUDIENCE, acs_jwks_url=jwks_url)
+    with TestClient(create_app(secured, encoder=encoder)) as client:
+        with (
+            client.websocket_connect("/ws/acs") as socket,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            socket.receive_text()
+        assert closed.value.code == 1008
+        assert "missing bearer token" in closed.value.reason
+        headers = {"Authorization": f"Bearer {token(signing_key)}", "x-ms-call-connection-id": "c1"}
+        with client.websocket_connect("/ws/acs", headers=headers) as socket:
+            socket.send_text(METADATA)
+            deadline = time.monotonic() + 10
+            while client.get("/v1/calls/c1").status_code != 200:
+                assert time.monotonic() < deadline, "the authorised call never started"
+                time.sleep(0.05)
+            assert client.get("/v1/calls/c1").json()["status"] == "ONGOING"
