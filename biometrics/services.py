@@ -12,6 +12,7 @@ from biometrics.embedding import EmbeddingWorker
 from biometrics.enrollment import Enroller
 from biometrics.events import Broker
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
+from biometrics.scoring import calibration
 from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database, queries
 from biometrics.streaming.auth import SocketAuthenticator
@@ -48,6 +49,9 @@ class Services:
                 target_far=settings.target_far,
                 fixed_threshold=settings.threshold,
             )
+        shipped = worker.encoder.folder / calibration.FOLDER_FILE
+        if scorer.calibration is None and shipped.is_file():
+            scorer = dataclasses.replace(scorer, calibration=calibration.read_json(shipped))
         enroller = Enroller(database, worker, detector, settings)
         verifier = Verifier(database, worker, detector, settings, scorer)
         broker = Broker()

@@ -45,9 +45,10 @@ class SpeakerEncoder:
     """A loaded model: waveforms in, L2-normalised embeddings out. Blocking; call it
     from a worker thread, never from the event loop."""
 
-    def __init__(self, model: SpeakerRecognition, identity: ModelIdentity) -> None:
+    def __init__(self, model: SpeakerRecognition, identity: ModelIdentity, folder: Path) -> None:
         self._model = model.eval()
         self.identity = identity
+        self.folder = folder  # the model's files (for a hub model, its cached copy)
         self.dimension = int(self.embed([np.zeros(16_000, dtype=np.float32)]).shape[1])
 
     @torch.inference_mode()
@@ -94,7 +95,7 @@ def load_encoder(source: str, cache_dir: Path, *, threads: int = 2) -> SpeakerEn
         )
     identity = ModelIdentity.of_checkpoint(identity_source, checkpoint, notice)
     logger.info("model loaded", extra={"model": identity.name})
-    return SpeakerEncoder(model, identity)
+    return SpeakerEncoder(model, identity, checkpoint.parent)
 
 
 def _load_folder(folder: Path) -> tuple[SpeakerRecognition, Path]:

@@ -11,6 +11,8 @@ false-accept rate measured on the same trials.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +43,33 @@ class Calibration:
         rates = np.log([rate for rate, _ in points])
         values = [threshold for _, threshold in points]
         return float(np.interp(np.log(far), rates, values))
+
+
+# A model folder may ship the calibration measured for it: the default until an
+# operator fits one on their own calls (``biometrics calibrate``).
+FOLDER_FILE = "calibration.json"
+
+
+def write_json(calibration: Calibration, path: Path, **provenance: object) -> Path:
+    body = {
+        "slope": calibration.slope,
+        "intercept": calibration.intercept,
+        "normalized": calibration.normalized,
+        "thresholds": {str(far): value for far, value in calibration.thresholds.items()},
+        **provenance,
+    }
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_json(path: Path) -> Calibration:
+    body = json.loads(path.read_text(encoding="utf-8"))
+    return Calibration(
+        slope=float(body["slope"]),
+        intercept=float(body["intercept"]),
+        normalized=bool(body["normalized"]),
+        thresholds={float(far): float(value) for far, value in body["thresholds"].items()},
+    )
 
 
 def fit(targets: np.ndarray, nontargets: np.ndarray, *, normalized: bool) -> Calibration:

@@ -88,3 +88,27 @@ def test_calibrating_raw_scores_ignores_the_cohort(cli_env, settings, encoder, t
 def test_calibrating_a_missing_folder_is_a_clear_error(cli_env, tmp_path, capsys):
     assert main(["calibrate", str(tmp_path / "absent")]) == 2
     assert "is not a folder of speech" in capsys.readouterr().err
+
+
+def test_a_calibration_shipped_in_the_model_folder_is_the_default(settings, model_folder, tmp_path):
+    import dataclasses
+    import shutil
+
+    import numpy as np
+
+    from biometrics.embedding import load_encoder
+    from biometrics.scoring.calibration import FOLDER_FILE, fit, write_json
+
+    folder = tmp_path / "model-with-calibration"
+    shutil.copytree(model_folder, folder)
+    rng = np.random.default_rng(0)
+    shipped = fit(rng.normal(0.7, 0.1, 200), rng.normal(0.2, 0.1, 2000), normalized=False)
+    write_json(shipped, folder / FOLDER_FILE, fitted_on="synthetic trials")
+    encoder = load_encoder(str(folder), tmp_path / "cache")
+    with TestClient(
+        create_app(dataclasses.replace(settings, model_source=str(folder)), encoder=encoder)
+    ) as client:
+        scoring = client.get("/readyz").json()["scoring"]
+        assert scoring["calibrated"] is True
+        assert scoring["normalization"] is None
+        assert scoring["default_threshold"] == round(shipped.threshold_for_far(0.01), 2)
