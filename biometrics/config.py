@@ -15,7 +15,7 @@ from pathlib import Path
 from biometrics.errors import ConfigError
 
 PREFIX = "BIOMETRICS_"
-DEFAULT_MODEL_SOURCE = "speechbrain/spkrec-ecapa-voxceleb"
+DEFAULT_MODEL_SOURCE = "bundled"
 
 
 @dataclasses.dataclass(frozen=True)

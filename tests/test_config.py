@@ -9,7 +9,7 @@ from biometrics.errors import ConfigError
 def test_defaults_need_no_environment():
     settings = Settings.from_env({})
     assert settings.database_url.startswith("sqlite:///")
-    assert settings.model_source == "speechbrain/spkrec-ecapa-voxceleb"
+    assert settings.model_source == "bundled"
     assert settings.min_enroll_speech_seconds == 20.0
     assert settings.min_verify_speech_seconds == 3.0
 

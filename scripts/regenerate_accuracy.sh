@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Regenerate every number in docs/accuracy.md and the bundled model's card and
+# calibration: bash scripts/regenerate_accuracy.sh [path/to/librispeech]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data/librispeech}
+python=${PYTHON:-.venv/bin/python}
+results=docs/results
+
+"$python" scripts/accuracy_report.py --data "$data" --model bundled --out "$results/accuracy" \
+    --write-calibration biometrics/models/ecapa-distilled/calibration.json
+"$python" scripts/evaluate.py --data "$data/test-other-dev" --model bundled \
+    --out "$results/evaluate-test-other-dev"
+"$python" scripts/compare_streaming.py --data "$data/test-other-dev" --model bundled \
+    --chunk-seconds 2 --decision-seconds 3 5 7 9 --out "$results/streaming"
+# The model card's comparison (resemblyzer needs the train extras).
+for set in test-other-dev held-out; do
+    if [ "$set" = held-out ]; then
+        where=(--data "$data/train-clean-5" --speakers 19 163 1737 2136 4640 8629)
+    else
+        where=(--data "$data/test-other-dev")
+    fi
+    "$python" scripts/evaluate.py "${where[@]}" --model bundled --model resemblyzer \
+        --model random:256 --test-seconds 3 --out "$results/models-$set"
+done
+"$python" scripts/benchmark_embedding.py --model resemblyzer --model bundled \
+    --model random:1024 --seconds 3 10 --repeats 15 --out "$results/benchmark"

@@ -1,0 +1,80 @@
+"""End to end on real speech with the default configuration: the bundled model and
+its shipped calibration, a real uvicorn server, a four-participant unmixed ACS call.
+A genuine caller is accepted and an impostor claiming the same identity is rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+
+import httpx
+import numpy as np
+import pytest
+
+from biometrics.audio import SpeechDetector, decode_audio
+from biometrics.config import Settings
+from biometrics.embedding import load_encoder
+from tests.conftest import LIBRISPEECH
+from tests.streaming.helpers import call_messages
+from tests.test_live_call_end_to_end import send_call, wait_for_call, ws_url
+
+DEV = LIBRISPEECH / "test-other-dev"
+pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared LibriSpeech excerpts absent")
+
+GENUINE, IMPOSTOR, AGENT, OTHER = "4:+14255550101", "4:+14255550102", "8:acs:agent", "8:acs:x"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return load_encoder("bundled", tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return Settings(database_url=database_url, model_cache_dir=tmp_path, auto_migrate=False)
+
+
+def utterances(speaker: str) -> list[bytes]:
+    return [path.read_bytes() for path in sorted((DEV / speaker).glob("*.flac"))]
+
+
+def speech_of(data: bytes) -> np.ndarray:
+    return SpeechDetector().detect(decode_audio(data)).speech()
+
+
+def test_end_to_end_default_model_accepts_the_genuine_caller_and_rejects_an_impostor(
+    live_server,
+):
+    assert live_server.settings.model_source == "bundled"
+    enrollment, rest = utterances("1688")[:4], utterances("1688")[4:]
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        for data in enrollment:
+            enrolled = http.post(
+                "/v1/speakers/reader-1688/enrollments",
+                content=data,
+                headers={"content-type": "audio/flac"},
+            ).json()
+        assert enrolled["status"] == "ENROLLED", enrolled
+        call_id = "real-speech"
+        for raw_id in (GENUINE, IMPOSTOR, OTHER):
+            claimed = http.put(
+                f"/v1/calls/{call_id}/participants/{urllib.parse.quote(raw_id, safe='')}/claim",
+                json={"speaker_id": "reader-1688"},
+            )
+            assert claimed.status_code == 200, claimed.text
+        participants = {
+            GENUINE: np.concatenate([speech_of(data) for data in rest[:2]]),
+            IMPOSTOR: np.concatenate([speech_of(data) for data in utterances("367")[:2]]),
+            OTHER: np.concatenate([speech_of(data) for data in utterances("2033")[:2]]),
+            AGENT: np.concatenate([speech_of(data) for data in utterances("533")[:2]]),
+        }
+        asyncio.run(send_call(ws_url(live_server), call_id, call_messages(participants)))
+        call = wait_for_call(http, call_id, lambda body: body["status"] == "ENDED", timeout=120)
+    verdicts = {p["participant_raw_id"]: p["latest_verdict"] for p in call["participants"]}
+    assert verdicts[GENUINE]["decision"] == "ACCEPT", verdicts[GENUINE]
+    assert verdicts[IMPOSTOR]["decision"] == "REJECT", verdicts[IMPOSTOR]
+    assert verdicts[OTHER]["decision"] == "REJECT", verdicts[OTHER]
+    assert verdicts[AGENT]["decision"] == "SPEAKER_ID_NOT_PROVIDED"
+    assert verdicts[GENUINE]["calibrated"] is True
+    assert verdicts[GENUINE]["score"] > verdicts[IMPOSTOR]["score"] + 30
+    assert verdicts[GENUINE]["model"]["source"] == "bundled:ecapa-distilled"
