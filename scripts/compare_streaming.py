@@ -41,20 +41,23 @@ import numpy as np
 from biometrics.audio import SAMPLE_RATE
 from biometrics.config import Settings
 from biometrics.embedding.pooling import MIN_SEGMENT_SAMPLES, Embed, pool_speech, weighted_mean
+from biometrics.evaluation.arguments import (
+    UsageError,
+    add_harness_arguments,
+    selected_embedders,
+    selected_speech,
+)
 from biometrics.evaluation.protocol import (
     Protocol,
     SpeakerSpeech,
     TestCrop,
     build_protocol,
     cosine_trials,
-    find_speakers,
-    load_speech,
 )
 from biometrics.evaluation.report import format_eer, format_table
 from biometrics.evaluation.run import (
     Embedder,
     VoiceprintCache,
-    make_embedder,
     split_scores,
     summarise,
 )
@@ -253,39 +256,24 @@ def report(comparison: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of speech")
-    parser.add_argument(
-        "--model",
-        action="append",
-        help="HF id or model folder, 'resemblyzer', or 'random:<channels>' (repeatable; "
-        "default: BIOMETRICS_MODEL_SOURCE)",
-    )
+    add_harness_arguments(parser)
     parser.add_argument("--decision-seconds", type=float, nargs="+", default=[3, 5, 8, 10])
     parser.add_argument("--chunk-seconds", type=float, default=3.0)
-    parser.add_argument("--enroll-seconds", type=float, default=20.0)
     parser.add_argument("--max-streams-per-speaker", type=int, default=10)
-    parser.add_argument("--max-nontargets", type=int, help="seeded sample (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="default: BIOMETRICS_INFERENCE_THREADS")
     parser.add_argument("--out", type=Path, help="write streaming.json here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no such folder: {args.data}", file=sys.stderr)
-        return 2
     settings = Settings.from_env()
-    speech = load_speech(find_speakers(args.data))
+    try:
+        speech = selected_speech(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
     comparisons = []
-    for spec in args.model or [settings.model_source]:
-        embedder = make_embedder(
-            spec,
-            cache_dir=settings.model_cache_dir,
-            threads=args.threads or settings.inference_threads,
-            seed=args.seed,
-        )
+    for embedder in selected_embedders(args, settings):
         comparison = compare_streaming(
             embedder,
             speech,

@@ -23,52 +23,35 @@ import sys
 from pathlib import Path
 
 from biometrics.config import Settings
-from biometrics.evaluation.protocol import find_speakers, load_speech
+from biometrics.evaluation.arguments import (
+    UsageError,
+    add_harness_arguments,
+    selected_embedders,
+    selected_speech,
+)
 from biometrics.evaluation.report import plot_det, results_table, write_results
-from biometrics.evaluation.run import Evaluation, evaluate, make_embedder
+from biometrics.evaluation.run import Evaluation, evaluate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of speech")
-    parser.add_argument(
-        "--model",
-        action="append",
-        help="HF id or model folder, 'resemblyzer', or 'random:<channels>' (repeatable; "
-        "default: BIOMETRICS_MODEL_SOURCE)",
-    )
-    parser.add_argument("--speakers", nargs="+", help="only these speaker ids (default: all)")
-    parser.add_argument("--enroll-seconds", type=float, default=20.0)
+    add_harness_arguments(parser)
     parser.add_argument("--test-seconds", type=float, nargs="+", default=[1, 2, 3, 5, 10])
     parser.add_argument("--max-tests-per-speaker", type=int, default=50)
-    parser.add_argument("--max-nontargets", type=int, help="seeded sample (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="default: BIOMETRICS_INFERENCE_THREADS")
     parser.add_argument("--out", type=Path, help="write results.json and det.png here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no such folder: {args.data}", file=sys.stderr)
-        return 2
     settings = Settings.from_env()
-    threads = args.threads or settings.inference_threads
-    speakers = find_speakers(args.data)
-    if args.speakers:
-        speakers = {
-            speaker: paths for speaker, paths in speakers.items() if speaker in args.speakers
-        }
-    speech = load_speech(speakers)
-    if not speech:
-        print(f"no audio files in {args.data}", file=sys.stderr)
+    try:
+        speech = selected_speech(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
         return 2
     evaluations: list[Evaluation] = []
-    for spec in args.model or [settings.model_source]:
-        embedder = make_embedder(
-            spec, cache_dir=settings.model_cache_dir, threads=threads, seed=args.seed
-        )
+    for embedder in selected_embedders(args, settings):
         evaluations += evaluate(
             embedder,
             speech,

@@ -1,0 +1,54 @@
+"""The command-line arguments every harness script shares, and what they select:
+the speech to measure on and the models to measure."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+from biometrics.config import Settings
+from biometrics.evaluation.protocol import SpeakerSpeech, find_speakers, load_speech
+from biometrics.evaluation.run import Embedder, make_embedder
+
+
+def add_harness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="folder of speech")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="'bundled', HF id or model folder, 'resemblyzer', or 'random:<channels>' "
+        "(repeatable; default: BIOMETRICS_MODEL_SOURCE)",
+    )
+    parser.add_argument("--speakers", nargs="+", help="only these speaker ids (default: all)")
+    parser.add_argument("--enroll-seconds", type=float, default=20.0)
+    parser.add_argument("--max-nontargets", type=int, help="seeded sample (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="default: BIOMETRICS_INFERENCE_THREADS")
+
+
+class UsageError(Exception):
+    """What the user asked for cannot be measured; the message says why."""
+
+
+def selected_speech(args: argparse.Namespace) -> list[SpeakerSpeech]:
+    if not args.data.is_dir():
+        raise UsageError(f"no such folder: {args.data}")
+    speakers = find_speakers(args.data)
+    if args.speakers:
+        speakers = {
+            speaker: paths for speaker, paths in speakers.items() if speaker in args.speakers
+        }
+    speech = load_speech(speakers)
+    if not speech:
+        raise UsageError(f"no audio files in {args.data}")
+    return speech
+
+
+def selected_embedders(args: argparse.Namespace, settings: Settings) -> Iterator[Embedder]:
+    """The models named, loaded one at a time so that only one is in memory."""
+    threads = args.threads or settings.inference_threads
+    for spec in args.model or [settings.model_source]:
+        yield make_embedder(
+            spec, cache_dir=settings.model_cache_dir, threads=threads, seed=args.seed
+        )
