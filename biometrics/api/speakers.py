@@ -101,7 +101,7 @@ async def delete_speaker(request: Request) -> Response:
 
     def delete() -> None:
         with services.database.session() as session:
-            session.delete(queries.get_speaker(session, speaker_id, for_update=True))
+            queries.delete_speaker(session, speaker_id)
 
     await run_in_threadpool(delete)
     return Response(status_code=204)

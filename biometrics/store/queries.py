@@ -89,6 +89,13 @@ def list_speakers(session: Session, *, after: str | None, limit: int) -> list[Sp
     return list(session.scalars(query))
 
 
+def delete_speaker(session: Session, speaker_id: str) -> None:
+    """Delete a speaker with their aliases, voiceprint and records, and the verdicts
+    live calls gave on claims of them."""
+    session.delete(get_speaker(session, speaker_id, for_update=True))
+    session.execute(delete(CallVerdict).where(CallVerdict.speaker_id == speaker_id))
+
+
 def touch(speaker: Speaker) -> None:
     speaker.last_accessed_at = utcnow()
 

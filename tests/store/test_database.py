@@ -148,3 +148,33 @@ def test_cohort_and_calibration_round_trip_through_the_store(database_url):
     assert scorer.calibration == calibration
     assert scorer.normalizing
     assert other.cohort is None and other.calibration is None
+
+
+def test_deleting_a_speaker_deletes_the_live_call_verdicts_on_them(database_url):
+    from biometrics.store.models import Call, CallParticipant, CallStatus, CallVerdict
+
+    database = Database(database_url)
+    enrolled_speaker(database)
+    with database.session() as session:
+        call = Call(call_id="c1", status=CallStatus.ENDED, sockets=1, counters={})
+        participant = CallParticipant(raw_id="4:+1555", frames=10, speech_seconds=3.0)
+        call.participants.append(participant)
+        for index, speaker_id in enumerate(("alice", "someone-else")):
+            participant.verdicts.append(
+                CallVerdict(
+                    verdict_id=f"v{index}",
+                    speaker_id=speaker_id,
+                    decision="ACCEPT",
+                    calibrated=True,
+                    speech_seconds=3.0,
+                    final=True,
+                    model_source="m",
+                    model_sha256="0" * 64,
+                )
+            )
+        session.add(call)
+    with database.session() as session:
+        queries.delete_speaker(session, "alice")
+    with database.engine.connect() as connection:
+        remaining = connection.execute(sa.text("SELECT speaker_id FROM call_verdicts")).all()
+    assert [row.speaker_id for row in remaining] == ["someone-else"]
