@@ -9,7 +9,6 @@ embedded.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import numpy as np
 import webrtcvad
@@ -18,6 +17,8 @@ from biometrics.audio.decode import SAMPLE_RATE
 
 FRAME_SECONDS = 0.02
 FRAME_SAMPLES = int(SAMPLE_RATE * FRAME_SECONDS)
+# Pauses of up to 60 ms inside speech count as speech.
+BRIDGE_FRAMES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +41,39 @@ class SpeechSegments:
         return np.ascontiguousarray(framed[self.speech_mask].reshape(-1))
 
 
+class SpeechBridge:
+    """The bridging rule, frame by frame, so that a whole recording and a live stream
+    apply it identically: a pause of at most ``bridge_frames`` between speech frames is
+    speech; a longer one is not. A pause is only known to be short once speech resumes."""
+
+    def __init__(self, bridge_frames: int = BRIDGE_FRAMES) -> None:
+        self._limit = bridge_frames
+        self._after_speech = False
+        self.pending = 0  # silent frames since the last speech that may still be bridged
+
+    def push(self, is_speech: bool) -> int:
+        """How many frames end as speech with this one: 0, or the pending ones and this one."""
+        if is_speech:
+            released = self.pending + 1 if self._after_speech else 1
+            self.pending = 0
+            self._after_speech = True
+            return released
+        if self._after_speech and self.pending < self._limit:
+            self.pending += 1
+        else:
+            self.pending = 0
+            self._after_speech = False
+        return 0
+
+
 class SpeechDetector:
     """Frame-level speech detector; cheap enough to run on the event loop per frame."""
 
     def __init__(
-        self, aggressiveness: int = 2, energy_floor_dbfs: float = -50.0, bridge_frames: int = 3
+        self,
+        aggressiveness: int = 2,
+        energy_floor_dbfs: float = -50.0,
+        bridge_frames: int = BRIDGE_FRAMES,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self._energy_floor = 10.0 ** (energy_floor_dbfs / 20.0)
@@ -67,9 +96,10 @@ class SpeechDetector:
 
     def _bridge(self, mask: np.ndarray) -> np.ndarray:
         """Mark as speech any run of at most ``bridge_frames`` silent frames between speech."""
-        bridged = mask.copy()
-        speech_at = np.flatnonzero(mask)
-        for start, end in itertools.pairwise(speech_at):
-            if 1 < end - start <= self._bridge_frames + 1:
-                bridged[start + 1 : end] = True
+        bridge = SpeechBridge(self._bridge_frames)
+        bridged = np.zeros_like(mask)
+        for index, is_speech in enumerate(mask):
+            released = bridge.push(bool(is_speech))
+            if released:
+                bridged[index - released + 1 : index + 1] = True
         return bridged

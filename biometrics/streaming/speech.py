@@ -2,7 +2,7 @@
 
 The REST path judges a whole recording at once (:meth:`SpeechDetector.detect`) and then
 bridges short pauses inside speech, so that a word is not cut into pieces. A live call
-cannot look ahead, so the same rule is applied with a small delay instead: up to
+cannot look ahead, so the same rule (:class:`SpeechBridge`) is applied with a small delay: up to
 ``bridge_frames`` silent frames are held back, and released as speech if speech follows
 them, or dropped if it does not. The same audio therefore yields the same speech frames
 live as it would uploaded, and the same embedding.
@@ -13,9 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from biometrics.audio import SpeechDetector
-
-# SpeechDetector's default: gaps of up to 60 ms inside speech count as speech.
-BRIDGE_FRAMES = 3
+from biometrics.audio.speech import BRIDGE_FRAMES, SpeechBridge
 
 
 class SpeechFilter:
@@ -23,23 +21,21 @@ class SpeechFilter:
 
     def __init__(self, detector: SpeechDetector, bridge_frames: int = BRIDGE_FRAMES) -> None:
         self._detector = detector
-        self._bridge_frames = bridge_frames
-        self._held: list[np.ndarray] = []  # silent frames right after speech, at most bridge
-        self._after_speech = False
+        self._bridge = SpeechBridge(bridge_frames)
+        self._held: list[np.ndarray] = []  # the bridge's pending frames
 
     def push(self, frame: np.ndarray, *, silent: bool = False) -> list[np.ndarray]:
         """The speech frames this frame completes: none, itself, or held ones and itself.
 
         ``silent`` (ACS's flag for a buffer of silence) skips the detector.
         """
-        if not silent and self._detector.is_speech(frame):
-            released = [*self._held, frame] if self._after_speech else [frame]
+        released = self._bridge.push(not silent and self._detector.is_speech(frame))
+        if released:
+            speech = [*self._held, frame]
             self._held = []
-            self._after_speech = True
-            return released
-        if self._after_speech and len(self._held) < self._bridge_frames:
+            return speech
+        if self._bridge.pending:
             self._held.append(frame.copy())
-        else:  # the pause is longer than a bridge: what was held was silence after all
+        else:
             self._held = []
-            self._after_speech = False
         return []
