@@ -1,10 +1,10 @@
 """How a live participant's growing speech becomes one embedding: the one swappable choice.
 
-Today: re-embed all the speech so far (it never exceeds the maximum decision speech, 10 s
-by default) exactly as the REST path embeds an upload. Averaging the embeddings of each
-new chunk instead would cost less per step; whether it is as accurate is being measured
-(scripts/compare_streaming.py). A replacement takes the same arguments and returns the
-same value, and :class:`~biometrics.streaming.judge.Judge` takes it as a parameter.
+Re-embed all the speech so far (it never exceeds the maximum decision speech, 10 s by
+default) exactly as the REST path embeds an upload. Averaging the embeddings of each new
+chunk costs half as much, but scripts/compare_streaming.py measured it worse at the first
+decision (docs/accuracy.md). A replacement takes the same arguments and returns the same
+value, and :class:`~biometrics.streaming.judge.Judge` takes it as a parameter.
 """
 
 from __future__ import annotations
