@@ -1,43 +1,156 @@
-"""The Starlette application: routes, error handlers, limits, and the lifespan that
-opens the database and loads the model."""
+"""The application: every part of the service built once, each handed what it needs, and
+the routes that use them, in one place to read (as Starlette's own ``applications.py``).
+
+Nothing is looked up later: no part reaches into ``app.state`` or a container. Each part
+gets its own small configuration from :class:`~biometrics.config.Settings`, never the
+whole object.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
 
-from biometrics.api import routes
+from biometrics.api import health
+from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodySizeLimit
+from biometrics.api.speakers import SpeakerRoutes
+from biometrics.api.verify import VerifyRoute
 from biometrics.config import Settings
 from biometrics.embedding import EmbeddingWorker, SpeakerEncoder, load_encoder
-from biometrics.services import Services
-from biometrics.store import Database
+from biometrics.enrollment import Enroller
+from biometrics.events import Broker
+from biometrics.events.publisher import CallPublisher
+from biometrics.events.webhooks import RetryPolicy, WebhookSender
+from biometrics.scoring import calibration
+from biometrics.scoring.calibration import Calibration
+from biometrics.scoring.normalization import Cohort
+from biometrics.scoring.scorer import Scorer
+from biometrics.store import Database, queries
+from biometrics.store.calls import CallStore
+from biometrics.store.verdicts import VerdictHistory
+from biometrics.streaming.auth import SocketAuthenticator
+from biometrics.streaming.endpoint import AcsStream, StreamLimits
+from biometrics.streaming.identity import alias_candidates
+from biometrics.streaming.participant import CallServices
+from biometrics.streaming.registry import CallLimits, CallRegistry
+from biometrics.streaming.schedule import DecisionSchedule
+from biometrics.verification import VerificationPolicy, VerificationService
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: Settings | None = None, encoder: SpeakerEncoder | None = None
-) -> Starlette:
-    """Build the application. A pre-loaded ``encoder`` skips loading the model at start."""
-    settings = settings or Settings.from_env()
+def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Starlette:
+    """Build the application. A pre-loaded ``encoder`` skips loading the model."""
+    database = Database(settings.database_url)
+    if settings.auto_migrate:
+        database.upgrade()
+    if encoder is None:
+        encoder = load_encoder(
+            settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
+        )
+    worker = EmbeddingWorker(encoder)
+    scorer = load_scorer(database, encoder, settings.target_far, settings.threshold)
+    announce_scoring(encoder, scorer)
+
+    history = VerdictHistory(database)
+    verifier = VerificationService(
+        database,
+        worker,
+        scorer,
+        VerificationPolicy(
+            min_speech_seconds=settings.min_verify_speech_seconds,
+            min_snr_db=settings.min_snr_db,
+            max_clipping_ratio=settings.max_clipping_ratio,
+        ),
+        history,
+    )
+    enroller = Enroller(database, worker, settings.min_enroll_speech_seconds)
+
+    broker = Broker()
+    call_store = CallStore(database)
+    calls = CallRegistry(
+        CallLimits(
+            max_calls=settings.stream_max_calls,
+            max_participants=settings.stream_max_participants,
+            retention_seconds=settings.stream_retention_seconds,
+        ),
+        CallServices(
+            verifier=verifier,
+            enroller=enroller,
+            find_alias=AliasDirectory(database).find,
+            schedule=DecisionSchedule.of_seconds(
+                settings.min_verify_speech_seconds,
+                settings.stream_step_seconds,
+                settings.stream_max_speech_seconds,
+            ),
+        ),
+        call_store,
+        CallPublisher(broker),
+        broker,
+    )
+    webhooks = None
+    if settings.webhook_url_list:
+        webhooks = WebhookSender(
+            broker,
+            settings.webhook_url_list,
+            settings.webhook_secret or "",
+            RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
+            settings.webhook_timeout_seconds,
+        )
+    socket_auth = None
+    if settings.acs_audience:
+        socket_auth = SocketAuthenticator(
+            settings.acs_audience, settings.acs_issuer, settings.acs_jwks_url
+        )
+    else:
+        logger.warning(
+            "the live-call socket /ws/acs accepts unauthenticated connections; set "
+            "BIOMETRICS_ACS_AUDIENCE to your ACS resource id to require ACS's signed token"
+        )
+
+    routes = [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.Readiness(database, encoder.identity, scorer), methods=["GET"]),
+        *SpeakerRoutes(database, enroller, settings.max_audio_seconds).routes(),
+        Route("/v1/verify", VerifyRoute(verifier, settings.max_audio_seconds), methods=["POST"]),
+        *CallRoutes(calls, call_store, history, database, broker).routes(),
+        WebSocketRoute(
+            "/ws/acs",
+            AcsStream(
+                calls,
+                StreamLimits(
+                    max_message_bytes=settings.stream_max_message_bytes,
+                    metadata_timeout_seconds=settings.stream_metadata_timeout_seconds,
+                ),
+                socket_auth,
+            ),
+        ),
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await run_in_threadpool(start_services, settings, encoder)
-        app.state.services = services
-        await services.start_live_calls()
+        calls.start()
+        if webhooks is not None:
+            webhooks.start()
         try:
             yield
         finally:
-            await services.stop_live_calls()
-            services.close()
+            await calls.stop()
+            if webhooks is not None:
+                await webhooks.stop()
+            broker.close()
+            worker.close()
+            call_store.close()
+            database.dispose()
 
     return Starlette(
         routes=routes,
@@ -47,22 +160,48 @@ def create_app(
     )
 
 
-def start_services(settings: Settings, encoder: SpeakerEncoder | None = None) -> Services:
-    database = Database(settings.database_url)
-    if settings.auto_migrate:
-        database.upgrade()
-    if encoder is None:
-        encoder = load_encoder(
-            settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
-        )
-    services = Services.build(settings, database, EmbeddingWorker(encoder))
-    if services.socket_auth is None:
-        logger.warning(
-            "the live-call socket /ws/acs accepts unauthenticated connections; set "
-            "BIOMETRICS_ACS_AUDIENCE to your ACS resource id to require ACS's signed token"
-        )
-    scoring = services.scorer.describe()
-    if not scoring["calibrated"]:
+class AliasDirectory:
+    """Which speaker a live participant is, by its raw id or the phone number in it."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def find(self, raw_id: str) -> str | None:
+        return await run_in_threadpool(self._find, raw_id)
+
+    def _find(self, raw_id: str) -> str | None:
+        with self._database.session() as session:
+            for alias in alias_candidates(raw_id):
+                speaker = queries.find_speaker_by_alias(session, alias)
+                if speaker is not None:
+                    return speaker.speaker_id
+        return None
+
+
+def load_scorer(
+    database: Database, encoder: SpeakerEncoder, target_far: float, fixed_threshold: float | None
+) -> Scorer:
+    """The model's scoring policy: the cohort and calibration stored for it, else the
+    calibration its folder ships, else none (cosine x 100)."""
+    sha256 = encoder.identity.checkpoint_sha256
+    with database.session() as session:
+        stored_cohort = queries.load_cohort(session, sha256)
+        stored_calibration = queries.load_calibration(session, sha256)
+    cohort = (
+        None if stored_cohort is None else Cohort(stored_cohort.embeddings, stored_cohort.top_n)
+    )
+    fitted = None
+    if stored_calibration is not None:
+        fitted = Calibration(**dataclasses.asdict(stored_calibration))
+    shipped = encoder.folder / calibration.FOLDER_FILE
+    if fitted is None and shipped.is_file():
+        fitted = calibration.read_json(shipped)
+    return Scorer(cohort, fitted, target_far, fixed_threshold)
+
+
+def announce_scoring(encoder: SpeakerEncoder, scorer: Scorer) -> None:
+    scoring = scorer.describe()
+    if not scorer.calibrated:
         logger.warning(
             "no score calibration for this model: scores are cosine similarities x 100 and "
             "the threshold is a guess; run `biometrics calibrate` on trials like your calls",
@@ -70,4 +209,3 @@ def start_services(settings: Settings, encoder: SpeakerEncoder | None = None) ->
         )
     else:
         logger.info("scoring", extra={"model": encoder.identity.name, **scoring})
-    return services

@@ -106,12 +106,19 @@ def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
         top_n=args.top_n,
     )
     with database.session() as session:
-        queries.save_cohort(session, encoder.identity.checkpoint_sha256, cohort, str(args.data))
+        queries.save_cohort(
+            session,
+            encoder.identity.checkpoint_sha256,
+            cohort.embeddings,
+            cohort.top_n,
+            str(args.data),
+        )
     print(f"cohort of {len(cohort.embeddings)} embeddings stored for {encoder.identity.name}")
     return 0
 
 
 def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
+    from biometrics.app import load_scorer
     from biometrics.evaluation.calibrate import as_norm_scorer, fit_calibration
     from biometrics.evaluation.protocol import cosine_trials, find_speakers, load_speech
     from biometrics.evaluation.run import encoder_embedder, evaluate
@@ -119,10 +126,7 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
     _require_folder(args.data)
     database, encoder = _prepared(settings)
     sha = encoder.identity.checkpoint_sha256
-    with database.session() as session:
-        scorer = queries.load_scorer(
-            session, sha, target_far=settings.target_far, fixed_threshold=None
-        )
+    scorer = load_scorer(database, encoder, settings.target_far, None)
     cohort = None if args.raw else scorer.cohort
     evaluations = evaluate(
         encoder_embedder(encoder, settings.model_source),
@@ -139,7 +143,12 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
         queries.save_calibration(
             session,
             sha,
-            fit.calibration,
+            queries.StoredCalibration(
+                fit.calibration.slope,
+                fit.calibration.intercept,
+                fit.calibration.normalized,
+                fit.calibration.thresholds,
+            ),
             description=str(args.data),
             eer=fit.eer,
             target_trials=fit.target_trials,

@@ -39,9 +39,9 @@ class Settings:
     max_audio_seconds: float = 300.0
     log_level: str = "INFO"
     log_format: str = "auto"  # "json", "console", or "auto" (console on a terminal)
-    # Live calls: the first verdict after this much net speech, a new one every step of
-    # speech, the final one at the maximum (no speech is buffered past it).
-    stream_min_speech_seconds: float = 3.0
+    # Live calls: the first scored verdict at min_verify_speech_seconds of net speech (the
+    # minimum of every verdict), a new one every step, the final one at the maximum (no
+    # speech is buffered past it).
     stream_step_seconds: float = 2.0
     stream_max_speech_seconds: float = 10.0
     stream_metadata_timeout_seconds: float = 10.0  # close 1008 if no AudioMetadata by then
@@ -108,7 +108,6 @@ class Settings:
 
     def _validate_streaming(self) -> None:
         for name in (
-            "stream_min_speech_seconds",
             "stream_step_seconds",
             "stream_metadata_timeout_seconds",
             "webhook_backoff_seconds",
@@ -116,10 +115,10 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
-        if self.stream_max_speech_seconds < self.stream_min_speech_seconds:
+        if self.stream_max_speech_seconds < self.min_verify_speech_seconds:
             raise ConfigError(
                 f"{PREFIX}STREAM_MAX_SPEECH_SECONDS must be at least "
-                f"{PREFIX}STREAM_MIN_SPEECH_SECONDS"
+                f"{PREFIX}MIN_VERIFY_SPEECH_SECONDS"
             )
         for name in (
             "stream_max_participants",

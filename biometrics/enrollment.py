@@ -11,15 +11,14 @@ import asyncio
 import dataclasses
 import weakref
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from biometrics.audio import SpeechDetector
-from biometrics.config import Settings
+from biometrics.audio import DetectedSpeech
 from biometrics.embedding import EmbeddingWorker
 from biometrics.embedding.pooling import SpeechEmbedding, accumulate
 from biometrics.errors import InsufficientSpeech, ModelMismatch, SpeakerOptedOut
-from biometrics.store import Database, EnrollmentRecord, Speaker, SpeakerStatus, Voiceprint, queries
+from biometrics.statuses import SpeakerStatus
+from biometrics.store import Database, EnrollmentRecord, Speaker, Voiceprint, queries
 
 # Below this an upload adds noise rather than voice to the voiceprint.
 MIN_UPLOAD_SPEECH_SECONDS = 1.0
@@ -55,32 +54,30 @@ class Enroller:
         self,
         database: Database,
         worker: EmbeddingWorker,
-        detector: SpeechDetector,
-        settings: Settings,
+        min_enroll_speech_seconds: float,
     ) -> None:
         self._database = database
         self._worker = worker
-        self._detector = detector
-        self._minimum = settings.min_enroll_speech_seconds
+        self.minimum = min_enroll_speech_seconds
         # Serialises read-modify-write of one speaker's voiceprint in this process;
         # row locks (SELECT ... FOR UPDATE) do the same across processes.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def enroll(
-        self, speaker_id: str, samples: np.ndarray, *, replace: bool = False
+        self, speaker_id: str, speech: DetectedSpeech, *, replace: bool = False
     ) -> EnrollmentResult:
+        """Add ``speech`` (already found by a speech detector) to the speaker's voiceprint."""
         await run_in_threadpool(self._refuse_opted_out, speaker_id)
-        segments = await run_in_threadpool(self._detector.detect, samples)
-        if segments.speech_seconds < MIN_UPLOAD_SPEECH_SECONDS:
+        if speech.speech_seconds < MIN_UPLOAD_SPEECH_SECONDS:
             raise InsufficientSpeech(
-                f"the audio holds {segments.speech_seconds:.2f} s of speech; an enrollment "
+                f"the audio holds {speech.speech_seconds:.2f} s of speech; an enrollment "
                 f"upload needs at least {MIN_UPLOAD_SPEECH_SECONDS:.0f} s"
             )
-        embedding = await self._worker.embed_speech(segments)
+        embedding = await self._worker.embed_speech(speech.samples)
         lock = self._locks.setdefault(speaker_id, asyncio.Lock())
         async with lock:
             return await run_in_threadpool(
-                self._store, speaker_id, embedding, segments.total_seconds, replace
+                self._store, speaker_id, embedding, speech.audio_seconds, replace
             )
 
     def _refuse_opted_out(self, speaker_id: str) -> None:
@@ -125,7 +122,7 @@ class Enroller:
             voiceprint.model_sha256 = identity.checkpoint_sha256
             speaker.status = (
                 SpeakerStatus.ENROLLED
-                if merged.speech_seconds >= self._minimum
+                if merged.speech_seconds >= self.minimum
                 else SpeakerStatus.PENDING_ENROLLMENT
             )
             session.add(
@@ -142,6 +139,6 @@ class Enroller:
                 speaker_id=speaker_id,
                 status=speaker.status,
                 enrolled_speech_seconds=merged.speech_seconds,
-                remaining_speech_seconds=remaining_seconds(speaker, self._minimum),
+                remaining_speech_seconds=remaining_seconds(speaker, self.minimum),
                 speech_seconds=embedding.speech_seconds,
             )

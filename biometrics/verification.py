@@ -1,168 +1,166 @@
-"""Verification: does this audio's speaker match the voiceprint of the claimed one?"""
+"""The verification service: the one place that turns a claim and speech into a verdict, for
+``POST /v1/verify`` and for every verdict of a live call alike.
+
+In: who is claimed (and the threshold, if the caller set one), speech that was already
+found by a speech detector (:class:`~biometrics.audio.DetectedSpeech`), and for a live call
+whose speech it is. It reads the claimed speaker from the store, climbs the decision
+ladder (:func:`biometrics.scoring.rule`), embeds and scores only when the ladder reaches
+the score, records the verdict in the history, and hands it to the audit hook. Streaming
+only decides *when* to ask.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 
-from biometrics.audio import SpeechDetector
-from biometrics.audio.quality import Quality, measure
-from biometrics.config import Settings
-from biometrics.embedding import EmbeddingWorker, ModelIdentity
-from biometrics.errors import ModelMismatch
-from biometrics.scoring import Decision, decide
+from biometrics.audio import DetectedSpeech
+from biometrics.clock import utcnow
+from biometrics.embedding import EmbeddingWorker
+from biometrics.scoring import TrialFacts, decide, rule
 from biometrics.scoring.scorer import Scorer
-from biometrics.store import Database, SpeakerStatus, VerificationRecord, queries
+from biometrics.statuses import Decision
+from biometrics.store import Database, queries
+from biometrics.store.verdicts import VerdictHistory
+from biometrics.verdicts import CallParticipantRef, Verdict, new_verdict_id
+
+audit_logger = logging.getLogger("biometrics.audit")
+
+Audit = Callable[[Verdict], None]
+
+
+def log_verdict(verdict: Verdict) -> None:
+    """The default audit hook: one structured line per verdict."""
+    participant = verdict.participant
+    audit_logger.info(
+        "verdict",
+        extra={
+            "verdict_id": verdict.verdict_id,
+            "speaker_id": verdict.speaker_id,
+            "decision": verdict.decision.value,
+            "score": verdict.score,
+            "source": "rest" if participant is None else "call",
+            "call_id": None if participant is None else participant.call_id,
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class VerificationResult:
-    speaker_id: str
-    decision: Decision
-    score: float | None
-    similarity: float | None
-    threshold: float
-    speech_seconds: float
-    model: ModelIdentity
-    calibrated: bool
-    normalized_score: float | None = None
-    quality: Quality | None = None
-    quality_issues: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "speaker_id": self.speaker_id,
-            "decision": self.decision.value,
-            "score": self.score,
-            "similarity": None if self.similarity is None else round(self.similarity, 4),
-            "threshold": self.threshold,
-            "speech_seconds": round(self.speech_seconds, 2),
-            "model": self.model.as_dict(),
-            "calibrated": self.calibrated,
-            "normalized_score": None
-            if self.normalized_score is None
-            else round(self.normalized_score, 3),
-            "quality": None
-            if self.quality is None
-            else {**self.quality.as_dict(), "issues": list(self.quality_issues)},
-        }
+class VerificationPolicy:
+    min_speech_seconds: float  # net speech before anything is scored
+    min_snr_db: float  # the quality gate
+    max_clipping_ratio: float
 
 
 @dataclasses.dataclass(frozen=True)
-class Claim:
-    """What verification needs from the store about a claimed speaker."""
+class LiveSpeech:
+    """Where a live verdict's speech came from, and whether the schedule ends with it."""
 
-    status: SpeakerStatus
-    voiceprint: np.ndarray | None
+    participant: CallParticipantRef
+    first_audio_at: datetime | None
+    last_audio_at: datetime | None
+    final: bool
 
 
-class Verifier:
+@dataclasses.dataclass(frozen=True)
+class _Claimed:
+    facts: TrialFacts
+    voiceprint: npt.NDArray[np.float32] | None
+
+
+class VerificationService:
     def __init__(
         self,
         database: Database,
         worker: EmbeddingWorker,
-        detector: SpeechDetector,
-        settings: Settings,
         scorer: Scorer,
+        policy: VerificationPolicy,
+        history: VerdictHistory,
+        audit: Audit = log_verdict,
     ) -> None:
         self._database = database
         self._worker = worker
-        self._detector = detector
-        self._settings = settings
         self.scorer = scorer
+        self._policy = policy
+        self._history = history
+        self._audit = audit
 
     async def verify(
-        self, speaker_id: str, samples: np.ndarray, threshold: float | None = None
-    ) -> VerificationResult:
-        threshold = self.scorer.default_threshold if threshold is None else threshold
-        claim = await run_in_threadpool(self.load_claim, speaker_id)
-        if claim.status is SpeakerStatus.OPTED_OUT:
-            result = self._unscored(speaker_id, Decision.SPEAKER_OPTED_OUT, threshold)
-        elif claim.voiceprint is None or claim.status is not SpeakerStatus.ENROLLED:
-            result = self._unscored(speaker_id, Decision.SPEAKER_NOT_ENROLLED, threshold)
+        self,
+        speaker_id: str | None,
+        speech: DetectedSpeech,
+        *,
+        threshold: float | None = None,
+        live: LiveSpeech | None = None,
+    ) -> Verdict:
+        quality = speech.quality.gate(self._policy.min_snr_db, self._policy.max_clipping_ratio)
+        claimed = await run_in_threadpool(self._claimed, speaker_id, speech, quality.issues)
+        if speaker_id is not None and threshold is None:
+            threshold = self.scorer.default_threshold
+        verdict = Verdict(
+            verdict_id=new_verdict_id(),
+            speaker_id=speaker_id,
+            decision=Decision.SPEAKER_ID_NOT_PROVIDED,
+            score=None,
+            similarity=None,
+            normalized_score=None,
+            threshold=threshold,
+            calibrated=self.scorer.calibrated,
+            speech_seconds=speech.speech_seconds,
+            quality=quality,
+            model=self._worker.identity,
+            detail=None,
+            created_at=utcnow(),
+            participant=None if live is None else live.participant,
+            first_audio_at=None if live is None else live.first_audio_at,
+            last_audio_at=None if live is None else live.last_audio_at,
+            final=True if live is None else live.final,
+        )
+        ruling = rule(claimed.facts, self._policy.min_speech_seconds)
+        if ruling is not None:
+            verdict = dataclasses.replace(verdict, decision=ruling.decision, detail=ruling.detail)
         else:
-            result = await self._judge(speaker_id, claim.voiceprint, samples, threshold)
-        await run_in_threadpool(self._record, result)
-        return result
-
-    async def _judge(
-        self, speaker_id: str, voiceprint: np.ndarray, samples: np.ndarray, threshold: float
-    ) -> VerificationResult:
-        segments = await run_in_threadpool(self._detector.detect, samples)
-        quality = measure(segments)
-        issues = tuple(quality.issues(self._settings.min_snr_db, self._settings.max_clipping_ratio))
-        if quality.speech_seconds < self._settings.min_verify_speech_seconds:
-            decision = Decision.NOT_ENOUGH_SPEECH
-        elif issues:
-            decision = Decision.POOR_AUDIO_QUALITY
-        else:
-            embedding = await self._worker.embed_speech(segments)
-            trial = self.scorer.score(voiceprint, embedding.vector)
-            return VerificationResult(
-                speaker_id=speaker_id,
+            assert claimed.voiceprint is not None and threshold is not None
+            embedding = await self._worker.embed_speech(speech.samples)
+            trial = self.scorer.score(claimed.voiceprint, embedding.vector)
+            verdict = dataclasses.replace(
+                verdict,
                 decision=decide(trial.score, threshold),
                 score=trial.score,
                 similarity=trial.similarity,
-                threshold=threshold,
-                speech_seconds=quality.speech_seconds,
-                model=self._worker.identity,
-                calibrated=trial.calibrated,
                 normalized_score=trial.normalized,
-                quality=quality,
+                calibrated=trial.calibrated,
+                created_at=utcnow(),
             )
-        unscored = self._unscored(speaker_id, decision, threshold)
-        return dataclasses.replace(
-            unscored, speech_seconds=quality.speech_seconds, quality=quality, quality_issues=issues
-        )
+        await run_in_threadpool(self._history.record, verdict)
+        self._audit(verdict)
+        return verdict
 
-    def _unscored(
-        self, speaker_id: str, decision: Decision, threshold: float
-    ) -> VerificationResult:
-        return VerificationResult(
+    def _claimed(
+        self, speaker_id: str | None, speech: DetectedSpeech, issues: tuple[str, ...]
+    ) -> _Claimed:
+        """Blocking: what the store knows of the claim, as the ladder's facts."""
+        stored = None
+        if speaker_id is not None:
+            with self._database.session() as session:
+                stored = queries.load_claim(session, speaker_id)
+        sha256 = None if stored is None else stored.voiceprint_sha256
+        facts = TrialFacts(
             speaker_id=speaker_id,
-            decision=decision,
-            score=None,
-            similarity=None,
-            threshold=threshold,
-            speech_seconds=0.0,
-            model=self._worker.identity,
-            calibrated=self.scorer.usable_calibration is not None,
+            status=None if stored is None else stored.status,
+            has_voiceprint=stored is not None and stored.voiceprint is not None,
+            expired=stored is not None
+            and stored.expires_at is not None
+            and stored.expires_at <= utcnow(),
+            speech_seconds=speech.speech_seconds,
+            quality_issues=issues,
+            voiceprint_model=None if stored is None else stored.voiceprint_model,
+            model_compatible=sha256 is not None and self._worker.identity.compatible_with(sha256),
         )
-
-    def load_claim(self, speaker_id: str) -> Claim:
-        """Blocking: the speaker's status and voiceprint; raises SpeakerNotFound, or
-        ModelMismatch when the voiceprint was made by another model."""
-        identity = self._worker.identity
-        with self._database.session() as session:
-            speaker = queries.get_speaker(session, speaker_id)
-            voiceprint = speaker.voiceprint
-            if voiceprint is not None and not identity.compatible_with(voiceprint.model_sha256):
-                raise ModelMismatch(
-                    f"speaker {speaker_id!r} was enrolled with model {voiceprint.model_source} "
-                    f"(sha256 {voiceprint.model_sha256[:12]}) and the service runs "
-                    f"{identity.name}: embeddings of different models are never compared. "
-                    "Re-enroll the speaker with this model"
-                )
-            return Claim(
-                status=speaker.status,
-                voiceprint=None if voiceprint is None else voiceprint.embedding,
-            )
-
-    def _record(self, result: VerificationResult) -> None:
-        with self._database.session() as session:
-            speaker = queries.get_speaker(session, result.speaker_id)
-            queries.touch(speaker)
-            session.add(
-                VerificationRecord(
-                    speaker_pk=speaker.id,
-                    model_source=result.model.source,
-                    model_sha256=result.model.checkpoint_sha256,
-                    decision=result.decision.value,
-                    score=result.score,
-                    similarity=result.similarity,
-                    threshold=result.threshold,
-                    speech_seconds=result.speech_seconds,
-                )
-            )
+        return _Claimed(facts, None if stored is None else stored.voiceprint)

@@ -1,5 +1,2 @@
-"""The REST API (v1): routes, request parsing and the JSON error shape."""
-
-from biometrics.api.routes import routes
-
-__all__ = ["routes"]
+"""The REST API: speakers, verification, live calls over REST, probes; uploads, limits and
+JSON errors. Each route is a small class given its dependencies by the app factory."""

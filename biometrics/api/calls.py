@@ -16,126 +16,167 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from biometrics.api.speakers import check_speaker_id, json_object
-from biometrics.errors import InvalidRequest, SpeakerExists, SpeakerOptedOut
-from biometrics.events import sse
-from biometrics.services import Services, services_of
-from biometrics.store import SpeakerStatus, queries
-from biometrics.streaming.decisions import SpeakerClaim
-from biometrics.streaming.errors import CallNotFound, ParticipantNotFound
+from biometrics.errors import (
+    CallNotFound,
+    InvalidRequest,
+    ParticipantNotFound,
+    SpeakerExists,
+    SpeakerOptedOut,
+)
+from biometrics.events import Broker, sse
+from biometrics.snapshots import CallSummary, ParticipantSummary, SpeakerClaim
+from biometrics.statuses import SpeakerStatus
+from biometrics.store import Database, queries
+from biometrics.store.calls import CallStore
+from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.identity import MAX_CALL_ID_CHARS, call_id_problem
-from biometrics.streaming.summaries import CallSummary, ParticipantSummary
+from biometrics.streaming.registry import CallRegistry
 
 DEFAULT_VERDICTS = 100
 MAX_VERDICTS = 1000
 
 
-async def get_call(request: Request) -> Response:
-    summary = await _summary(request)
-    return JSONResponse(summary.as_dict())
+class CallRoutes:
+    """Live calls over REST, over the call registry, the stores and the event broker."""
 
+    def __init__(
+        self,
+        calls: CallRegistry,
+        store: CallStore,
+        history: VerdictHistory,
+        database: Database,
+        broker: Broker,
+    ) -> None:
+        self._calls = calls
+        self._store = store
+        self._history = history
+        self._database = database
+        self._broker = broker
 
-async def get_participant(request: Request) -> Response:
-    summary = await _summary(request)
-    return JSONResponse(_participant_json(summary, _participant_of(request, summary)))
+    def routes(self) -> list[Route]:
+        participant = "/v1/calls/{call_id}/participants/{participant_raw_id:path}"
+        # Raw ids may hold "/" once decoded: the suffixed routes come before the bare one.
+        return [
+            Route("/v1/calls/{call_id}", self.get_call, methods=["GET"]),
+            Route("/v1/calls/{call_id}/events", self.call_events, methods=["GET"]),
+            Route(participant + "/verdicts", self.list_verdicts, methods=["GET"]),
+            Route(participant + "/claim", self.put_claim, methods=["PUT"]),
+            Route(participant + "/enroll", self.enroll_from_call, methods=["POST"]),
+            Route(participant, self.get_participant, methods=["GET"]),
+        ]
 
+    async def get_call(self, request: Request) -> Response:
+        summary = await self._summary(request)
+        return JSONResponse(summary.as_dict())
 
-async def list_verdicts(request: Request) -> Response:
-    services = services_of(request)
-    call_id, raw_id = _call_id(request), _raw_id(request)
-    limit = _limit(request.query_params.get("limit"))
-    await services.recorder.flush()  # every verdict published so far is stored
-    verdicts = await services.recorder.verdicts(call_id, raw_id, limit)
-    if verdicts is None:
-        _participant_of(request, await _summary(request))  # says which of the two is unknown
-        raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
-    return JSONResponse(
-        {
-            "call_id": call_id,
-            "participant_raw_id": raw_id,
-            "verdicts": [verdict.as_dict() for verdict in verdicts],
-        }
-    )
+    async def get_participant(self, request: Request) -> Response:
+        summary = await self._summary(request)
+        return JSONResponse(_participant_json(summary, _participant_of(request, summary)))
 
-
-async def put_claim(request: Request) -> Response:
-    """Judge a participant as a speaker, before its audio arrives (the call is then
-    PENDING) or during the call; the first verdict follows at once as an event."""
-    services = services_of(request)
-    call_id, raw_id = _call_id(request), _raw_id(request)
-    body = await json_object(request)
-    speaker_id = _speaker_id(body)
-    threshold = _threshold(body.get("threshold"))
-    await run_in_threadpool(_require_speaker, services, speaker_id)
-    participant = await services.calls.claim(
-        call_id, raw_id, SpeakerClaim(speaker_id, threshold, "api")
-    )
-    call = participant.call
-    return JSONResponse(_participant_json(call.summary(), participant.summary()))
-
-
-async def enroll_from_call(request: Request) -> Response:
-    """Enroll a speaker from a participant's speech so far, then from each further chunk
-    until the speaker is ENROLLED. 200 once the speech so far is enrolled; 202 when there
-    is too little speech yet (enrollment starts as it arrives)."""
-    services = services_of(request)
-    call_id, raw_id = _call_id(request), _raw_id(request)
-    body = await json_object(request)
-    speaker_id = _speaker_id(body)
-    if await services.calls.summary(call_id) is None:
-        raise CallNotFound(f"call {call_id!r} is not known")
-    call = await services.calls.obtain(call_id)
-    participant = call.participants.get(raw_id)
-    if participant is None:
-        raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
-    await run_in_threadpool(_prepare_enrollment, services, speaker_id)
-    task = participant.start_enrollment(speaker_id)
-    if task is not None:
-        await asyncio.shield(task)  # the enrollment goes on if the client leaves
-    return JSONResponse(
-        _participant_json(call.summary(), participant.summary()),
-        status_code=202 if task is None else 200,
-    )
-
-
-async def call_events(request: Request) -> Response:
-    """The call's events as ``text/event-stream``: first those retained (or those after
-    ``Last-Event-ID``), then each as it happens, ending after ``call.ended``."""
-    services = services_of(request)
-    call_id = _call_id(request)
-    if services.calls.find(call_id) is None:
-        if await services.calls.summary(call_id) is None:
-            raise CallNotFound(f"call {call_id!r} is not known")
-        raise CallNotFound(
-            f"call {call_id!r} ended and its events are no longer held: read "
-            f"GET /v1/calls/{call_id} and its participants' verdicts instead"
+    async def list_verdicts(self, request: Request) -> Response:
+        call_id, raw_id = _call_id(request), _raw_id(request)
+        limit = _limit(request.query_params.get("limit"))
+        await self._store.flush()  # the participant row, if it is new
+        _participant_of(request, await self._summary(request))
+        verdicts = await run_in_threadpool(self._history.of_participant, call_id, raw_id, limit)
+        return JSONResponse(
+            {
+                "call_id": call_id,
+                "participant_raw_id": raw_id,
+                "verdicts": [verdict.as_dict() for verdict in verdicts],
+            }
         )
-    subscription = services.broker.subscribe(call_id, after=request.headers.get("last-event-id"))
 
-    async def body() -> Any:
-        try:
-            async for chunk in sse.stream(subscription):
-                yield chunk
-        finally:
-            services.broker.unsubscribe(subscription)
+    async def put_claim(self, request: Request) -> Response:
+        """Judge a participant as a speaker, before its audio arrives (the call is then
+        PENDING) or during the call; the first verdict follows at once as an event."""
+        call_id, raw_id = _call_id(request), _raw_id(request)
+        body = await json_object(request)
+        speaker_id = _speaker_id(body)
+        threshold = _threshold(body.get("threshold"))
+        await run_in_threadpool(self._require_speaker, speaker_id)
+        participant = await self._calls.claim(
+            call_id, raw_id, SpeakerClaim(speaker_id, threshold, "api")
+        )
+        call = await self._calls.obtain(call_id)
+        return JSONResponse(_participant_json(call.summary(), participant.summary()))
 
-    return StreamingResponse(
-        body(),
-        media_type=sse.MEDIA_TYPE,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    async def enroll_from_call(self, request: Request) -> Response:
+        """Enroll a speaker from a participant's speech so far, then from each further chunk
+        until the speaker is ENROLLED. 200 once the speech so far is enrolled; 202 when
+        there is too little speech yet (enrollment starts as it arrives)."""
+        call_id, raw_id = _call_id(request), _raw_id(request)
+        body = await json_object(request)
+        speaker_id = _speaker_id(body)
+        if await self._calls.summary(call_id) is None:
+            raise CallNotFound(f"call {call_id!r} is not known")
+        call = await self._calls.obtain(call_id)
+        participant = call.participants.get(raw_id)
+        if participant is None:
+            raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
+        await run_in_threadpool(self._prepare_enrollment, speaker_id)
+        task = participant.start_enrollment(speaker_id)
+        if task is not None:
+            await asyncio.shield(task)  # the enrollment goes on if the client leaves
+        return JSONResponse(
+            _participant_json(call.summary(), participant.summary()),
+            status_code=202 if task is None else 200,
+        )
+
+    async def call_events(self, request: Request) -> Response:
+        """The call's events as ``text/event-stream``: first those retained (or those after
+        ``Last-Event-ID``), then each as it happens, ending after ``call.ended``."""
+        call_id = _call_id(request)
+        if self._calls.find(call_id) is None:
+            if await self._calls.summary(call_id) is None:
+                raise CallNotFound(f"call {call_id!r} is not known")
+            raise CallNotFound(
+                f"call {call_id!r} ended and its events are no longer held: read "
+                f"GET /v1/calls/{call_id} and its participants' verdicts instead"
+            )
+        broker = self._broker
+        subscription = broker.subscribe(call_id, after=request.headers.get("last-event-id"))
+
+        async def body() -> Any:
+            try:
+                async for chunk in sse.stream(subscription):
+                    yield chunk
+            finally:
+                broker.unsubscribe(subscription)
+
+        return StreamingResponse(
+            body(),
+            media_type=sse.MEDIA_TYPE,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _summary(self, request: Request) -> CallSummary:
+        call_id = _call_id(request)
+        summary = await self._calls.summary(call_id)
+        if summary is None:
+            raise CallNotFound(f"call {call_id!r} is not known")
+        return summary
+
+    def _require_speaker(self, speaker_id: str) -> None:
+        with self._database.session() as session:
+            queries.get_speaker(session, speaker_id)  # SpeakerNotFound: 404
+
+    def _prepare_enrollment(self, speaker_id: str) -> None:
+        """Refuse an opted-out speaker now; create a missing one, so that its progress
+        shows on GET /v1/speakers/{id} from the start."""
+        # SpeakerExists: another request created it meanwhile, which is as good.
+        with contextlib.suppress(SpeakerExists), self._database.session() as session:
+            speaker = queries.find_speaker(session, speaker_id)
+            if speaker is None:
+                queries.create_speaker(session, speaker_id)
+            elif speaker.status is SpeakerStatus.OPTED_OUT:
+                raise SpeakerOptedOut(f"speaker {speaker_id!r} opted out; enrollment is refused")
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-async def _summary(request: Request) -> CallSummary:
-    call_id = _call_id(request)
-    summary = await services_of(request).calls.summary(call_id)
-    if summary is None:
-        raise CallNotFound(f"call {call_id!r} is not known")
-    return summary
 
 
 def _participant_of(request: Request, summary: CallSummary) -> ParticipantSummary:
@@ -188,20 +229,3 @@ def _limit(value: str | None) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_VERDICTS:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_VERDICTS}")
     return int(value)
-
-
-def _require_speaker(services: Services, speaker_id: str) -> None:
-    with services.database.session() as session:
-        queries.get_speaker(session, speaker_id)  # SpeakerNotFound: 404
-
-
-def _prepare_enrollment(services: Services, speaker_id: str) -> None:
-    """Refuse an opted-out speaker now; create a missing one, so that its progress shows
-    on GET /v1/speakers/{id} from the start."""
-    # SpeakerExists: another request created it meanwhile, which is as good.
-    with contextlib.suppress(SpeakerExists), services.database.session() as session:
-        speaker = queries.find_speaker(session, speaker_id)
-        if speaker is None:
-            queries.create_speaker(session, speaker_id)
-        elif speaker.status is SpeakerStatus.OPTED_OUT:
-            raise SpeakerOptedOut(f"speaker {speaker_id!r} opted out; enrollment is refused")

@@ -8,7 +8,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from biometrics.services import services_of
+from biometrics.embedding import ModelIdentity
+from biometrics.scoring.scorer import Scorer
+from biometrics.store import Database
 
 logger = logging.getLogger(__name__)
 
@@ -17,15 +19,19 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    services = services_of(request)
-    body: dict[str, object] = {
-        "model": services.worker.identity.as_dict(),
-        "scoring": services.scorer.describe(),
-    }
-    try:
-        await run_in_threadpool(services.database.ping)
-    except Exception as error:
-        logger.warning("database unreachable", extra={"error": str(error)})
-        return JSONResponse({**body, "status": "unavailable", "database": "unreachable"}, 503)
-    return JSONResponse({**body, "status": "ready", "database": "ok"})
+class Readiness:
+    """``/readyz``: the model that runs, how it scores, and whether the database answers."""
+
+    def __init__(self, database: Database, model: ModelIdentity, scorer: Scorer) -> None:
+        self._database = database
+        self._body: dict[str, object] = {"model": model.as_dict(), "scoring": scorer.describe()}
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self._database.ping)
+        except Exception as error:
+            logger.warning("database unreachable", extra={"error": str(error)})
+            return JSONResponse(
+                {**self._body, "status": "unavailable", "database": "unreachable"}, 503
+            )
+        return JSONResponse({**self._body, "status": "ready", "database": "ok"})

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from biometrics.api.uploads import read_audio_upload
-from biometrics.enrollment import remaining_seconds
+from biometrics.audio import detect_speech
+from biometrics.clock import isoformat, utcnow
+from biometrics.enrollment import Enroller, remaining_seconds
 from biometrics.errors import InvalidRequest
-from biometrics.services import services_of
-from biometrics.store import Speaker, SpeakerStatus, queries
+from biometrics.statuses import SpeakerStatus
+from biometrics.store import Database, Speaker, queries
 
 SPEAKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
 MAX_ALIASES = 16
@@ -33,11 +37,10 @@ def speaker_json(speaker: Speaker, minimum: float) -> dict[str, Any]:
         "model": None
         if voiceprint is None
         else {"source": voiceprint.model_source, "sha256": voiceprint.model_sha256},
-        "created_at": speaker.created_at.isoformat(),
-        "updated_at": speaker.updated_at.isoformat(),
-        "last_accessed_at": speaker.last_accessed_at.isoformat()
-        if speaker.last_accessed_at
-        else None,
+        "created_at": isoformat(speaker.created_at),
+        "updated_at": isoformat(speaker.updated_at),
+        "last_accessed_at": isoformat(speaker.last_accessed_at),
+        "expires_at": isoformat(speaker.expires_at),
     }
 
 
@@ -50,91 +53,103 @@ def check_speaker_id(speaker_id: str) -> str:
     return speaker_id
 
 
-async def create_speaker(request: Request) -> Response:
-    services = services_of(request)
-    body = await json_object(request)
-    speaker_id = check_speaker_id(_string(body, "speaker_id", required=True) or "")
-    display_name = _string(body, "display_name", required=False)
-    aliases = _aliases(body.get("aliases", []))
+class SpeakerRoutes:
+    """Speakers and their enrollment, over the database and the enroller they are given."""
 
-    def create() -> dict[str, Any]:
-        with services.database.session() as session:
-            speaker = queries.create_speaker(session, speaker_id, display_name, aliases)
-            return speaker_json(speaker, services.settings.min_enroll_speech_seconds)
+    def __init__(self, database: Database, enroller: Enroller, max_audio_seconds: float) -> None:
+        self._database = database
+        self._enroller = enroller
+        self._max_audio_seconds = max_audio_seconds
 
-    return JSONResponse(await run_in_threadpool(create), status_code=201)
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/speakers", self.create_speaker, methods=["POST"]),
+            Route("/v1/speakers", self.list_speakers, methods=["GET"]),
+            Route("/v1/speakers/{speaker_id}", self.get_speaker, methods=["GET"]),
+            Route("/v1/speakers/{speaker_id}", self.delete_speaker, methods=["DELETE"]),
+            Route("/v1/speakers/{speaker_id}/opt-out", self.opt_out, methods=["POST"]),
+            Route("/v1/speakers/{speaker_id}/enrollments", self.enroll, methods=["POST"]),
+        ]
 
+    def _json(self, speaker: Speaker) -> dict[str, Any]:
+        return speaker_json(speaker, self._enroller.minimum)
 
-async def list_speakers(request: Request) -> Response:
-    services = services_of(request)
-    limit = _page_size(request.query_params.get("limit"))
-    cursor = request.query_params.get("cursor") or None
+    async def create_speaker(self, request: Request) -> Response:
+        body = await json_object(request)
+        speaker_id = check_speaker_id(_string(body, "speaker_id", required=True) or "")
+        display_name = _string(body, "display_name", required=False)
+        aliases = _aliases(body.get("aliases", []))
+        expires_at = _future_time(body.get("expires_at"), "expires_at")
 
-    def page() -> dict[str, Any]:
-        with services.database.session() as session:
-            speakers = queries.list_speakers(session, after=cursor, limit=limit + 1)
-            minimum = services.settings.min_enroll_speech_seconds
-            shown = speakers[:limit]
-            return {
-                "speakers": [speaker_json(speaker, minimum) for speaker in shown],
-                "next_cursor": shown[-1].speaker_id if len(speakers) > limit else None,
-            }
-
-    return JSONResponse(await run_in_threadpool(page))
-
-
-async def get_speaker(request: Request) -> Response:
-    services = services_of(request)
-    speaker_id = request.path_params["speaker_id"]
-
-    def read() -> dict[str, Any]:
-        with services.database.session() as session:
-            speaker = queries.get_speaker(session, speaker_id)
-            return speaker_json(speaker, services.settings.min_enroll_speech_seconds)
-
-    return JSONResponse(await run_in_threadpool(read))
-
-
-async def delete_speaker(request: Request) -> Response:
-    services = services_of(request)
-    speaker_id = request.path_params["speaker_id"]
-
-    def delete() -> None:
-        with services.database.session() as session:
-            queries.delete_speaker(session, speaker_id)
-
-    await run_in_threadpool(delete)
-    return Response(status_code=204)
-
-
-async def opt_out(request: Request) -> Response:
-    """Delete the voiceprint and refuse future enrollment. An unknown speaker is
-    created opted out, so that consent withdrawn before enrollment still holds."""
-    services = services_of(request)
-    speaker_id = check_speaker_id(request.path_params["speaker_id"])
-
-    def withdraw() -> dict[str, Any]:
-        with services.database.session() as session:
-            speaker = queries.find_speaker(session, speaker_id, for_update=True)
-            if speaker is None:
+        def create() -> dict[str, Any]:
+            with self._database.session() as session:
                 speaker = queries.create_speaker(
-                    session, speaker_id, status=SpeakerStatus.OPTED_OUT
+                    session, speaker_id, display_name, aliases, expires_at=expires_at
                 )
-            speaker.voiceprint = None
-            speaker.status = SpeakerStatus.OPTED_OUT
-            session.flush()
-            return speaker_json(speaker, services.settings.min_enroll_speech_seconds)
+                return self._json(speaker)
 
-    return JSONResponse(await run_in_threadpool(withdraw))
+        return JSONResponse(await run_in_threadpool(create), status_code=201)
 
+    async def list_speakers(self, request: Request) -> Response:
+        limit = _page_size(request.query_params.get("limit"))
+        cursor = request.query_params.get("cursor") or None
 
-async def enroll(request: Request) -> Response:
-    services = services_of(request)
-    speaker_id = check_speaker_id(request.path_params["speaker_id"])
-    upload = await read_audio_upload(request, services.settings.max_audio_seconds)
-    replace = _flag(upload.fields.get("replace"), "replace")
-    result = await services.enroller.enroll(speaker_id, upload.samples, replace=replace)
-    return JSONResponse(result.as_dict(), status_code=201)
+        def page() -> dict[str, Any]:
+            with self._database.session() as session:
+                speakers = queries.list_speakers(session, after=cursor, limit=limit + 1)
+                shown = speakers[:limit]
+                return {
+                    "speakers": [self._json(speaker) for speaker in shown],
+                    "next_cursor": shown[-1].speaker_id if len(speakers) > limit else None,
+                }
+
+        return JSONResponse(await run_in_threadpool(page))
+
+    async def get_speaker(self, request: Request) -> Response:
+        speaker_id = request.path_params["speaker_id"]
+
+        def read() -> dict[str, Any]:
+            with self._database.session() as session:
+                return self._json(queries.get_speaker(session, speaker_id))
+
+        return JSONResponse(await run_in_threadpool(read))
+
+    async def delete_speaker(self, request: Request) -> Response:
+        speaker_id = request.path_params["speaker_id"]
+
+        def delete() -> None:
+            with self._database.session() as session:
+                queries.delete_speaker(session, speaker_id)
+
+        await run_in_threadpool(delete)
+        return Response(status_code=204)
+
+    async def opt_out(self, request: Request) -> Response:
+        """Delete the voiceprint and refuse future enrollment. An unknown speaker is
+        created opted out, so that consent withdrawn before enrollment still holds."""
+        speaker_id = check_speaker_id(request.path_params["speaker_id"])
+
+        def withdraw() -> dict[str, Any]:
+            with self._database.session() as session:
+                speaker = queries.find_speaker(session, speaker_id, for_update=True)
+                if speaker is None:
+                    speaker = queries.create_speaker(
+                        session, speaker_id, status=SpeakerStatus.OPTED_OUT
+                    )
+                speaker.voiceprint = None
+                speaker.status = SpeakerStatus.OPTED_OUT
+                session.flush()
+                return self._json(speaker)
+
+        return JSONResponse(await run_in_threadpool(withdraw))
+
+    async def enroll(self, request: Request) -> Response:
+        speaker_id = check_speaker_id(request.path_params["speaker_id"])
+        upload = await read_audio_upload(request, self._max_audio_seconds)
+        replace = _flag(upload.fields.get("replace"), "replace")
+        speech = await run_in_threadpool(detect_speech, upload.samples)
+        result = await self._enroller.enroll(speaker_id, speech, replace=replace)
+        return JSONResponse(result.as_dict(), status_code=201)
 
 
 async def json_object(request: Request) -> dict[str, Any]:
@@ -166,6 +181,22 @@ def _aliases(value: object) -> list[str]:
         if alias.strip() not in aliases:
             aliases.append(alias.strip())
     return aliases
+
+
+def _future_time(value: object, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidRequest(
+            f"{name} must be an RFC 3339 time with a zone, e.g. 2027-01-31T00:00:00Z"
+        )
+    if moment <= utcnow():
+        raise InvalidRequest(f"{name} must be in the future")
+    return moment
 
 
 def _page_size(value: str | None) -> int:

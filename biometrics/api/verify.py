@@ -1,27 +1,39 @@
-"""Verification of an uploaded recording against a claimed speaker."""
+"""Verification of an uploaded recording against a claimed speaker: the upload's speech is
+found by a detector of its own, then the verification service decides, as for live calls."""
 
 from __future__ import annotations
 
 import math
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from biometrics.api.speakers import check_speaker_id
 from biometrics.api.uploads import read_audio_upload
+from biometrics.audio import detect_speech
 from biometrics.errors import InvalidRequest
-from biometrics.services import services_of
+from biometrics.verification import VerificationService
 
 
-async def verify(request: Request) -> Response:
-    services = services_of(request)
-    upload = await read_audio_upload(request, services.settings.max_audio_seconds)
-    speaker_id = upload.fields.get("speaker_id")
-    if not speaker_id:
-        raise InvalidRequest("speaker_id is required (a form field or query parameter)")
-    threshold = _threshold(upload.fields.get("threshold"))
-    result = await services.verifier.verify(check_speaker_id(speaker_id), upload.samples, threshold)
-    return JSONResponse(result.as_dict())
+class VerifyRoute:
+    """``POST /v1/verify``: multipart ``speaker_id`` and ``audio``, optional ``threshold``."""
+
+    def __init__(self, verifier: VerificationService, max_audio_seconds: float) -> None:
+        self._verifier = verifier
+        self._max_audio_seconds = max_audio_seconds
+
+    async def __call__(self, request: Request) -> Response:
+        upload = await read_audio_upload(request, self._max_audio_seconds)
+        speaker_id = upload.fields.get("speaker_id")
+        if not speaker_id:
+            raise InvalidRequest("speaker_id is required (a form field or query parameter)")
+        threshold = _threshold(upload.fields.get("threshold"))
+        speech = await run_in_threadpool(detect_speech, upload.samples)
+        verdict = await self._verifier.verify(
+            check_speaker_id(speaker_id), speech, threshold=threshold
+        )
+        return JSONResponse(verdict.as_dict())
 
 
 def _threshold(value: str | None) -> float | None:

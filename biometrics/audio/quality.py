@@ -1,52 +1,104 @@
-"""Audio quality signals: clipping and an SNR estimate, from the speech detector's
-frame decisions. A verification on audio that fails the gate says why."""
+"""Audio quality signals: clipping and an SNR estimate, measured frame by frame from the
+speech detector's decisions, so that an upload and a live stream are measured alike.
+A verification whose audio fails the gate says why (``issues``)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from biometrics.audio.speech import FRAME_SAMPLES, SpeechSegments
+from biometrics.audio.decode import SAMPLE_RATE
+from biometrics.audio.framing import FRAME_SECONDS
 
 CLIPPING_LEVEL = 0.99
+# With fewer pauses than this the noise floor is the quietest tenth of all frames.
+MIN_PAUSE_FRAMES = 10
+_SILENCE_ENERGY = 1e-10
 
 
 @dataclasses.dataclass(frozen=True)
 class Quality:
     speech_seconds: float
     clipping_ratio: float  # share of samples at full scale
-    snr_db: float | None  # speech energy over the quietest frames' energy
+    snr_db: float | None  # speech energy over the noise floor's
+    issues: tuple[str, ...] = ()  # what failed the gate: CLIPPING, LOW_SNR
 
-    def issues(self, min_snr_db: float, max_clipping_ratio: float) -> list[str]:
+    def gate(self, min_snr_db: float, max_clipping_ratio: float) -> Quality:
+        """This measurement with the gate's verdict on it."""
         found = []
         if self.clipping_ratio > max_clipping_ratio:
             found.append("CLIPPING")
         if self.snr_db is not None and self.snr_db < min_snr_db:
             found.append("LOW_SNR")
-        return found
+        return dataclasses.replace(self, issues=tuple(found))
 
-    def as_dict(self) -> dict[str, float | None]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "speech_seconds": round(self.speech_seconds, 2),
             "clipping_ratio": round(self.clipping_ratio, 5),
             "snr_db": None if self.snr_db is None else round(self.snr_db, 1),
+            "issues": list(self.issues),
         }
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Quality:
+        return cls(
+            speech_seconds=float(values["speech_seconds"]),
+            clipping_ratio=float(values["clipping_ratio"]),
+            snr_db=None if values.get("snr_db") is None else float(values["snr_db"]),
+            issues=tuple(values.get("issues", ())),
+        )
 
-def measure(segments: SpeechSegments) -> Quality:
-    samples = segments.samples
-    clipping = float(np.mean(np.abs(samples) >= CLIPPING_LEVEL)) if len(samples) else 0.0
-    frames = len(segments.speech_mask)
-    energy = np.mean(
-        samples[: frames * FRAME_SAMPLES].reshape(frames, FRAME_SAMPLES).astype(np.float64) ** 2,
-        axis=1,
-    )
-    speech = energy[segments.speech_mask]
-    if len(speech) == 0:
-        return Quality(segments.speech_seconds, clipping, None)
-    # The noise floor: non-speech frames when there are enough, else the quietest tenth.
-    pauses = energy[~segments.speech_mask]
-    floor_frames = pauses if len(pauses) >= 10 else np.sort(energy)[: max(1, frames // 10)]
-    noise = max(float(np.mean(floor_frames)), 1e-10)
-    return Quality(segments.speech_seconds, clipping, float(10 * np.log10(np.mean(speech) / noise)))
+
+class QualityMeter:
+    """Feed every 20 ms frame, in order, with the speech detector's decision on it.
+
+    Memory stays bounded: once enough pauses are heard the noise floor is their mean,
+    and the per-frame energies kept for the fallback are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._samples = 0
+        self._clipped = 0
+        self._speech_frames = 0
+        self._speech_energy = 0.0
+        self._pause_frames = 0
+        self._pause_energy = 0.0
+        self._energies: list[float] | None = []  # every frame's, until pauses suffice
+
+    def add(self, frame: npt.NDArray[np.float32], is_speech: bool) -> None:
+        self._samples += len(frame)
+        self._clipped += int(np.count_nonzero(np.abs(frame) >= CLIPPING_LEVEL))
+        energy = float(np.mean(np.square(frame, dtype=np.float64)))
+        if is_speech:
+            self._speech_frames += 1
+            self._speech_energy += energy
+        else:
+            self._pause_frames += 1
+            self._pause_energy += energy
+        if self._energies is not None:
+            self._energies.append(energy)
+            if self._pause_frames >= MIN_PAUSE_FRAMES:
+                self._energies = None
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._samples / SAMPLE_RATE
+
+    def measure(self) -> Quality:
+        speech_seconds = self._speech_frames * FRAME_SECONDS
+        clipping = self._clipped / self._samples if self._samples else 0.0
+        if self._speech_frames == 0:
+            return Quality(speech_seconds, clipping, None)
+        if self._energies is None:
+            floor = self._pause_energy / self._pause_frames
+        else:
+            quietest = np.sort(np.asarray(self._energies))
+            floor = float(np.mean(quietest[: max(1, len(quietest) // 10)]))
+        noise = max(floor, _SILENCE_ENERGY)
+        speech = self._speech_energy / self._speech_frames
+        return Quality(speech_seconds, clipping, float(10 * np.log10(speech / noise)))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biometrics.evaluation.metrics import threshold_at_far
+from biometrics.scoring.thresholds import threshold_at_far
 
 # False-accept rates at which thresholds are kept; others are interpolated.
 FAR_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)

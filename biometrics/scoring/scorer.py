@@ -39,6 +39,10 @@ class Scorer:
         return self.calibration
 
     @property
+    def calibrated(self) -> bool:
+        return self.usable_calibration is not None
+
+    @property
     def normalizing(self) -> bool:
         calibration = self.usable_calibration
         return calibration is not None and calibration.normalized

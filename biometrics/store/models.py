@@ -1,9 +1,9 @@
-"""The tables. Speakers own their aliases, voiceprint and records: deleting a
-speaker deletes all of them (ORM cascade and ``ON DELETE CASCADE`` alike)."""
+"""The tables. Speakers own their aliases, voiceprint and enrollment records: deleting a
+speaker deletes all of them (ORM cascade and ``ON DELETE CASCADE`` alike), and the
+queries delete the verdicts given on claims of them."""
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 
 import numpy as np
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -21,9 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from biometrics.clock import utcnow
+from biometrics.statuses import CallStatus, SpeakerStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -42,12 +42,6 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 - SQLAlchemy's own hook
 
 
-class SpeakerStatus(enum.StrEnum):
-    PENDING_ENROLLMENT = "PENDING_ENROLLMENT"
-    ENROLLED = "ENROLLED"
-    OPTED_OUT = "OPTED_OUT"
-
-
 class Speaker(Base):
     __tablename__ = "speakers"
 
@@ -60,6 +54,7 @@ class Speaker(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_accessed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # past it, verdicts are SPEAKER_EXPIRED
 
     aliases: Mapped[list[SpeakerAlias]] = relationship(
         back_populates="speaker", cascade="all, delete-orphan", order_by="SpeakerAlias.alias"
@@ -68,9 +63,6 @@ class Speaker(Base):
         back_populates="speaker", cascade="all, delete-orphan"
     )
     enrollments: Mapped[list[EnrollmentRecord]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True
-    )
-    verifications: Mapped[list[VerificationRecord]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True
     )
 
@@ -133,23 +125,6 @@ class EnrollmentRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class VerificationRecord(Base):
-    __tablename__ = "verification_records"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    speaker_pk: Mapped[int] = mapped_column(
-        ForeignKey("speakers.id", ondelete="CASCADE"), index=True
-    )
-    model_source: Mapped[str] = mapped_column(String(512))
-    model_sha256: Mapped[str] = mapped_column(String(64))
-    decision: Mapped[str] = mapped_column(String(32))
-    score: Mapped[float | None] = mapped_column(Float)
-    similarity: Mapped[float | None] = mapped_column(Float)
-    threshold: Mapped[float] = mapped_column(Float)
-    speech_seconds: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-
-
 class ScoreCohort(Base):
     """Impostor embeddings for AS-norm, one set per model."""
 
@@ -194,12 +169,6 @@ class ScoreCalibration(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class CallStatus(enum.StrEnum):
-    PENDING = "PENDING"  # claimed before its audio arrived
-    ONGOING = "ONGOING"  # a socket is streaming it
-    ENDED = "ENDED"  # its last socket closed (a new socket for the same id resumes it)
-
-
 class Call(Base):
     """A live call's summary: who streamed it, when, and what the parser counted."""
 
@@ -214,6 +183,8 @@ class Call(Base):
     )
     sockets: Mapped[int] = mapped_column(Integer)  # WebSocket connections so far
     counters: Mapped[dict[str, int]] = mapped_column(JSON)  # frames, drops, ... over all sockets
+    # What the latest socket's AudioMetadata announced: encoding, sample_rate, frame_bytes.
+    audio_format: Mapped[dict[str, object] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
@@ -236,6 +207,7 @@ class CallParticipant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     call_pk: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     raw_id: Mapped[str] = mapped_column(String(256))
+    mixed: Mapped[bool] = mapped_column(default=False)  # the call's mixed stream
     joined_at: Mapped[datetime | None]  # its first frame; None while only claimed
     first_frame_at: Mapped[datetime | None]
     last_frame_at: Mapped[datetime | None]
@@ -250,22 +222,21 @@ class CallParticipant(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="participants")
-    verdicts: Mapped[list[CallVerdict]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, order_by="CallVerdict.id"
-    )
 
 
-class CallVerdict(Base):
-    """Every verdict a live call's participant received, in order."""
+class VerdictRecord(Base):
+    """Every verdict the service gave, over REST or in a live call (then the call columns
+    are set), in order. Keyed by ids rather than foreign keys, so that writing a verdict
+    never waits for its call's row, and the history outlives the rows it names."""
 
-    __tablename__ = "call_verdicts"
+    __tablename__ = "verdicts"
+    __table_args__ = (Index("ix_verdicts_call", "call_id", "participant_raw_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     verdict_id: Mapped[str] = mapped_column(String(36), unique=True)
-    participant_pk: Mapped[int] = mapped_column(
-        ForeignKey("call_participants.id", ondelete="CASCADE"), index=True
-    )
-    speaker_id: Mapped[str | None] = mapped_column(String(128))
+    speaker_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    call_id: Mapped[str | None] = mapped_column(String(256))
+    participant_raw_id: Mapped[str | None] = mapped_column(String(256))
     decision: Mapped[str] = mapped_column(String(32))
     score: Mapped[float | None] = mapped_column(Float)
     similarity: Mapped[float | None] = mapped_column(Float)
@@ -273,10 +244,11 @@ class CallVerdict(Base):
     threshold: Mapped[float | None] = mapped_column(Float)
     calibrated: Mapped[bool]
     speech_seconds: Mapped[float] = mapped_column(Float)
+    quality: Mapped[dict[str, object] | None] = mapped_column(JSON)
     first_audio_at: Mapped[datetime | None]
     last_audio_at: Mapped[datetime | None]
     final: Mapped[bool]
     model_source: Mapped[str] = mapped_column(String(512))
     model_sha256: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(512))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from biometrics.clock import utcnow
 from biometrics.errors import SpeakerExists, SpeakerNotFound
-from biometrics.scoring.calibration import Calibration
-from biometrics.scoring.normalization import Cohort
-from biometrics.scoring.scorer import Scorer
+from biometrics.statuses import SpeakerStatus
 from biometrics.store.models import (
     Call,
     CallParticipant,
-    CallVerdict,
     ScoreCalibration,
     ScoreCohort,
     Speaker,
     SpeakerAlias,
-    SpeakerStatus,
-    utcnow,
+    VerdictRecord,
 )
 
 _WITH_DETAILS = (selectinload(Speaker.aliases), selectinload(Speaker.voiceprint))
@@ -57,6 +58,7 @@ def create_speaker(
     display_name: str | None = None,
     aliases: Sequence[str] = (),
     status: SpeakerStatus = SpeakerStatus.PENDING_ENROLLMENT,
+    expires_at: datetime | None = None,
 ) -> Speaker:
     """Insert a speaker; raises :class:`SpeakerExists` if the id or an alias is taken."""
     if find_speaker(session, speaker_id) is not None:
@@ -68,6 +70,7 @@ def create_speaker(
         speaker_id=speaker_id,
         display_name=display_name,
         status=status,
+        expires_at=expires_at,
         aliases=[SpeakerAlias(alias=alias) for alias in aliases],
         voiceprint=None,
     )
@@ -90,50 +93,97 @@ def list_speakers(session: Session, *, after: str | None, limit: int) -> list[Sp
 
 
 def delete_speaker(session: Session, speaker_id: str) -> None:
-    """Delete a speaker with their aliases, voiceprint and records, and the verdicts
-    live calls gave on claims of them."""
+    """Delete a speaker with their aliases, voiceprint and records, and every verdict given
+    on claims of them (uploaded or live)."""
     session.delete(get_speaker(session, speaker_id, for_update=True))
-    session.execute(delete(CallVerdict).where(CallVerdict.speaker_id == speaker_id))
+    session.execute(delete(VerdictRecord).where(VerdictRecord.speaker_id == speaker_id))
 
 
 def touch(speaker: Speaker) -> None:
     speaker.last_accessed_at = utcnow()
 
 
-def load_scorer(
-    session: Session, model_sha256: str, *, target_far: float, fixed_threshold: float | None
-) -> Scorer:
-    """The scoring policy stored for a model: its cohort and calibration, if any."""
-    cohort_row = session.scalars(
+@dataclasses.dataclass(frozen=True)
+class StoredClaim:
+    """What a verification needs to know about a claimed speaker."""
+
+    status: SpeakerStatus
+    voiceprint: npt.NDArray[np.float32] | None
+    voiceprint_model: str | None  # source@sha256, for people
+    voiceprint_sha256: str | None
+    expires_at: datetime | None
+
+
+def load_claim(session: Session, speaker_id: str) -> StoredClaim | None:
+    """The claimed speaker's status and voiceprint; None when there is no such speaker."""
+    speaker = find_speaker(session, speaker_id)
+    if speaker is None:
+        return None
+    voiceprint = speaker.voiceprint
+    return StoredClaim(
+        status=speaker.status,
+        voiceprint=None if voiceprint is None else voiceprint.embedding,
+        voiceprint_model=None
+        if voiceprint is None
+        else f"{voiceprint.model_source}@sha256:{voiceprint.model_sha256[:12]}",
+        voiceprint_sha256=None if voiceprint is None else voiceprint.model_sha256,
+        expires_at=speaker.expires_at,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredCohort:
+    embeddings: npt.NDArray[np.float32]  # (n, dim) unit vectors
+    top_n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredCalibration:
+    slope: float
+    intercept: float
+    normalized: bool
+    thresholds: dict[float, float]  # false-accept rate -> 0-100 threshold
+
+
+def load_cohort(session: Session, model_sha256: str) -> StoredCohort | None:
+    row = session.scalars(
         select(ScoreCohort).where(ScoreCohort.model_sha256 == model_sha256)
     ).one_or_none()
-    calibration_row = session.scalars(
+    return None if row is None else StoredCohort(row.embeddings, row.top_n)
+
+
+def load_calibration(session: Session, model_sha256: str) -> StoredCalibration | None:
+    row = session.scalars(
         select(ScoreCalibration).where(ScoreCalibration.model_sha256 == model_sha256)
     ).one_or_none()
-    cohort = None if cohort_row is None else Cohort(cohort_row.embeddings, cohort_row.top_n)
-    calibration = None
-    if calibration_row is not None:
-        calibration = Calibration(
-            slope=calibration_row.slope,
-            intercept=calibration_row.intercept,
-            normalized=calibration_row.normalized,
-            thresholds={float(far): value for far, value in calibration_row.thresholds.items()},
-        )
-    return Scorer(cohort, calibration, target_far, fixed_threshold)
+    if row is None:
+        return None
+    return StoredCalibration(
+        slope=row.slope,
+        intercept=row.intercept,
+        normalized=row.normalized,
+        thresholds={float(far): value for far, value in row.thresholds.items()},
+    )
 
 
-def save_cohort(session: Session, model_sha256: str, cohort: Cohort, description: str) -> None:
+def save_cohort(
+    session: Session,
+    model_sha256: str,
+    embeddings: npt.NDArray[np.float32],
+    top_n: int,
+    description: str,
+) -> None:
     """Store the model's cohort, replacing any earlier one."""
     session.execute(delete(ScoreCohort).where(ScoreCohort.model_sha256 == model_sha256))
-    row = ScoreCohort(model_sha256=model_sha256, description=description, top_n=cohort.top_n)
-    row.embeddings = cohort.embeddings
+    row = ScoreCohort(model_sha256=model_sha256, description=description, top_n=top_n)
+    row.embeddings = embeddings
     session.add(row)
 
 
 def save_calibration(
     session: Session,
     model_sha256: str,
-    calibration: Calibration,
+    calibration: StoredCalibration,
     *,
     description: str,
     eer: float,
@@ -167,29 +217,3 @@ def find_call(session: Session, call_id: str) -> Call | None:
 
 def find_call_participant(session: Session, call: Call, raw_id: str) -> CallParticipant | None:
     return next((p for p in call.participants if p.raw_id == raw_id), None)
-
-
-def latest_call_verdicts(
-    session: Session, participant_pks: Sequence[int]
-) -> dict[int, CallVerdict]:
-    """Each participant's most recent verdict, by participant primary key."""
-    if not participant_pks:
-        return {}
-    newest = (
-        select(func.max(CallVerdict.id))
-        .where(CallVerdict.participant_pk.in_(participant_pks))
-        .group_by(CallVerdict.participant_pk)
-    )
-    rows = session.scalars(select(CallVerdict).where(CallVerdict.id.in_(newest)))
-    return {row.participant_pk: row for row in rows}
-
-
-def list_call_verdicts(session: Session, participant_pk: int, *, limit: int) -> list[CallVerdict]:
-    """A participant's most recent ``limit`` verdicts, oldest first."""
-    query = (
-        select(CallVerdict)
-        .where(CallVerdict.participant_pk == participant_pk)
-        .order_by(CallVerdict.id.desc())
-        .limit(limit)
-    )
-    return list(reversed(session.scalars(query).all()))

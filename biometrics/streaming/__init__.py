@@ -1,5 +1,6 @@
-"""Live calls: the ACS audio-streaming protocol (and, beside it, the call sessions and the
-WebSocket endpoint that use it)."""
+"""Live calls: the ACS audio-streaming protocol, the call and its participants, the registry
+of calls, and the WebSocket endpoint that feeds them. Streaming decides *when* a
+participant is judged; the verification service decides what the verdict is."""
 
 from biometrics.streaming.protocol import (
     CLOSE_INVALID_DATA,

@@ -2,11 +2,11 @@
 names (:mod:`biometrics.streaming.protocol` parses) and keeps no call state
 (:mod:`biometrics.streaming.session` does).
 
-The socket's life: accept; check the bearer token when ``acs_audience`` is set (close
-1008 otherwise); wait up to ``stream_metadata_timeout_seconds`` for
-``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
+The socket's life: accept; check the bearer token when an authenticator is given (close
+1008 otherwise); wait up to ``metadata_timeout_seconds`` for ``AudioMetadata`` (close 1008
+otherwise); name the call (``x-ms-call-connection-id``, else
 ``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
-until the peer closes. A message over ``stream_max_message_bytes`` closes 1009; whatever
+until the peer closes. A message over ``max_message_bytes`` closes 1009; whatever
 the parser refuses closes with its code (1007 or 1008) and reason; anything unexpected
 closes 1011. However a socket ends, only its own call is touched, and the call ends (or
 waits for a reconnect) cleanly.
@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from biometrics.services import services_of
-from biometrics.streaming.auth import Unauthorized
-from biometrics.streaming.errors import TooManyCalls
+from biometrics.errors import TooManyCalls
+from biometrics.streaming.auth import SocketAuthenticator, Unauthorized
+from biometrics.streaming.call import CallSession
 from biometrics.streaming.identity import call_id_problem, socket_identity
 from biometrics.streaming.protocol import (
     CLOSE_POLICY_VIOLATION,
@@ -33,7 +34,7 @@ from biometrics.streaming.protocol import (
     ProtocolViolation,
     StreamParser,
 )
-from biometrics.streaming.session import CallSession
+from biometrics.streaming.registry import CallRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -46,65 +47,77 @@ class _PeerGone(Exception):
     """The peer closed the socket (or the connection dropped)."""
 
 
-async def acs_stream(websocket: WebSocket) -> None:
-    services = services_of(websocket)
-    settings = services.settings
-    identity = socket_identity(websocket.headers, websocket.query_params)
-    parser = StreamParser()
-    call: CallSession | None = None
-    call_id = identity.call_id
-    await websocket.accept()
-    if services.socket_auth is not None:
+@dataclasses.dataclass(frozen=True)
+class StreamLimits:
+    max_message_bytes: int  # close 1009 above (GA frames are about 1.5 KB)
+    metadata_timeout_seconds: float  # close 1008 when no AudioMetadata came by then
+
+
+class AcsStream:
+    """The ``/ws/acs`` endpoint, one call of it per socket."""
+
+    def __init__(
+        self, calls: CallRegistry, limits: StreamLimits, auth: SocketAuthenticator | None
+    ) -> None:
+        self._calls = calls
+        self._limits = limits
+        self._auth = auth
+
+    async def __call__(self, websocket: WebSocket) -> None:
+        identity = socket_identity(websocket.headers, websocket.query_params)
+        parser = StreamParser()
+        call: CallSession | None = None
+        call_id = identity.call_id
+        await websocket.accept()
+        if self._auth is not None:
+            try:
+                await run_in_threadpool(self._auth.check, websocket.headers.get("authorization"))
+            except Unauthorized as refused:
+                await _close(websocket, call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser)
+                return
         try:
-            await run_in_threadpool(
-                services.socket_auth.check, websocket.headers.get("authorization")
-            )
-        except Unauthorized as refused:
-            await _close(websocket, call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser)
-            return
-    try:
-        max_bytes = settings.stream_max_message_bytes
-        timeout = settings.stream_metadata_timeout_seconds
-        audio_format = await _read_metadata(websocket, parser, max_bytes, timeout)
-        call_id = call_id or audio_format.subscription_id
-        problem = call_id_problem(call_id)
-        if problem is not None:
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad call id: {problem}")
-        try:
-            call = await services.calls.connect(
-                call_id, identity.correlation_id, audio_format.subscription_id, parser.counters
-            )
-        except TooManyCalls as error:
-            raise ProtocolViolation(CLOSE_TRY_AGAIN_LATER, error.detail) from None
-        logger.info(
-            "call socket open",
-            extra={
-                "call_id": call_id,
-                "correlation_id": identity.correlation_id,
-                "sample_rate": audio_format.sample_rate,
-                "sockets": call.sockets,
-            },
-        )
-        while True:
-            parsed = _feed(parser, await websocket.receive(), max_bytes)
-            if isinstance(parsed, AudioFrame):
-                call.feed(parsed, audio_format.sample_rate)
-    except _PeerGone:
-        pass
-    except ProtocolViolation as violation:
-        await _close(websocket, call_id, violation.close_code, violation.reason, parser)
-    except Exception:
-        logger.exception("call socket failed", extra={"call_id": call_id})
-        await _close(
-            websocket, call_id, CLOSE_INTERNAL_ERROR, "internal error; see the log", parser
-        )
-    finally:
-        if call is not None:
-            await services.calls.disconnect(call, parser.counters)
+            max_bytes = self._limits.max_message_bytes
+            timeout = self._limits.metadata_timeout_seconds
+            audio_format = await _read_metadata(websocket, parser, max_bytes, timeout)
+            call_id = call_id or audio_format.subscription_id
+            problem = call_id_problem(call_id)
+            if problem is not None:
+                raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad call id: {problem}")
+            try:
+                call = await self._calls.connect(
+                    call_id, identity.correlation_id, audio_format, parser.counters
+                )
+            except TooManyCalls as error:
+                raise ProtocolViolation(CLOSE_TRY_AGAIN_LATER, error.detail) from None
             logger.info(
-                "call socket closed",
-                extra={"call_id": call.call_id, "status": call.status, **parser.counters},
+                "call socket open",
+                extra={
+                    "call_id": call_id,
+                    "correlation_id": identity.correlation_id,
+                    "sample_rate": audio_format.sample_rate,
+                    "sockets": call.sockets,
+                },
             )
+            while True:
+                parsed = _feed(parser, await websocket.receive(), max_bytes)
+                if isinstance(parsed, AudioFrame):
+                    call.feed(parsed, audio_format.sample_rate)
+        except _PeerGone:
+            pass
+        except ProtocolViolation as violation:
+            await _close(websocket, call_id, violation.close_code, violation.reason, parser)
+        except Exception:
+            logger.exception("call socket failed", extra={"call_id": call_id})
+            await _close(
+                websocket, call_id, CLOSE_INTERNAL_ERROR, "internal error; see the log", parser
+            )
+        finally:
+            if call is not None:
+                await self._calls.disconnect(call, parser.counters)
+                logger.info(
+                    "call socket closed",
+                    extra={"call_id": call.call_id, "status": call.status, **parser.counters},
+                )
 
 
 async def _read_metadata(

@@ -1,10 +1,13 @@
 """One participant of a live call: its audio turned into speech, its claim, its verdicts and
-its enrollment. No socket, model or database here (see :mod:`biometrics.streaming.hooks`).
+its enrollment. No socket, model or database here: it is handed its collaborators when it
+is made (:class:`CallServices` for the work, ``spawn`` and ``report`` from its call).
 
-Per 20 ms frame it resamples, runs the speech detector and copies speech into fixed-size
-buffers: cheap enough for the event loop. Verdicts, the alias look-up and enrollments run
-as tasks, at most one verdict and one enrollment in flight, so the socket's receive loop
-never waits for the model; a verdict whose claim changed meanwhile is dropped.
+Per 20 ms frame it resamples, runs its own speech detector, measures quality and copies
+speech into fixed-size buffers: cheap enough for the event loop. Verdicts, the alias
+look-up and enrollments run as tasks, at most one verdict and one enrollment in flight, so
+the socket's receive loop never waits for the model; a verdict whose claim changed
+meanwhile is dropped. *What* a verdict says is the verification service's business; the
+participant decides only *when* to ask (:class:`~biometrics.streaming.schedule.DecisionSchedule`).
 
 Memory is bounded whatever the call's length: the decision window holds at most the
 maximum decision speech (it takes no more once full, which is when the final verdict is
@@ -16,43 +19,95 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from biometrics.audio.speech import FRAME_SECONDS
-from biometrics.enrollment import MIN_UPLOAD_SPEECH_SECONDS
-from biometrics.errors import BiometricsError, InvalidRequest, ModelMismatch, SpeakerOptedOut
-from biometrics.store import SpeakerStatus
-from biometrics.streaming.audio import PcmFramer
-from biometrics.streaming.buffers import SpeechBuffer
-from biometrics.streaming.clock import utcnow
-from biometrics.streaming.decisions import SpeakerClaim, SpeechWindow, Verdict, frames_for
-from biometrics.streaming.errors import EnrollmentInProgress
-from biometrics.streaming.hooks import ENROLLMENT_CHANGED, VERDICT_CHANGED
-from biometrics.streaming.identity import MIXED
+from biometrics.audio import DetectedSpeech
+from biometrics.audio.buffers import SpeechBuffer
+from biometrics.audio.framing import FRAME_SECONDS, PcmFramer, frames_for
+from biometrics.audio.quality import QualityMeter
+from biometrics.audio.speech import SpeechDetector, SpeechFilter
+from biometrics.clock import utcnow
+from biometrics.enrollment import MIN_UPLOAD_SPEECH_SECONDS, EnrollmentResult
+from biometrics.errors import (
+    BiometricsError,
+    EnrollmentInProgress,
+    InvalidRequest,
+    ModelMismatch,
+    SpeakerOptedOut,
+)
+from biometrics.events.call_events import CallEvent, EnrollmentChanged, VerdictChanged
+from biometrics.snapshots import EnrollmentProgress, ParticipantSummary, SpeakerClaim
+from biometrics.statuses import SpeakerStatus
 from biometrics.streaming.protocol import AudioFrame
-from biometrics.streaming.speech import SpeechFilter
-from biometrics.streaming.summaries import EnrollmentProgress, ParticipantSummary
-
-if TYPE_CHECKING:
-    from biometrics.streaming.session import CallSession
+from biometrics.streaming.schedule import DecisionSchedule
+from biometrics.verdicts import CallParticipantRef, Verdict
+from biometrics.verification import LiveSpeech
 
 logger = logging.getLogger(__name__)
 
-# Enrollment uploads need 1 s of speech after the enroller's own speech detection; a
-# little more here keeps a chunk of bridged speech from falling just short of it.
+# Enrollment uploads need 1 s of speech; a little more here keeps a chunk of bridged
+# speech from falling just short of it.
 MIN_ENROLL_CHUNK_FRAMES = frames_for(MIN_UPLOAD_SPEECH_SECONDS + 0.5)
 MAX_ENROLL_FAILURES = 3
+
+
+class Verifier(Protocol):
+    async def verify(
+        self,
+        speaker_id: str | None,
+        speech: DetectedSpeech,
+        *,
+        threshold: float | None = None,
+        live: LiveSpeech | None = None,
+    ) -> Verdict: ...
+
+
+class Enroller(Protocol):
+    async def enroll(
+        self, speaker_id: str, speech: DetectedSpeech, *, replace: bool = False
+    ) -> EnrollmentResult: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class CallServices:
+    """The work a live call asks of the service: verdicts, enrollment, alias look-ups."""
+
+    verifier: Verifier
+    enroller: Enroller
+    find_alias: Callable[[str], Awaitable[str | None]]  # raw id -> speaker id
+    schedule: DecisionSchedule
+    new_detector: Callable[[], SpeechDetector] = SpeechDetector
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+Report = Callable[[CallEvent], None]
 
 
 class ParticipantStream:
     """One participant's audio, speech, claim, verdicts and enrollment."""
 
-    def __init__(self, call: CallSession, raw_id: str) -> None:
-        self.call = call
+    def __init__(
+        self,
+        call_id: str,
+        raw_id: str,
+        *,
+        mixed: bool,
+        services: CallServices,
+        spawn: Spawn,
+        report: Report,
+    ) -> None:
+        self.call_id = call_id
         self.raw_id = raw_id
+        self.mixed = mixed  # the call's mixed audio: every voice at once
+        self._services = services
+        self._schedule = services.schedule
+        self._spawn = spawn
+        self._report = report
         self.joined_at: datetime | None = None
         self.first_frame_at: datetime | None = None
         self.last_frame_at: datetime | None = None
@@ -62,8 +117,9 @@ class ParticipantStream:
         self.latest: Verdict | None = None
         self.enrollment: EnrollmentProgress | None = None
         self._framer: PcmFramer | None = None
-        self._speech = SpeechFilter(call.new_detector())
-        self._window = SpeechBuffer(call.schedule.max_frames)
+        self._speech = SpeechFilter(services.new_detector())  # its own: the VAD adapts
+        self._window = SpeechBuffer(self._schedule.max_frames)
+        self._quality = QualityMeter()  # of the audio the window's speech came from
         self._claim_generation = 0
         self._stale = False  # a verdict is due whatever the speech: new claim, or joined
         self._evaluated: int | None = None  # speech frames of the last verdict on this claim
@@ -79,10 +135,10 @@ class ParticipantStream:
         self.joined_at = utcnow()
         if self.claim is not None:
             return
-        if self.raw_id == MIXED:
+        if self.mixed:
             self._stale = True  # nobody to look up: say that no claim was made
         else:
-            self.call.spawn(self._claim_by_alias())
+            self._spawn(self._claim_by_alias())
 
     def feed(self, frame: AudioFrame, sample_rate: int) -> None:
         if self._framer is None or self._framer.sample_rate != sample_rate:
@@ -93,12 +149,21 @@ class ParticipantStream:
         self.last_frame_at = frame.timestamp
         heard_until = frame.timestamp + timedelta(seconds=len(frame.pcm) / (2 * sample_rate))
         for piece in self._framer.frames(frame.pcm):
-            for speech in self._speech.push(piece, silent=frame.silent):
-                self.speech_frames += 1
-                self._window.append(speech, frame.timestamp, heard_until)
-                if self._enroll_buffer is not None:
-                    self._enroll_buffer.append(speech, frame.timestamp, heard_until)
+            for decided, is_speech in self._speech.push(piece, silent=frame.silent):
+                self._keep(decided, is_speech, frame.timestamp, heard_until)
         self._dispatch()
+
+    def _keep(
+        self, frame: npt.NDArray[np.float32], is_speech: bool, heard: datetime, until: datetime
+    ) -> None:
+        if not self._window.full:
+            self._quality.add(frame, is_speech)
+        if not is_speech:
+            return
+        self.speech_frames += 1
+        self._window.append(frame, heard, until)
+        if self._enroll_buffer is not None:
+            self._enroll_buffer.append(frame, heard, until)
 
     @property
     def speech_seconds(self) -> float:
@@ -126,46 +191,62 @@ class ParticipantStream:
             return True
         if self.claim is None or self._evaluated is None:
             return False
-        due = self.call.schedule.next_due(self._evaluated)
+        due = self._schedule.next_due(self._evaluated)
         return due is not None and self._window.frames >= due
 
     def _start_judging(self) -> None:
         self._stale = False
-        window = SpeechWindow(
-            samples=self._window.speech(),
-            frames=self._window.frames,
+        frames = self._window.frames
+        speech = DetectedSpeech(
+            self._window.speech(), self._quality.measure(), self._quality.audio_seconds
+        )
+        live = LiveSpeech(
+            participant=CallParticipantRef(self.call_id, self.raw_id),
             first_audio_at=self._window.first_at,
             last_audio_at=self._window.last_at,
+            final=self._schedule.is_final(frames),
         )
-        self._judging = self.call.spawn(self._judge(self.claim, window, self._claim_generation))
+        self._judging = self._spawn(
+            self._judge(self.claim, speech, live, frames, self._claim_generation)
+        )
 
     async def _judge(
-        self, claim: SpeakerClaim | None, window: SpeechWindow, generation: int
+        self,
+        claim: SpeakerClaim | None,
+        speech: DetectedSpeech,
+        live: LiveSpeech,
+        frames: int,
+        generation: int,
     ) -> None:
         verdict: Verdict | None = None
         try:
-            verdict = await self.call.backend.judge(self.call.call_id, self.raw_id, claim, window)
+            verdict = await self._services.verifier.verify(
+                None if claim is None else claim.speaker_id,
+                speech,
+                threshold=None if claim is None else claim.threshold,
+                live=live,
+            )
         except Exception:
             logger.exception(
                 "a live verdict failed; the next step of speech tries again",
-                extra={"call_id": self.call.call_id, "participant": self.raw_id},
+                extra={"call_id": self.call_id, "participant": self.raw_id},
             )
         self._judging = None
         if generation == self._claim_generation:  # else the claim changed: judge again
-            self._evaluated = window.frames
+            self._evaluated = frames
             if verdict is not None and not verdict.same_outcome(self.latest):
                 self.latest = verdict
-                self.call.observer.notify(self.call, VERDICT_CHANGED, self, verdict)
+                self._report(VerdictChanged(self.call_id, self.raw_id, verdict))
         self._dispatch()
 
     async def _claim_by_alias(self) -> None:
         speaker_id = None
         try:
-            speaker_id = await self.call.backend.find_alias(self.raw_id)
+            speaker_id = await self._services.find_alias(self.raw_id)
         except Exception:
             logger.exception(
                 "alias look-up failed; the participant stays unclaimed",
-                extra={"call_id": self.call.call_id, "participant": self.raw_id},
+                extra={"call_id": self.call_id, "participant": self.raw_id},
             )
         if self.claim is not None:
             return  # claimed through the API meanwhile: that claim wins
@@ -173,7 +254,7 @@ class ParticipantStream:
             logger.info(
                 "participant claimed by alias",
                 extra={
-                    "call_id": self.call.call_id,
+                    "call_id": self.call_id,
                     "participant": self.raw_id,
                     "speaker_id": speaker_id,
                 },
@@ -189,7 +270,7 @@ class ParticipantStream:
         """Enroll ``speaker_id`` from this participant's speech so far (the decision window)
         and from each chunk of speech after it, until the speaker is ENROLLED. Returns the
         task enrolling the speech so far, or None if there is too little yet."""
-        if self.raw_id == MIXED:
+        if self.mixed:
             raise InvalidRequest(
                 "mixed audio holds every speaker's voice and would enroll all of them: "
                 "enroll from an unmixed call (audioChannelType unmixed)"
@@ -204,11 +285,11 @@ class ParticipantStream:
             return self._enrolling
         self.enrollment = EnrollmentProgress(speaker_id)
         self._enroll_failures = 0
-        self._enroll_buffer = SpeechBuffer(self.call.schedule.max_frames)
-        self.call.observer.notify(self.call, ENROLLMENT_CHANGED, self)
+        self._enroll_buffer = SpeechBuffer(self._schedule.max_frames)
+        self._report_enrollment()
         if self._window.frames < MIN_ENROLL_CHUNK_FRAMES or self._enrolling is not None:
             return None
-        return self._start_enrolling(self._window.speech())
+        return self._start_enrolling(self._window)
 
     def _enroll_due(self) -> bool:
         return (
@@ -221,19 +302,24 @@ class ParticipantStream:
 
     def _take_enroll_chunk(self) -> asyncio.Task[None]:
         assert self._enroll_buffer is not None
-        speech = self._enroll_buffer.speech()
+        task = self._start_enrolling(self._enroll_buffer)
         self._enroll_buffer.clear()
-        return self._start_enrolling(speech)
+        return task
 
-    def _start_enrolling(self, speech: np.ndarray) -> asyncio.Task[None]:
-        self._enrolling = self.call.spawn(self._enroll(speech))
+    def _start_enrolling(self, buffer: SpeechBuffer) -> asyncio.Task[None]:
+        samples = buffer.speech()
+        quality = QualityMeter()
+        for frame in samples.reshape(buffer.frames, -1):
+            quality.add(frame, True)
+        speech = DetectedSpeech(samples, quality.measure(), buffer.speech_seconds)
+        self._enrolling = self._spawn(self._enroll(speech))
         return self._enrolling
 
-    async def _enroll(self, speech: np.ndarray) -> None:
+    async def _enroll(self, speech: DetectedSpeech) -> None:
         progress = self.enrollment
         assert progress is not None
         try:
-            result = await self.call.backend.enroll(progress.speaker_id, speech)
+            result = await self._services.enroller.enroll(progress.speaker_id, speech)
         except (SpeakerOptedOut, ModelMismatch) as error:
             status = "OPTED_OUT" if isinstance(error, SpeakerOptedOut) else progress.status
             progress = dataclasses.replace(
@@ -245,7 +331,7 @@ class ParticipantStream:
                 logging.WARNING if isinstance(error, BiometricsError) else logging.ERROR,
                 "enrolling from a live call failed",
                 exc_info=not isinstance(error, BiometricsError),
-                extra={"call_id": self.call.call_id, "participant": self.raw_id},
+                extra={"call_id": self.call_id, "participant": self.raw_id},
             )
             if self._enroll_failures >= MAX_ENROLL_FAILURES:
                 progress = dataclasses.replace(
@@ -270,8 +356,12 @@ class ParticipantStream:
             self.enrollment = progress
             if not progress.active:
                 self._enroll_buffer = None  # nothing more to collect
-            self.call.observer.notify(self.call, ENROLLMENT_CHANGED, self)
+            self._report_enrollment()
         self._dispatch()
+
+    def _report_enrollment(self) -> None:
+        assert self.enrollment is not None
+        self._report(EnrollmentChanged(self.call_id, self.raw_id, self.enrollment))
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -286,7 +376,7 @@ class ParticipantStream:
         speech left over, so that what was heard is used."""
         if self._judging is None and self.claim is not None and self._evaluated is not None:
             heard = self._window.frames
-            if heard > self._evaluated and self.call.schedule.enough(heard):
+            if heard > self._evaluated and self._schedule.enough(heard):
                 self._start_judging()
         buffer = self._enroll_buffer
         if (
@@ -302,6 +392,7 @@ class ParticipantStream:
     def summary(self) -> ParticipantSummary:
         return ParticipantSummary(
             raw_id=self.raw_id,
+            mixed=self.mixed,
             joined_at=self.joined_at,
             first_frame_at=self.first_frame_at,
             last_frame_at=self.last_frame_at,
@@ -324,7 +415,7 @@ class ParticipantStream:
         self.latest = summary.latest_verdict
         if self.claim is not None:
             final = self.latest is not None and self.latest.final
-            self._evaluated = self.call.schedule.max_frames if final else 0
+            self._evaluated = self._schedule.max_frames if final else 0
         self.enrollment = summary.enrollment
         if self.enrollment is not None and self.enrollment.active:
-            self._enroll_buffer = SpeechBuffer(self.call.schedule.max_frames)
+            self._enroll_buffer = SpeechBuffer(self._schedule.max_frames)

@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import weakref
-from collections.abc import Callable
 
-from biometrics.audio import SpeechDetector
-from biometrics.config import Settings
+from biometrics.clock import utcnow
+from biometrics.errors import TooManyCalls
 from biometrics.events import Broker
-from biometrics.store.models import CallStatus
-from biometrics.streaming.clock import utcnow
-from biometrics.streaming.decisions import DecisionSchedule, SpeakerClaim
-from biometrics.streaming.errors import TooManyCalls
-from biometrics.streaming.hooks import CallBackend, CallObserver
-from biometrics.streaming.participant import ParticipantStream
-from biometrics.streaming.recorder import CallRecorder
-from biometrics.streaming.session import CallSession
-from biometrics.streaming.summaries import CallSummary
+from biometrics.events.publisher import CallPublisher
+from biometrics.snapshots import CallSummary, SpeakerClaim
+from biometrics.statuses import CallStatus
+from biometrics.store.calls import CallStore
+from biometrics.streaming.call import CallSession
+from biometrics.streaming.participant import CallServices, ParticipantStream
+from biometrics.streaming.protocol import AudioFormat
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +35,27 @@ MIN_SWEEP_SECONDS = 0.5
 STOP_SECONDS = 5.0  # at shutdown, how long calls may take to end
 
 
+@dataclasses.dataclass(frozen=True)
+class CallLimits:
+    max_calls: int  # held in memory at once: pending, live and recently ended
+    max_participants: int  # per call
+    retention_seconds: float  # an ended call stays in memory (a reconnect keeps its speech)
+
+
 class CallRegistry:
     def __init__(
         self,
-        settings: Settings,
-        *,
-        backend: CallBackend,
-        observer: CallObserver,
-        recorder: CallRecorder,
+        limits: CallLimits,
+        services: CallServices,
+        store: CallStore,
+        publisher: CallPublisher,
         broker: Broker,
     ) -> None:
-        self.schedule = DecisionSchedule.from_settings(settings)
-        self._settings = settings
-        self._backend = backend
-        self._observer = observer
-        self._recorder = recorder
+        self._limits = limits
+        self._services = services
+        self._store = store
+        self._publisher = publisher
         self._broker = broker
-        self.new_detector: Callable[[], SpeechDetector] = SpeechDetector
         self._calls: dict[str, CallSession] = {}
         self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -74,7 +76,7 @@ class CallRegistry:
         for call in self._calls.values():
             call.close()
         self._calls.clear()
-        await self._recorder.flush()
+        await self._store.flush()
 
     # --- finding and creating ----------------------------------------------------------------
 
@@ -91,15 +93,14 @@ class CallRegistry:
             call = self._calls.get(call_id)
             if call is not None:
                 return call
-            stored = await self._recorder.load(call_id)
+            stored = await self._store.load(call_id)
             self._make_room()
             call = CallSession(
                 call_id,
-                schedule=self.schedule,
-                new_detector=self.new_detector,
-                backend=self._backend,
-                observer=self._observer,
-                max_participants=self._settings.stream_max_participants,
+                services=self._services,
+                save=self._store.save,
+                publish=self._publisher.publish,
+                max_participants=self._limits.max_participants,
             )
             if stored is not None:
                 call.restore(stored)
@@ -112,14 +113,13 @@ class CallRegistry:
         call = self._calls.get(call_id)
         if call is not None:
             return call.summary()
-        return await self._recorder.load(call_id)
+        return await self._store.load(call_id)
 
     # --- claims and sockets ------------------------------------------------------------------
 
     async def claim(self, call_id: str, raw_id: str, claim: SpeakerClaim) -> ParticipantStream:
         call = await self.obtain(call_id)
         participant = call.claim(raw_id, claim)
-        self._recorder.save(call.summary())
         logger.info(
             "participant claimed",
             extra={"call_id": call_id, "participant": raw_id, "speaker_id": claim.speaker_id},
@@ -130,12 +130,11 @@ class CallRegistry:
         self,
         call_id: str,
         correlation_id: str | None,
-        subscription_id: str,
+        audio_format: AudioFormat,
         counters: dict[str, int],
     ) -> CallSession:
         call = await self.obtain(call_id)
-        call.connect(correlation_id, subscription_id, counters)
-        self._recorder.save(call.summary())
+        call.connect(correlation_id, audio_format, counters)
         return call
 
     async def disconnect(self, call: CallSession, counters: dict[str, int]) -> None:
@@ -149,15 +148,15 @@ class CallRegistry:
 
     async def _disconnect(self, call: CallSession, counters: dict[str, int]) -> None:
         if not await call.disconnect(counters):
-            self._recorder.save(call.summary())
+            call.save()
 
     # --- forgetting --------------------------------------------------------------------------
 
     def _make_room(self) -> None:
-        if len(self._calls) < self._settings.stream_max_calls:
+        if len(self._calls) < self._limits.max_calls:
             return
         self.sweep()
-        if len(self._calls) < self._settings.stream_max_calls:
+        if len(self._calls) < self._limits.max_calls:
             return
         idle = [
             call
@@ -175,7 +174,7 @@ class CallRegistry:
     def sweep(self) -> None:
         """Evict calls idle for longer than the retention: ended, or pending unstreamed."""
         now = utcnow()
-        retention = self._settings.stream_retention_seconds
+        retention = self._limits.retention_seconds
         for call in list(self._calls.values()):
             if (
                 call.idle
@@ -191,7 +190,7 @@ class CallRegistry:
         logger.info("call left memory", extra={"call_id": call.call_id, "status": call.status})
 
     async def _sweep_forever(self) -> None:
-        interval = self._settings.stream_retention_seconds / 2
+        interval = self._limits.retention_seconds / 2
         interval = min(max(interval, MIN_SWEEP_SECONDS), MAX_SWEEP_SECONDS)
         while True:
             await asyncio.sleep(interval)

@@ -1,5 +1,6 @@
-"""Snapshots of a call and its participants: immutable, so they can be shown by the API,
-published as events and handed to the database writer's thread while the call goes on."""
+"""Snapshots of a live call and its participants: immutable values, so they can be shown by
+the API, published as events and handed to the database writer's thread while the call
+goes on. Every layer reads them; they depend on nothing but the shared vocabulary."""
 
 from __future__ import annotations
 
@@ -8,11 +9,40 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from biometrics.store import SpeakerStatus
-from biometrics.store.models import CallStatus
-from biometrics.streaming.clock import isoformat
-from biometrics.streaming.decisions import SpeakerClaim, Verdict
-from biometrics.streaming.identity import MIXED
+from biometrics.clock import isoformat
+from biometrics.statuses import CallStatus, SpeakerStatus
+from biometrics.verdicts import Verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeakerClaim:
+    """Who a participant says they are, and the threshold to judge them by (None: default)."""
+
+    speaker_id: str
+    threshold: float | None = None
+    source: str = "api"  # "api" (PUT .../claim) or "alias" (the raw id or its phone number)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"speaker_id": self.speaker_id, "threshold": self.threshold, "source": self.source}
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamFormat:
+    """What a call's latest socket announced in its AudioMetadata, and how it sends audio."""
+
+    encoding: str
+    sample_rate: int
+    channels: int
+    frame_bytes: int
+    mixed: bool | None  # None until the first audio frame says
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> StreamFormat:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +81,7 @@ class ParticipantSummary:
     """A participant's progress at one moment: what the API shows and the store keeps."""
 
     raw_id: str
+    mixed: bool  # the mixed stream of the call (every voice), not one participant
     joined_at: datetime | None
     first_frame_at: datetime | None
     last_frame_at: datetime | None
@@ -63,7 +94,7 @@ class ParticipantSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "participant_raw_id": self.raw_id,
-            "mixed": self.raw_id == MIXED,
+            "mixed": self.mixed,
             "joined_at": isoformat(self.joined_at),
             "first_frame_at": isoformat(self.first_frame_at),
             "last_frame_at": isoformat(self.last_frame_at),
@@ -88,6 +119,7 @@ class CallSummary:
     ended_at: datetime | None
     sockets: int
     counters: dict[str, int]
+    audio_format: StreamFormat | None
     participants: tuple[ParticipantSummary, ...]
 
     def participant(self, raw_id: str) -> ParticipantSummary | None:
@@ -104,5 +136,6 @@ class CallSummary:
             "ended_at": isoformat(self.ended_at),
             "sockets": self.sockets,
             "counters": dict(self.counters),
+            "audio_format": None if self.audio_format is None else self.audio_format.as_dict(),
             "participants": [participant.as_dict() for participant in self.participants],
         }

@@ -1,5 +1,5 @@
-"""One participant's PCM, as ACS sends it, turned into 20 ms frames at 16 kHz for the speech
-detector and the model.
+"""Audio in 20 ms frames, the unit of speech detection and of every speech count, and the
+framer that turns a live stream's PCM (as ACS sends it) into them at 16 kHz.
 
 A 24 kHz call is resampled by a stateful :class:`soxr.ResampleStream`, one per participant:
 resampling each 20 ms frame on its own would restart the filter at every frame edge and
@@ -9,11 +9,21 @@ samples are cut into whole 320-sample frames and the remainder is kept for the n
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 import soxr
 
-from biometrics.audio import SAMPLE_RATE
-from biometrics.audio.speech import FRAME_SAMPLES
+from biometrics.audio.decode import SAMPLE_RATE
+
+FRAME_SECONDS = 0.02
+FRAME_SAMPLES = int(SAMPLE_RATE * FRAME_SECONDS)
+
+
+def frames_for(seconds: float) -> int:
+    """Whole 20 ms frames in ``seconds``, rounded up (3 s is 150 frames, not 149)."""
+    return max(1, math.ceil(round(seconds / FRAME_SECONDS, 6)))
 
 
 class PcmFramer:
@@ -26,9 +36,9 @@ class PcmFramer:
             if sample_rate == SAMPLE_RATE
             else soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         )
-        self._carry = np.zeros(0, dtype=np.float32)  # under one frame
+        self._carry: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)  # under a frame
 
-    def frames(self, pcm: bytes) -> list[np.ndarray]:
+    def frames(self, pcm: bytes) -> list[npt.NDArray[np.float32]]:
         """The whole 20 ms frames completed by ``pcm`` (an even number of bytes)."""
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if self._resampler is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 
-from biometrics.audio.speech import FRAME_SAMPLES, FRAME_SECONDS
+from biometrics.audio.framing import FRAME_SAMPLES, FRAME_SECONDS
 
 
 class SpeechBuffer:
@@ -33,7 +34,9 @@ class SpeechBuffer:
     def speech_seconds(self) -> float:
         return self.frames * FRAME_SECONDS
 
-    def append(self, frame: np.ndarray, started_at: datetime, ended_at: datetime) -> bool:
+    def append(
+        self, frame: npt.NDArray[np.float32], started_at: datetime, ended_at: datetime
+    ) -> bool:
         """Keep one 20 ms frame heard between the two times; False (and nothing kept) if full."""
         if self.full:
             return False
@@ -45,7 +48,7 @@ class SpeechBuffer:
         self.last_at = ended_at
         return True
 
-    def speech(self) -> np.ndarray:
+    def speech(self) -> npt.NDArray[np.float32]:
         """A copy of the frames so far, concatenated (safe to hand to another thread)."""
         return self._samples[: self.frames * FRAME_SAMPLES].copy()
 

@@ -1,5 +1,5 @@
-"""Times as live calls show them: aware UTC datetimes, ISO-8601 with milliseconds and ``Z``
-(the way ACS writes its frame timestamps)."""
+"""Time as the service writes it: aware UTC datetimes, and one text form for every JSON body,
+RFC 3339 in UTC with milliseconds and ``Z`` (the way ACS writes its frame timestamps)."""
 
 from __future__ import annotations
 

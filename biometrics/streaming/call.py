@@ -1,37 +1,32 @@
 """One live call: its identity, its sockets (a reconnect continues the call), the parser
-counters of all of them, and its participants, each a
+counters of all of them, the format its audio arrives in, and its participants, each a
 :class:`~biometrics.streaming.participant.ParticipantStream`. No socket here: the endpoint
 feeds parsed frames in. Runs on the event loop.
 
-When the last socket closes the call waits for the verdicts in flight, judges any speech
-not judged yet, and ends (call.ended); a new socket for the same call id resumes it.
+Every change is saved (the call's snapshot, queued to the store's writer thread) and
+published as a typed event. When the last socket closes the call waits for the verdicts in
+flight, judges any speech not judged yet, and ends (call.ended); a new socket for the same
+call id resumes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from biometrics.audio import SpeechDetector
-from biometrics.store.models import CallStatus
-from biometrics.streaming.clock import utcnow
-from biometrics.streaming.decisions import DecisionSchedule, SpeakerClaim
-from biometrics.streaming.errors import TooManyParticipants
-from biometrics.streaming.hooks import (
-    CALL_ENDED,
-    CALL_STARTED,
-    PARTICIPANT_JOINED,
-    CallBackend,
-    CallObserver,
-)
+from biometrics.clock import utcnow
+from biometrics.errors import TooManyParticipants
+from biometrics.events.call_events import CallEnded, CallEvent, CallStarted, ParticipantJoined
+from biometrics.snapshots import CallSummary, SpeakerClaim, StreamFormat
+from biometrics.statuses import CallStatus
 from biometrics.streaming.identity import MIXED
-from biometrics.streaming.participant import ParticipantStream
-from biometrics.streaming.protocol import AudioFrame
-from biometrics.streaming.summaries import CallSummary
+from biometrics.streaming.participant import CallServices, ParticipantStream
+from biometrics.streaming.protocol import AudioFormat, AudioFrame
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +40,15 @@ class CallSession:
         self,
         call_id: str,
         *,
-        schedule: DecisionSchedule,
-        new_detector: Callable[[], SpeechDetector] = SpeechDetector,
-        backend: CallBackend,
-        observer: CallObserver,
+        services: CallServices,
+        save: Callable[[CallSummary], None],
+        publish: Callable[[CallEvent], None],
         max_participants: int,
     ) -> None:
         self.call_id = call_id
-        self.schedule = schedule
-        # One detector per participant: WebRTC's VAD adapts to the audio it has heard.
-        self.new_detector = new_detector
-        self.backend = backend
-        self.observer = observer
+        self._services = services
+        self._save = save
+        self._publish = publish
         self.max_participants = max_participants
         self.correlation_id: str | None = None
         self.subscription_id: str | None = None
@@ -67,6 +59,7 @@ class CallSession:
         self.ended_at: datetime | None = None
         self.sockets = 0  # connections so far
         self.open_sockets = 0
+        self.audio_format: StreamFormat | None = None
         self.participants: dict[str, ParticipantStream] = {}
         self._counters: collections.Counter[str] = collections.Counter()  # closed sockets'
         self._live_counters: list[dict[str, int]] = []  # open sockets' parsers
@@ -90,11 +83,24 @@ class CallSession:
 
     # --- sockets -----------------------------------------------------------------------------
 
+    def report(self, event: CallEvent) -> None:
+        """Save the call as it is now and publish ``event``: how every change leaves."""
+        self._save(self.summary())
+        self._publish(event)
+
+    def save(self) -> None:
+        self._save(self.summary())
+
     def connect(
-        self, correlation_id: str | None, subscription_id: str, counters: dict[str, int]
+        self, correlation_id: str | None, audio_format: AudioFormat, counters: dict[str, int]
     ) -> None:
         """A socket starts streaming this call (the first one, or a reconnect)."""
         self.active_at = utcnow()
+        mixed = None if self.audio_format is None else self.audio_format.mixed
+        self.audio_format = StreamFormat(
+            "PCM", audio_format.sample_rate, audio_format.channels, audio_format.frame_bytes, mixed
+        )
+        subscription_id = audio_format.subscription_id
         self.open_sockets += 1
         self.sockets += 1
         self._live_counters.append(counters)
@@ -104,19 +110,35 @@ class CallSession:
         self.ended_at = None
         if self.status is not CallStatus.ONGOING:
             self.status = CallStatus.ONGOING
-            self.observer.notify(self, CALL_STARTED)
+            self.report(CallStarted(self.summary()))
+        else:
+            self.save()
 
     def feed(self, frame: AudioFrame, sample_rate: int) -> None:
-        raw_id = frame.participant_raw_id or MIXED
+        mixed = frame.participant_raw_id is None
+        if not self._same_mode(mixed):
+            self._counters["dropped_mode_change"] += 1
+            return
+        raw_id = MIXED if frame.participant_raw_id is None else frame.participant_raw_id
         participant = self.participants.get(raw_id)
         if participant is None or participant.joined_at is None:
+            if participant is not None:
+                participant.mixed = mixed  # claimed before its audio said what it is
             if participant is None and len(self.participants) >= self.max_participants:
                 self._counters["dropped_participant_limit"] += 1
                 return
-            participant = self.participant(raw_id)
+            participant = self.participant(raw_id, mixed=mixed)
             participant.join()
-            self.observer.notify(self, PARTICIPANT_JOINED, participant)
+            self.report(ParticipantJoined(self.call_id, participant.summary()))
         participant.feed(frame, sample_rate)
+
+    def _same_mode(self, mixed: bool) -> bool:
+        """A call's audio is mixed or unmixed for good: the first frame says which, so that
+        a participant whose raw id is "mixed" never shares a stream with mixed audio."""
+        assert self.audio_format is not None, "a socket connected before any frame"
+        if self.audio_format.mixed is None:
+            self.audio_format = dataclasses.replace(self.audio_format, mixed=mixed)
+        return self.audio_format.mixed is mixed
 
     async def disconnect(self, counters: dict[str, int]) -> bool:
         """A socket closed; when it was the last, judge what is left and end the call.
@@ -136,7 +158,7 @@ class CallSession:
             return False
         self.status = CallStatus.ENDED
         self.ended_at = self.active_at = utcnow()
-        self.observer.notify(self, CALL_ENDED)
+        self.report(CallEnded(self.summary()))
         return True
 
     async def _settle(self) -> None:
@@ -159,7 +181,7 @@ class CallSession:
 
     # --- participants ------------------------------------------------------------------------
 
-    def participant(self, raw_id: str) -> ParticipantStream:
+    def participant(self, raw_id: str, *, mixed: bool = False) -> ParticipantStream:
         """The participant, created if new; raises TooManyParticipants at the limit."""
         participant = self.participants.get(raw_id)
         if participant is None:
@@ -168,15 +190,29 @@ class CallSession:
                     f"call {self.call_id!r} already has {self.max_participants} participants "
                     "(BIOMETRICS_STREAM_MAX_PARTICIPANTS)"
                 )
-            participant = ParticipantStream(self, raw_id)
+            participant = ParticipantStream(
+                self.call_id,
+                raw_id,
+                mixed=mixed,
+                services=self._services,
+                spawn=self.spawn,
+                report=self.report,
+            )
             self.participants[raw_id] = participant
         return participant
 
     def claim(self, raw_id: str, claim: SpeakerClaim) -> ParticipantStream:
+        """Claim a participant (known or not yet streaming); its first verdict follows."""
         self.active_at = utcnow()
-        participant = self.participant(raw_id)
+        participant = self.participant(raw_id, mixed=self._mixed_stream(raw_id))
         participant.set_claim(claim)
+        self.save()
         return participant
+
+    def _mixed_stream(self, raw_id: str) -> bool:
+        """Whether a participant not yet heard, named ``raw_id``, is the call's mixed audio."""
+        known = None if self.audio_format is None else self.audio_format.mixed
+        return raw_id == MIXED and known is not False
 
     # --- views -------------------------------------------------------------------------------
 
@@ -198,6 +234,7 @@ class CallSession:
             ended_at=self.ended_at,
             sockets=self.sockets,
             counters=self.counters,
+            audio_format=self.audio_format,
             participants=tuple(p.summary() for p in self.participants.values()),
         )
 
@@ -211,6 +248,7 @@ class CallSession:
         self.started_at = summary.started_at
         self.ended_at = summary.ended_at
         self.sockets = summary.sockets
+        self.audio_format = summary.audio_format
         self._counters = collections.Counter(summary.counters)
         for stored in summary.participants:
-            ParticipantStream.restore(self.participant(stored.raw_id), stored)
+            self.participant(stored.raw_id, mixed=stored.mixed).restore(stored)
