@@ -27,10 +27,16 @@ from biometrics.statuses import CallStatus, SpeakerStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on every backend (SQLite hands back naive values)."""
+    """Timezone-aware UTC on every backend. SQLite keeps no offset: a value is converted
+    to UTC before it is written, and read back as UTC."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is not None and value.tzinfo is None:

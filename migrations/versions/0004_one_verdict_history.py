@@ -1,7 +1,7 @@
 """One verdict history for REST and live calls; speaker expiry; a call's audio format.
 
 ``verdicts`` replaces ``verification_records`` (REST) and ``call_verdicts`` (live calls):
-their rows are copied over, REST ones given a fresh verdict id, and the old tables dropped.
+their rows are copied over and the old tables dropped.
 
 Revision ID: 0004
 Revises: 0003
@@ -10,7 +10,6 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -27,7 +26,7 @@ def _timestamp(name: str, nullable: bool = False) -> sa.Column[sa.DateTime]:
 
 
 def upgrade() -> None:
-    verdicts = op.create_table(
+    op.create_table(
         "verdicts",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("verdict_id", sa.String(36), nullable=False, unique=True),
@@ -54,25 +53,14 @@ def upgrade() -> None:
     op.create_index("ix_verdicts_created_at", "verdicts", ["created_at"])
     op.create_index("ix_verdicts_call", "verdicts", ["call_id", "participant_raw_id"])
 
-    connection = op.get_bind()
-    rest = connection.execute(
-        sa.text(
-            "SELECT s.speaker_id, v.decision, v.score, v.similarity, v.threshold, "
-            "v.speech_seconds, v.model_source, v.model_sha256, v.created_at "
-            "FROM verification_records v JOIN speakers s ON s.id = v.speaker_pk ORDER BY v.id"
-        )
-    ).mappings()
-    rows = [
-        {
-            **row,
-            "verdict_id": str(uuid.uuid4()),
-            "calibrated": False,  # not recorded before; scores then were as shown
-            "final": True,
-        }
-        for row in rest
-    ]
-    if rows:
-        op.bulk_insert(verdicts, rows)
+    # REST verifications had no verdict id: they get "rest-<old row id>", unique and stable.
+    op.execute(
+        "INSERT INTO verdicts (verdict_id, speaker_id, decision, score, similarity, threshold, "
+        "calibrated, speech_seconds, final, model_source, model_sha256, created_at) "
+        "SELECT 'rest-' || v.id, s.speaker_id, v.decision, v.score, v.similarity, v.threshold, "
+        "false, v.speech_seconds, true, v.model_source, v.model_sha256, v.created_at "
+        "FROM verification_records v JOIN speakers s ON s.id = v.speaker_pk ORDER BY v.id"
+    )
     op.execute(
         "INSERT INTO verdicts (verdict_id, speaker_id, call_id, participant_raw_id, decision, "
         "score, similarity, normalized_score, threshold, calibrated, speech_seconds, "

@@ -6,16 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from biometrics.errors import SpeakerExists
-from biometrics.store import (
-    Database,
-    EnrollmentRecord,
-    SpeakerStatus,
-    VerificationRecord,
-    Voiceprint,
-    queries,
-)
+from biometrics.statuses import SpeakerStatus
+from biometrics.store import Database, EnrollmentRecord, Voiceprint, queries
 from biometrics.store.database import alembic_config
-from biometrics.store.models import Base
+from biometrics.store.models import Base, VerdictRecord
 
 
 def test_migrations_build_exactly_the_models_schema(database_url):
@@ -23,7 +17,7 @@ def test_migrations_build_exactly_the_models_schema(database_url):
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
 
 
 def test_migrations_downgrade_and_upgrade_again(database_url):
@@ -32,6 +26,24 @@ def test_migrations_downgrade_and_upgrade_again(database_url):
     assert "speakers" not in sa.inspect(Database(database_url).engine).get_table_names()
     command.upgrade(config, "head")
     assert "speakers" in sa.inspect(Database(database_url).engine).get_table_names()
+
+
+def verdict_row(verdict_id: str, speaker_id: str, call_id: str | None = None) -> VerdictRecord:
+    return VerdictRecord(
+        verdict_id=verdict_id,
+        speaker_id=speaker_id,
+        call_id=call_id,
+        participant_raw_id=None if call_id is None else "4:+1555",
+        decision="ACCEPT",
+        score=80.0,
+        similarity=0.8,
+        threshold=30.0,
+        calibrated=True,
+        speech_seconds=5.0,
+        final=True,
+        model_source="m",
+        model_sha256="0" * 64,
+    )
 
 
 def enrolled_speaker(database: Database, speaker_id: str = "alice") -> None:
@@ -53,18 +65,7 @@ def enrolled_speaker(database: Database, speaker_id: str = "alice") -> None:
                 segment_count=3,
             )
         )
-        session.add(
-            VerificationRecord(
-                speaker_pk=speaker.id,
-                model_source="m",
-                model_sha256="0" * 64,
-                decision="ACCEPT",
-                score=80.0,
-                similarity=0.8,
-                threshold=30.0,
-                speech_seconds=5.0,
-            )
-        )
+        session.add(verdict_row("v-alice", speaker_id))
 
 
 def test_voiceprint_vectors_round_trip_exactly(database_url):
@@ -80,7 +81,7 @@ def test_deleting_a_speaker_deletes_everything_of_theirs(database_url):
     database = Database(database_url)
     enrolled_speaker(database)
     with database.session() as session:
-        session.delete(queries.get_speaker(session, "alice"))
+        queries.delete_speaker(session, "alice")
     with database.engine.connect() as connection:
         for table in Base.metadata.sorted_tables:
             count = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar()
@@ -110,25 +111,31 @@ def test_speaker_ids_and_aliases_are_unique(database_url):
         ]
 
 
-def test_timestamps_are_timezone_aware(database_url):
+def test_timestamps_read_back_in_utc_on_every_backend(database_url):
+    from datetime import UTC, datetime, timedelta, timezone
+
     database = Database(database_url)
     enrolled_speaker(database)
+    # Written with an offset of +05:30: it must come back as the same instant, in UTC.
+    moment = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    with database.session() as session:
+        queries.get_speaker(session, "alice").expires_at = moment
     with database.session() as session:
         speaker = queries.get_speaker(session, "alice")
-        assert speaker.created_at.utcoffset() is not None
+        assert speaker.created_at.utcoffset() == timedelta(0)
+        assert speaker.expires_at == moment
+        assert speaker.expires_at.utcoffset() == timedelta(0)
+        assert speaker.expires_at == datetime(2030, 1, 1, 21, 34, 5, tzinfo=UTC)
 
 
 def test_cohort_and_calibration_round_trip_through_the_store(database_url):
-    from biometrics.scoring.calibration import fit
-    from biometrics.scoring.normalization import Cohort
-
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(30, 8)).astype(np.float32)
-    cohort = Cohort(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), top_n=7)
-    calibration = fit(rng.normal(0.6, 0.1, 300), rng.normal(0.1, 0.1, 3000), normalized=True)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    calibration = queries.StoredCalibration(42.5, -12.25, True, {0.01: 71.5, 0.001: 93.0})
     database = Database(database_url)
     with database.session() as session:
-        queries.save_cohort(session, "a" * 64, cohort, "cohort folder")
+        queries.save_cohort(session, "a" * 64, vectors, 7, "cohort folder")
         queries.save_calibration(
             session,
             "a" * 64,
@@ -139,42 +146,87 @@ def test_cohort_and_calibration_round_trip_through_the_store(database_url):
             nontarget_trials=3000,
         )
     with database.session() as session:  # saving again replaces, never duplicates
-        queries.save_cohort(session, "a" * 64, cohort, "cohort folder")
+        queries.save_cohort(session, "a" * 64, vectors[:10], 5, "cohort folder")
     with database.session() as session:
-        scorer = queries.load_scorer(session, "a" * 64, target_far=0.01, fixed_threshold=None)
-        other = queries.load_scorer(session, "b" * 64, target_far=0.01, fixed_threshold=None)
-    assert np.array_equal(scorer.cohort.embeddings, cohort.embeddings)
-    assert scorer.cohort.top_n == 7
-    assert scorer.calibration == calibration
-    assert scorer.normalizing
-    assert other.cohort is None and other.calibration is None
+        cohort = queries.load_cohort(session, "a" * 64)
+        loaded = queries.load_calibration(session, "a" * 64)
+        assert queries.load_cohort(session, "b" * 64) is None
+        assert queries.load_calibration(session, "b" * 64) is None
+        assert session.scalar(sa.text("SELECT count(*) FROM score_cohorts")) == 1
+    assert cohort is not None and np.array_equal(cohort.embeddings, vectors[:10])
+    assert cohort.top_n == 5
+    assert loaded == calibration
 
 
-def test_deleting_a_speaker_deletes_the_live_call_verdicts_on_them(database_url):
-    from biometrics.store.models import Call, CallParticipant, CallStatus, CallVerdict
-
+def test_deleting_a_speaker_deletes_every_verdict_on_them(database_url):
     database = Database(database_url)
     enrolled_speaker(database)
     with database.session() as session:
-        call = Call(call_id="c1", status=CallStatus.ENDED, sockets=1, counters={})
-        participant = CallParticipant(raw_id="4:+1555", frames=10, speech_seconds=3.0)
-        call.participants.append(participant)
-        for index, speaker_id in enumerate(("alice", "someone-else")):
-            participant.verdicts.append(
-                CallVerdict(
-                    verdict_id=f"v{index}",
-                    speaker_id=speaker_id,
-                    decision="ACCEPT",
-                    calibrated=True,
-                    speech_seconds=3.0,
-                    final=True,
-                    model_source="m",
-                    model_sha256="0" * 64,
-                )
-            )
-        session.add(call)
+        session.add(verdict_row("v-call", "alice", call_id="c1"))
+        session.add(verdict_row("v-other", "someone-else", call_id="c1"))
     with database.session() as session:
         queries.delete_speaker(session, "alice")
     with database.engine.connect() as connection:
-        remaining = connection.execute(sa.text("SELECT speaker_id FROM call_verdicts")).all()
-    assert [row.speaker_id for row in remaining] == ["someone-else"]
+        remaining = connection.execute(sa.text("SELECT verdict_id FROM verdicts")).all()
+    assert [row.verdict_id for row in remaining] == ["v-other"]
+
+
+def test_the_verdict_history_migration_keeps_both_old_histories(tmp_path):
+    """A database at revision 0003, with a REST verification and a live-call verdict,
+    upgrades to one history holding both."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0003")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO speakers (id, speaker_id, status, created_at, updated_at) "
+                "VALUES (1, 'alice', 'ENROLLED', '2026-01-01', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO verification_records (speaker_pk, model_source, model_sha256, "
+                "decision, score, similarity, threshold, speech_seconds, created_at) "
+                "VALUES (1, 'm', :sha, 'ACCEPT', 91.0, 0.61, 42.0, 6.5, '2026-01-02')"
+            ),
+            {"sha": "0" * 64},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO calls (id, call_id, status, sockets, counters, created_at, "
+                "updated_at) VALUES (1, 'c1', 'ENDED', 1, '{}', '2026-01-03', '2026-01-03')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO call_participants (id, call_pk, raw_id, frames, speech_seconds, "
+                "updated_at) VALUES (1, 1, 'mixed', 10, 3.0, '2026-01-03')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO call_verdicts (verdict_id, participant_pk, speaker_id, decision, "
+                "calibrated, speech_seconds, final, model_source, model_sha256, created_at) "
+                "VALUES ('v-live', 1, 'alice', 'REJECT', 1, 3.0, 1, 'm', :sha, '2026-01-03')"
+            ),
+            {"sha": "0" * 64},
+        )
+    engine.dispose()
+    command.upgrade(config, "head")
+    database = Database(url)
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT speaker_id, call_id, participant_raw_id, decision, score, threshold "
+                "FROM verdicts ORDER BY created_at"
+            )
+        ).all()
+        mixed = connection.execute(sa.text("SELECT mixed FROM call_participants")).scalar()
+    database.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("alice", None, None, "ACCEPT", 91.0, 42.0),
+        ("alice", "c1", "mixed", "REJECT", None, None),
+    ]
+    assert mixed

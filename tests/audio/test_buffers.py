@@ -1,4 +1,4 @@
-"""biometrics.streaming.buffers: a speech buffer never holds more than its capacity."""
+"""biometrics.audio.buffers: a speech buffer never holds more than its capacity."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from biometrics.streaming.buffers import SpeechBuffer
+from biometrics.audio.buffers import SpeechBuffer
 
 T0 = datetime(2024, 11, 15, tzinfo=UTC)
 

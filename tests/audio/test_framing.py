@@ -1,4 +1,4 @@
-"""biometrics.streaming.audio: PCM at 16 or 24 kHz into whole 20 ms frames at 16 kHz, with
+"""biometrics.audio.framing: PCM at 16 or 24 kHz into whole 20 ms frames at 16 kHz, with
 one resampler per stream rather than one per frame."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-from biometrics.streaming.audio import PcmFramer
+from biometrics.audio.framing import PcmFramer
 from tests.voices import pcm_bytes, synthetic_speech
 
 

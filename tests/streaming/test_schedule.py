@@ -1,15 +1,13 @@
-"""biometrics.streaming.decisions: the schedule of live verdicts, in frames of speech."""
+"""biometrics.streaming.schedule: when live verdicts come, in frames of speech."""
 
 from __future__ import annotations
 
-import dataclasses
-
-from biometrics.config import Settings
-from biometrics.streaming.decisions import DecisionSchedule, frames_for
+from biometrics.audio.framing import frames_for
+from biometrics.streaming.schedule import DecisionSchedule
 
 
 def test_the_default_schedule_is_3_5_7_9_and_10_seconds():
-    schedule = DecisionSchedule.from_settings(Settings())
+    schedule = DecisionSchedule.of_seconds(3.0, 2.0, 10.0)
     due, points = 0, []
     while (due := schedule.next_due(due)) is not None:
         points.append(due)
@@ -28,7 +26,4 @@ def test_a_verdict_late_for_its_step_moves_the_next_one_on():
 
 def test_seconds_become_whole_frames_without_float_surprises():
     assert [frames_for(s) for s in (3.0, 0.3, 2.01, 10.0)] == [150, 15, 101, 500]
-    settings = dataclasses.replace(
-        Settings(), stream_min_speech_seconds=1.0, stream_max_speech_seconds=1.0
-    )
-    assert DecisionSchedule.from_settings(settings).next_due(50) is None
+    assert DecisionSchedule.of_seconds(1.0, 2.0, 1.0).next_due(50) is None
