@@ -59,7 +59,8 @@ class CallSession:
         self.ended_at: datetime | None = None
         self.sockets = 0  # connections so far
         self.open_sockets = 0
-        self.audio_format: StreamFormat | None = None
+        self.audio_format: StreamFormat | None = None  # the latest socket's
+        self.mixed: bool | None = None  # mixed or unmixed audio, once a frame said
         self.participants: dict[str, ParticipantStream] = {}
         self._counters: collections.Counter[str] = collections.Counter()  # closed sockets'
         self._live_counters: list[dict[str, int]] = []  # open sockets' parsers
@@ -96,9 +97,8 @@ class CallSession:
     ) -> None:
         """A socket starts streaming this call (the first one, or a reconnect)."""
         self.active_at = utcnow()
-        mixed = None if self.audio_format is None else self.audio_format.mixed
         self.audio_format = StreamFormat(
-            "PCM", audio_format.sample_rate, audio_format.channels, audio_format.frame_bytes, mixed
+            "PCM", audio_format.sample_rate, audio_format.channels, audio_format.frame_bytes, None
         )
         subscription_id = audio_format.subscription_id
         self.open_sockets += 1
@@ -135,10 +135,9 @@ class CallSession:
     def _same_mode(self, mixed: bool) -> bool:
         """A call's audio is mixed or unmixed for good: the first frame says which, so that
         a participant whose raw id is "mixed" never shares a stream with mixed audio."""
-        assert self.audio_format is not None, "a socket connected before any frame"
-        if self.audio_format.mixed is None:
-            self.audio_format = dataclasses.replace(self.audio_format, mixed=mixed)
-        return self.audio_format.mixed is mixed
+        if self.mixed is None:
+            self.mixed = mixed
+        return self.mixed is mixed
 
     async def disconnect(self, counters: dict[str, int]) -> bool:
         """A socket closed; when it was the last, judge what is left and end the call.
@@ -211,8 +210,7 @@ class CallSession:
 
     def _mixed_stream(self, raw_id: str) -> bool:
         """Whether a participant not yet heard, named ``raw_id``, is the call's mixed audio."""
-        known = None if self.audio_format is None else self.audio_format.mixed
-        return raw_id == MIXED and known is not False
+        return raw_id == MIXED and self.mixed is not False
 
     # --- views -------------------------------------------------------------------------------
 
@@ -234,7 +232,9 @@ class CallSession:
             ended_at=self.ended_at,
             sockets=self.sockets,
             counters=self.counters,
-            audio_format=self.audio_format,
+            audio_format=None
+            if self.audio_format is None
+            else dataclasses.replace(self.audio_format, mixed=self.mixed),
             participants=tuple(p.summary() for p in self.participants.values()),
         )
 
@@ -249,6 +249,7 @@ class CallSession:
         self.ended_at = summary.ended_at
         self.sockets = summary.sockets
         self.audio_format = summary.audio_format
+        self.mixed = None if summary.audio_format is None else summary.audio_format.mixed
         self._counters = collections.Counter(summary.counters)
         for stored in summary.participants:
             self.participant(stored.raw_id, mixed=stored.mixed).restore(stored)

@@ -7,13 +7,12 @@ import asyncio
 
 import pytest
 
-from biometrics.errors import InvalidRequest
-from biometrics.scoring import Decision
-from biometrics.store import SpeakerStatus
-from biometrics.streaming.decisions import DecisionSchedule, SpeakerClaim
-from biometrics.streaming.errors import EnrollmentInProgress
-from biometrics.streaming.hooks import ENROLLMENT_CHANGED, PARTICIPANT_JOINED, VERDICT_CHANGED
-from biometrics.verification import Claim
+from biometrics.errors import EnrollmentInProgress, InvalidRequest
+from biometrics.events.call_events import EnrollmentChanged, ParticipantJoined
+from biometrics.snapshots import SpeakerClaim
+from biometrics.statuses import Decision, SpeakerStatus
+from biometrics.streaming.protocol import AudioFormat
+from biometrics.streaming.schedule import DecisionSchedule
 from tests.streaming.fakes import make_call, settle, speak
 
 ALICE = "8:acs:alice"
@@ -31,8 +30,8 @@ def speech_points(verdicts) -> list[tuple[str, float, bool]]:
 def test_verdicts_come_at_the_minimum_then_each_step_and_the_maximum_is_final():
     async def scenario():
         call, backend, observer = make_call()  # 3 s, 2 s, 10 s
-        backend.verifier.enroll("alice")
-        call.connect(None, "sub", {})
+        backend.add_speaker("alice")
+        call.connect(None, AudioFormat("sub", 16_000, 1, 640), {})
         call.claim(ALICE, SpeakerClaim("alice", threshold=0.0))
         await speak(call, ALICE, 14.0)
         return call, observer
@@ -59,7 +58,7 @@ def test_verdicts_come_at_the_minimum_then_each_step_and_the_maximum_is_final():
 def test_silence_does_not_count_toward_the_schedule():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         call.claim(ALICE, SpeakerClaim("alice"))
         index = await speak(call, ALICE, 2.0)
         index = await speak(call, ALICE, 5.0, start=index, speech=False)
@@ -77,7 +76,7 @@ def test_silence_does_not_count_toward_the_schedule():
 def test_a_slow_model_gets_one_verdict_at_a_time_on_all_the_speech_so_far():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         backend.worker.gate = asyncio.Event()
         call.claim(ALICE, SpeakerClaim("alice"))
         await settle(call)
@@ -116,14 +115,14 @@ def test_without_a_claim_the_verdict_says_so():
         return observer
 
     observer = run(scenario())
-    assert observer.kinds()[:1] == [PARTICIPANT_JOINED]
+    assert observer.kinds()[:1] == [ParticipantJoined.type]
     assert [v.decision for v in observer.verdicts(ALICE)] == [Decision.SPEAKER_ID_NOT_PROVIDED]
 
 
 def test_a_late_claim_is_judged_at_once_on_the_speech_buffered_so_far():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         await speak(call, ALICE, 12.0)
         call.claim(ALICE, SpeakerClaim("alice", threshold=100.0))
         await settle(call)
@@ -137,7 +136,7 @@ def test_a_late_claim_is_judged_at_once_on_the_speech_buffered_so_far():
 def test_threshold_zero_accepts_and_threshold_one_hundred_rejects_a_poor_match():
     async def scenario(threshold):
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         backend.worker.vector = backend.worker.vector * 0 + [0.6, 0.8, 0.0, 0.0]
         call.claim(ALICE, SpeakerClaim("alice", threshold=threshold))
         await speak(call, ALICE, 3.0)
@@ -152,15 +151,15 @@ def test_threshold_zero_accepts_and_threshold_one_hundred_rejects_a_poor_match()
     ("stored", "decision"),
     [
         (None, Decision.SPEAKER_NOT_ENROLLED),  # unknown (e.g. deleted during the call)
-        (Claim(SpeakerStatus.PENDING_ENROLLMENT, None), Decision.SPEAKER_NOT_ENROLLED),
-        (Claim(SpeakerStatus.OPTED_OUT, None), Decision.SPEAKER_OPTED_OUT),
+        (SpeakerStatus.PENDING_ENROLLMENT, Decision.SPEAKER_NOT_ENROLLED),
+        (SpeakerStatus.OPTED_OUT, Decision.SPEAKER_OPTED_OUT),
     ],
 )
 def test_claims_on_speakers_that_cannot_be_judged(stored, decision):
     async def scenario():
         call, backend, observer = make_call()
         if stored is not None:
-            backend.verifier.speakers["alice"] = stored
+            backend.add_speaker("alice", stored, vector=None)
         call.claim(ALICE, SpeakerClaim("alice"))
         await speak(call, ALICE, 6.0)
         return observer
@@ -175,7 +174,7 @@ def test_a_claimed_speaker_enrolled_during_the_call_is_judged_at_the_next_step()
         call, backend, observer = make_call()
         call.claim(ALICE, SpeakerClaim("alice"))
         index = await speak(call, ALICE, 4.0)
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         await speak(call, ALICE, 1.0, start=index)
         return observer
 
@@ -188,8 +187,8 @@ def test_a_claimed_speaker_enrolled_during_the_call_is_judged_at_the_next_step()
 def test_a_verdict_on_a_replaced_claim_is_dropped():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
-        backend.verifier.enroll("bob")
+        backend.add_speaker("alice")
+        backend.add_speaker("bob")
         call.claim(ALICE, SpeakerClaim("alice"))
         await settle(call)
         backend.worker.gate = asyncio.Event()
@@ -209,7 +208,7 @@ def test_a_verdict_on_a_replaced_claim_is_dropped():
 def test_a_phone_participant_is_claimed_by_the_alias_of_its_number():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         backend.aliases["+14255550123"] = "alice"
         await speak(call, PHONE, 3.0)
         await speak(call, "8:acs:agent", 3.0)
@@ -236,12 +235,12 @@ def test_a_claim_through_the_api_wins_over_the_alias():
 def test_a_failed_verdict_is_tried_again_at_the_next_step(caplog):
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         call.claim(ALICE, SpeakerClaim("alice"))
         await settle(call)
-        backend.fail_judging = True
+        backend.worker.fail = True
         index = await speak(call, ALICE, 4.0)
-        backend.fail_judging = False
+        backend.worker.fail = False
         await speak(call, ALICE, 1.0, start=index)
         return observer
 
@@ -259,7 +258,7 @@ def test_enrollment_takes_the_speech_so_far_then_each_chunk_until_enrolled():
     async def scenario():
         schedule = DecisionSchedule(min_frames=50, step_frames=50, max_frames=100)  # 2 s chunks
         call, backend, observer = make_call(schedule)
-        backend.enroll_minimum_seconds = 5.0
+        backend.enroller.minimum_seconds = 5.0
         index = await speak(call, ALICE, 1.6)
         task = call.participants[ALICE].start_enrollment("carol")
         await task
@@ -270,7 +269,7 @@ def test_enrollment_takes_the_speech_so_far_then_each_chunk_until_enrolled():
         return call, backend, observer, progress
 
     call, backend, observer, progress = run(scenario())
-    assert backend.enrolled == [("carol", 25_600), ("carol", 32_000), ("carol", 32_000)]
+    assert backend.enroller.enrolled == [("carol", 25_600), ("carol", 32_000), ("carol", 32_000)]
     assert progress[0].status == "PENDING_ENROLLMENT"
     assert progress[0].call_speech_seconds == pytest.approx(1.6)
     final = call.participants[ALICE].enrollment
@@ -278,15 +277,16 @@ def test_enrollment_takes_the_speech_so_far_then_each_chunk_until_enrolled():
     assert final.call_speech_seconds == pytest.approx(5.6)
     assert final.remaining_speech_seconds == 0.0
     assert call.participants[ALICE]._enroll_buffer is None  # nothing more is kept
-    assert observer.kinds().count(ENROLLMENT_CHANGED) == 4  # started, then each chunk
+    assert observer.kinds().count(EnrollmentChanged.type) == 4  # started, then each chunk
 
 
 def test_enrollment_waits_for_speech_and_refuses_mixed_audio_and_a_second_speaker():
     async def scenario():
-        call, _, _ = make_call()
-        await speak(call, None, 0.5)
+        mixed_call, _, _ = make_call()
+        await speak(mixed_call, None, 0.5)
         with pytest.raises(InvalidRequest, match="mixed audio"):
-            call.participants["mixed"].start_enrollment("carol")
+            mixed_call.participants["mixed"].start_enrollment("carol")
+        call, _, _ = make_call()
         await speak(call, ALICE, 0.5)
         assert call.participants[ALICE].start_enrollment("carol") is None  # too little yet
         with pytest.raises(EnrollmentInProgress):
@@ -298,13 +298,12 @@ def test_enrollment_waits_for_speech_and_refuses_mixed_audio_and_a_second_speake
 def test_verdict_events_carry_the_verdict():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         call.claim(ALICE, SpeakerClaim("alice"))
         await speak(call, ALICE, 3.0)
         return observer
 
-    notices = [n for n in run(scenario()).notices if n.kind == VERDICT_CHANGED]
-    body = notices[-1].verdict.as_dict()
+    body = run(scenario()).verdicts(ALICE)[-1].as_dict()
     assert set(body) == {
         "verdict_id",
         "call_id",
@@ -317,6 +316,7 @@ def test_verdict_events_carry_the_verdict():
         "threshold",
         "calibrated",
         "speech_seconds",
+        "quality",
         "first_audio_at",
         "last_audio_at",
         "final",

@@ -4,45 +4,39 @@ idle, resumed from the database, and refused when memory is full."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 
-from biometrics.config import Settings
+from biometrics.errors import TooManyCalls
 from biometrics.events import Broker
+from biometrics.events.publisher import CallPublisher
+from biometrics.snapshots import SpeakerClaim
+from biometrics.statuses import CallStatus
 from biometrics.store import Database
-from biometrics.store.models import CallStatus
-from biometrics.streaming.decisions import DecisionSchedule, SpeakerClaim
-from biometrics.streaming.errors import TooManyCalls
-from biometrics.streaming.publisher import CallPublisher
-from biometrics.streaming.recorder import CallRecorder
-from biometrics.streaming.registry import CallRegistry
-from tests.streaming.fakes import FakeBackend, LoudnessDetector, speak
+from biometrics.store.calls import CallStore
+from biometrics.streaming.protocol import AudioFormat
+from biometrics.streaming.registry import CallLimits, CallRegistry
+from biometrics.streaming.schedule import DecisionSchedule
+from tests.streaming.fakes import Backend, speak
 
 ALICE = "8:acs:alice"
+SUB = AudioFormat("sub", 16_000, 1, 640)
 
 
 @pytest.fixture
 def registry_parts(database_url):
-    settings = dataclasses.replace(
-        Settings(),
-        database_url=database_url,
-        stream_retention_seconds=0.0,
-        stream_max_calls=2,
-    )
     database = Database(database_url)
-    recorder = CallRecorder(database)
+    recorder = CallStore(database)
     broker = Broker()
-    backend = FakeBackend(DecisionSchedule.from_settings(settings))
-    backend.verifier.enroll("alice")
+    backend = Backend(DecisionSchedule.of_seconds(3.0, 2.0, 10.0), database)
+    backend.add_speaker("alice")
     registry = CallRegistry(
-        settings,
-        backend=backend,
-        observer=CallPublisher(broker, recorder),
-        recorder=recorder,
-        broker=broker,
+        CallLimits(max_calls=2, max_participants=8, retention_seconds=0.0),
+        backend.services,
+        recorder,
+        CallPublisher(broker),
+        broker,
     )
-    registry.new_detector = LoudnessDetector  # type: ignore[assignment]
     yield registry, recorder, broker
     recorder.close()
     database.dispose()
@@ -54,7 +48,7 @@ def test_an_evicted_call_resumes_from_the_database(registry_parts):
     async def scenario():
         await registry.claim("call-1", ALICE, SpeakerClaim("alice", 50.0))
         counters = {"frames": 600}
-        call = await registry.connect("call-1", "corr", "sub", counters)
+        call = await registry.connect("call-1", "corr", SUB, counters)
         await speak(call, ALICE, 12.0)  # to the final verdict
         await registry.disconnect(call, counters)
         await recorder.flush()
@@ -62,7 +56,7 @@ def test_an_evicted_call_resumes_from_the_database(registry_parts):
         assert registry.find("call-1") is None
         assert broker.subscribe("call-1").pending == 0  # its event history went with it
         stored = await registry.summary("call-1")
-        resumed = await registry.connect("call-1", None, "sub-2", {})
+        resumed = await registry.connect("call-1", None, SUB, {})
         return stored, resumed
 
     stored, resumed = asyncio.run(scenario())
@@ -80,8 +74,8 @@ def test_calls_past_the_limit_are_refused_while_the_others_are_live(registry_par
     registry, _, _ = registry_parts
 
     async def scenario():
-        one = await registry.connect("call-1", None, "s", {})
-        await registry.connect("call-2", None, "s", {})
+        one = await registry.connect("call-1", None, SUB, {})
+        await registry.connect("call-2", None, SUB, {})
         with pytest.raises(TooManyCalls):
             await registry.claim("call-3", ALICE, SpeakerClaim("alice"))
         await registry.disconnect(one, {})

@@ -1,15 +1,25 @@
-"""biometrics.streaming.session: a call's sockets (reconnects continue it), its participants
-(unmixed, mixed, capped) and the way it ends."""
+"""biometrics.streaming.call: a call's sockets (reconnects continue it), its participants
+(unmixed, mixed, capped), its format and the way it ends."""
 
 from __future__ import annotations
 
 import asyncio
 
-from biometrics.scoring import Decision
-from biometrics.store.models import CallStatus
-from biometrics.streaming.decisions import SpeakerClaim
-from biometrics.streaming.hooks import CALL_ENDED, CALL_STARTED, PARTICIPANT_JOINED
+from biometrics.events.call_events import CallEnded, CallStarted, ParticipantJoined
+from biometrics.snapshots import SpeakerClaim
+from biometrics.statuses import CallStatus, Decision
+from biometrics.streaming.protocol import AudioFormat
 from tests.streaming.fakes import make_call, speak
+
+CALL_STARTED, CALL_ENDED, PARTICIPANT_JOINED = (
+    CallStarted.type,
+    CallEnded.type,
+    ParticipantJoined.type,
+)
+
+
+def fmt(subscription: str, rate: int = 16_000) -> AudioFormat:
+    return AudioFormat(subscription, rate, 1, 2 * rate // 50)
 
 ALICE = "8:acs:alice"
 BOB = "8:acs:bob"
@@ -22,7 +32,7 @@ def run(coroutine):
 def test_participants_are_kept_apart_by_raw_id():
     async def scenario():
         call, _, observer = make_call()
-        call.connect("corr-1", "sub-1", {})
+        call.connect("corr-1", fmt("sub-1"), {})
         await speak(call, ALICE, 1.0)
         await speak(call, BOB, 0.5, speech=False)
         return call, observer
@@ -39,12 +49,43 @@ def test_participants_are_kept_apart_by_raw_id():
 def test_mixed_audio_is_one_stream_for_the_call():
     async def scenario():
         call, _, _ = make_call()
+        call.connect(None, fmt("sub", 24_000), {})
         await speak(call, None, 1.0)
         return call
 
     call = run(scenario())
     assert list(call.participants) == ["mixed"]
-    assert call.summary().participants[0].as_dict()["mixed"] is True
+    summary = call.summary().as_dict()
+    assert summary["participants"][0]["mixed"] is True
+    assert summary["audio_format"] == {
+        "encoding": "PCM",
+        "sample_rate": 24_000,
+        "channels": 1,
+        "frame_bytes": 960,
+        "mixed": True,
+    }
+
+
+def test_a_call_is_mixed_or_unmixed_for_good():
+    """A frame of the other kind is dropped and counted, never merged: a participant whose
+    raw id is literally "mixed" is an ordinary participant of an unmixed call."""
+
+    async def scenario():
+        unmixed, _, _ = make_call()
+        await speak(unmixed, "mixed", 1.0)
+        await speak(unmixed, None, 0.5)
+        mixed, _, _ = make_call()
+        await speak(mixed, None, 1.0)
+        await speak(mixed, ALICE, 0.5)
+        return unmixed, mixed
+
+    unmixed, mixed = run(scenario())
+    assert list(unmixed.participants) == ["mixed"]
+    assert not unmixed.participants["mixed"].mixed
+    assert unmixed.participants["mixed"].frames == 50
+    assert unmixed.counters["dropped_mode_change"] == 25
+    assert list(mixed.participants) == ["mixed"] and mixed.participants["mixed"].mixed
+    assert mixed.counters["dropped_mode_change"] == 25
 
 
 def test_participants_past_the_limit_are_dropped_and_counted():
@@ -62,9 +103,9 @@ def test_participants_past_the_limit_are_dropped_and_counted():
 def test_a_reconnect_continues_the_same_call():
     async def scenario():
         call, backend, observer = make_call()
-        backend.verifier.enroll("alice")
+        backend.add_speaker("alice")
         first = {"frames": 10, "dropped": 1}
-        call.connect("corr", "sub-1", first)
+        call.connect("corr", fmt("sub-1"), first)
         call.claim(ALICE, SpeakerClaim("alice"))
         index = await speak(call, ALICE, 4.0)
         assert call.counters["frames"] == 10  # the open socket's parser counters are live
@@ -72,7 +113,7 @@ def test_a_reconnect_continues_the_same_call():
         ended = (call.status, call.ended_at)
 
         second = {"frames": 7, "dropped": 0}
-        call.connect(None, "sub-2", second)
+        call.connect(None, fmt("sub-2"), second)
         await speak(call, ALICE, 2.0, start=index)
         return call, observer, ended
 
@@ -98,8 +139,8 @@ def test_a_call_ends_only_when_its_last_socket_closes():
     async def scenario():
         call, _, observer = make_call()
         one, two = {"frames": 1}, {"frames": 2}
-        call.connect(None, "sub", one)
-        call.connect(None, "sub", two)
+        call.connect(None, fmt("sub"), one)
+        call.connect(None, fmt("sub"), two)
         assert not await call.disconnect(one)
         assert call.status is CallStatus.ONGOING
         assert await call.disconnect(two)
@@ -114,8 +155,8 @@ def test_a_call_ends_only_when_its_last_socket_closes():
 def test_the_summary_shows_progress_claims_and_latest_verdicts():
     async def scenario():
         call, backend, _ = make_call()
-        backend.verifier.enroll("alice")
-        call.connect("corr", "sub", {"frames": 5})
+        backend.add_speaker("alice")
+        call.connect("corr", fmt("sub"), {"frames": 5})
         call.claim(ALICE, SpeakerClaim("alice", 40.0))
         await speak(call, ALICE, 3.0)
         return call.summary().as_dict()
