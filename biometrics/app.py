@@ -119,9 +119,13 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
 
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
-        Route("/readyz", health.Readiness(database, encoder.identity, scorer), methods=["GET"]),
+        Route(
+            "/readyz", health.Readiness(database, encoder.identity, scorer).readyz, methods=["GET"]
+        ),
         *SpeakerRoutes(database, enroller, settings.max_audio_seconds).routes(),
-        Route("/v1/verify", VerifyRoute(verifier, settings.max_audio_seconds), methods=["POST"]),
+        Route(
+            "/v1/verify", VerifyRoute(verifier, settings.max_audio_seconds).verify, methods=["POST"]
+        ),
         *CallRoutes(calls, call_store, history, database, broker).routes(),
         WebSocketRoute(
             "/ws/acs",
@@ -132,7 +136,7 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
                     metadata_timeout_seconds=settings.stream_metadata_timeout_seconds,
                 ),
                 socket_auth,
-            ),
+            ).serve,
         ),
     ]
 

@@ -62,7 +62,7 @@ def test_db_upgrade_creates_the_schema(tmp_path):
         timeout=60,
     )
     tables = sa.inspect(sa.create_engine(url)).get_table_names()
-    assert {"speakers", "voiceprints", "enrollment_records", "verification_records"} <= set(tables)
+    assert {"speakers", "voiceprints", "enrollment_records", "verdicts"} <= set(tables)
 
 
 def free_port() -> int:

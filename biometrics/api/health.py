@@ -26,7 +26,7 @@ class Readiness:
         self._database = database
         self._body: dict[str, object] = {"model": model.as_dict(), "scoring": scorer.describe()}
 
-    async def __call__(self, request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
         try:
             await run_in_threadpool(self._database.ping)
         except Exception as error:

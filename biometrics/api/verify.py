@@ -23,7 +23,7 @@ class VerifyRoute:
         self._verifier = verifier
         self._max_audio_seconds = max_audio_seconds
 
-    async def __call__(self, request: Request) -> Response:
+    async def verify(self, request: Request) -> Response:
         upload = await read_audio_upload(request, self._max_audio_seconds)
         speaker_id = upload.fields.get("speaker_id")
         if not speaker_id:

@@ -54,7 +54,7 @@ class StreamLimits:
 
 
 class AcsStream:
-    """The ``/ws/acs`` endpoint, one call of it per socket."""
+    """The ``/ws/acs`` endpoint: :meth:`serve` runs once per socket."""
 
     def __init__(
         self, calls: CallRegistry, limits: StreamLimits, auth: SocketAuthenticator | None
@@ -63,7 +63,7 @@ class AcsStream:
         self._limits = limits
         self._auth = auth
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def serve(self, websocket: WebSocket) -> None:
         identity = socket_identity(websocket.headers, websocket.query_params)
         parser = StreamParser()
         call: CallSession | None = None

@@ -23,8 +23,12 @@ def ada(client):
 
 def test_unknown_speaker_is_404(client):
     assert_error(client.get("/v1/speakers/nobody"), 404, "speaker_not_found")
-    assert_error(verify(client, "nobody"), 404, "speaker_not_found")
     assert_error(client.delete("/v1/speakers/nobody"), 404, "speaker_not_found")
+    # A verification is a verdict, as on a live call: nobody by that id is not enrolled.
+    verdict = verify(client, "nobody")
+    assert verdict.status_code == 200
+    assert verdict.json()["decision"] == "SPEAKER_NOT_ENROLLED"
+    assert verdict.json()["detail"] == "speaker 'nobody' does not exist"
 
 
 def test_unknown_route_is_json_404(client):

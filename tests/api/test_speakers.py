@@ -1,6 +1,8 @@
 import numpy as np
+import sqlalchemy as sa
 
-from tests.api.helpers import enroll
+from biometrics.store import Database
+from tests.api.helpers import enroll, verify
 from tests.voices import flac_bytes, pcm_bytes, synthetic_speech, wav_bytes
 
 FIELDS = {
@@ -14,6 +16,7 @@ FIELDS = {
     "created_at",
     "updated_at",
     "last_accessed_at",
+    "expires_at",
 }
 
 
@@ -30,6 +33,19 @@ def test_create_and_read_a_speaker(client):
     assert body["enrolled_speech_seconds"] == 0.0
     assert body["remaining_speech_seconds"] == 8.0
     assert body["model"] is None
+    assert body["created_at"].endswith("Z") and body["expires_at"] is None
+
+
+def test_a_speaker_may_expire(client):
+    created = client.post(
+        "/v1/speakers", json={"speaker_id": "temp", "expires_at": "2999-01-31T12:00:00+01:00"}
+    )
+    assert created.status_code == 201
+    assert created.json()["expires_at"] == "2999-01-31T11:00:00.000Z"
+    for bad in ("2001-01-01T00:00:00Z", "2999-01-31", "tomorrow", 12):
+        refused = client.post("/v1/speakers", json={"speaker_id": "x", "expires_at": bad})
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"] == "invalid_request"
 
 
 def test_creating_an_existing_speaker_conflicts(client):
@@ -132,8 +148,22 @@ def test_opt_out_of_an_unknown_speaker_holds_for_later(client):
     assert enroll(client, "later").status_code == 409
 
 
-def test_delete_removes_the_speaker(client):
-    enroll(client, "ada")
+def test_delete_removes_the_speaker_and_everything_of_theirs(client, settings):
+    enroll(client, "ada", seconds=10.0)
+    enroll(client, "bob", seconds=10.0, seed=3)
+    for speaker_id in ("ada", "bob"):
+        verify(client, speaker_id)
     assert client.delete("/v1/speakers/ada").status_code == 204
     assert client.get("/v1/speakers/ada").status_code == 404
     assert client.delete("/v1/speakers/ada").status_code == 404
+    with Database(settings.database_url).engine.connect() as connection:
+
+        def count(sql: str) -> int:
+            return connection.execute(sa.text(sql)).scalar_one()
+
+        assert count("SELECT count(*) FROM speakers") == 1
+        assert count("SELECT count(*) FROM voiceprints") == 1
+        assert count("SELECT count(*) FROM enrollment_records") == 1
+        assert count("SELECT count(*) FROM verdicts WHERE speaker_id = 'ada'") == 0
+        assert count("SELECT count(*) FROM verdicts WHERE speaker_id = 'bob'") == 1
+    assert client.get("/v1/speakers/bob").json()["status"] == "ENROLLED"

@@ -33,7 +33,7 @@ def live_settings(settings: Settings, **changes: Any) -> Settings:
     the whole schedule; enrollment after 4 s; a short metadata timeout."""
     return dataclasses.replace(
         settings,
-        stream_min_speech_seconds=1.0,
+        min_verify_speech_seconds=1.0,
         stream_step_seconds=1.0,
         stream_max_speech_seconds=3.0,
         stream_metadata_timeout_seconds=1.0,

@@ -21,6 +21,7 @@ CALL_STARTED, CALL_ENDED, PARTICIPANT_JOINED = (
 def fmt(subscription: str, rate: int = 16_000) -> AudioFormat:
     return AudioFormat(subscription, rate, 1, 2 * rate // 50)
 
+
 ALICE = "8:acs:alice"
 BOB = "8:acs:bob"
 
