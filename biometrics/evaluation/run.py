@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from biometrics.embedding import SpeakerEncoder, load_encoder
-from biometrics.embedding.folder import ecapa_hyperparams, write_initialised_folder
 from biometrics.embedding.identity import ModelIdentity
 from biometrics.embedding.pooling import pool_speech
 from biometrics.evaluation.metrics import bootstrap_interval, eer, frr_at_far, min_dcf
@@ -35,6 +34,7 @@ from biometrics.evaluation.protocol import (
     cosine_trials,
     embed_tests,
 )
+from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-from biometrics.embedding.folder import ecapa_hyperparams, write_model_folder
 from biometrics.embedding.pooling import pool_speech
 from biometrics.evaluation.metrics import eer
 from biometrics.evaluation.protocol import Protocol, cosine_trials, embed_protocol
 from biometrics.training.data import CropSampler
+from biometrics.training.folders import ecapa_hyperparams, write_model_folder
 from biometrics.training.teacher import ResemblyzerTeacher
 
 logger = logging.getLogger(__name__)

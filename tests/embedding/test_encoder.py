@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from biometrics.embedding import load_encoder
-from biometrics.embedding.folder import MODEL_FILES, ecapa_hyperparams, write_initialised_folder
+from biometrics.embedding.folder import MODEL_FILES
 from biometrics.errors import ModelLoadError
-from tests.conftest import PRODUCTION_LAYOUT
+from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 from tests.voices import synthetic_speech
 
 
@@ -69,12 +69,6 @@ def test_different_weights_give_a_different_identity(model_folder, tmp_path):
     first = load_encoder(str(model_folder), tmp_path / "cache").identity
     second = load_encoder(str(other), tmp_path / "cache").identity
     assert not first.compatible_with(second.checkpoint_sha256)
-
-
-def test_production_shaped_folder_keeps_the_published_files(production_shaped_folder):
-    for name in ("hyperparams.yaml", "label_encoder.txt", "mean_var_norm_emb.ckpt"):
-        published = (PRODUCTION_LAYOUT / name).read_bytes()
-        assert (production_shaped_folder / name).read_bytes() == published
 
 
 def test_production_shaped_folder_loads_with_production_shapes(production_shaped_folder, tmp_path):
