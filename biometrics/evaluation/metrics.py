@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from biometrics.scoring.thresholds import threshold_at_far
+
 
 @dataclasses.dataclass(frozen=True)
 class ErrorRates:
@@ -60,16 +62,6 @@ def min_dcf(
     rates = error_rates(targets, nontargets)
     cost = c_miss * p_target * rates.frr + c_fa * (1 - p_target) * rates.far
     return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
-
-
-def threshold_at_far(nontargets: np.ndarray, far: float) -> float:
-    """The lowest threshold whose false-accept rate does not exceed ``far``."""
-    ordered = np.sort(np.asarray(nontargets, dtype=np.float64))[::-1]
-    allowed = int(np.floor(far * ordered.size))  # non-targets that may pass
-    if allowed >= ordered.size:
-        return float(ordered[-1])
-    # Accept strictly above the (allowed+1)-th highest non-target score.
-    return float(np.nextafter(ordered[allowed], np.inf))
 
 
 def frr_at_far(targets: np.ndarray, nontargets: np.ndarray, far: float) -> float:
