@@ -128,7 +128,9 @@ def row(
     }
 
 
-def print_tables(model: str, cohort_size: int, rows: list[dict], target_far: float) -> None:
+def print_tables(
+    model: str, cohort_size: int, rows: list[dict[str, float | str]], target_far: float
+) -> None:
     print(f"model {model}; AS-norm cohort of {cohort_size}; target FAR {100 * target_far:g} %\n")
     print(
         "| scoring | test s | EER % | minDCF 0.01 | minDCF 0.05 | FRR@FAR1% | threshold "

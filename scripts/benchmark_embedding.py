@@ -14,6 +14,7 @@ writes ``benchmark_embedding.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -59,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     detector = SpeechDetector()
     for seconds, crop in crops.items():
-        ms = timed(lambda crop=crop: detector.detect(crop), args.repeats)
+        ms = timed(functools.partial(detector.detect, crop), args.repeats)
         rows.append({"stage": "speech detection", "model": "-", "seconds": seconds, "ms": ms})
     for spec in models:
         embedder = make_embedder(spec, cache_dir=settings.model_cache_dir, threads=args.threads)
         torch.set_num_threads(args.threads)
         for seconds, crop in crops.items():
-            ms = timed(lambda crop=crop, e=embedder: e.embed([crop]), args.repeats)
+            ms = timed(functools.partial(embedder.embed, [crop]), args.repeats)
             rows.append({"stage": "embedding", "model": spec, "seconds": seconds, "ms": ms})
     baseline = {
         row["seconds"]: row["ms"]

@@ -21,9 +21,9 @@ from starlette.testclient import TestClient
 from biometrics.app import create_app
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
-from biometrics.embedding.folder import ecapa_hyperparams, write_initialised_folder
 from biometrics.store import Database
 from biometrics.store.models import Base
+from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LIBRISPEECH = SHARED / "data" / "librispeech"

@@ -11,12 +11,15 @@ import dataclasses
 import io
 
 import numpy as np
+import numpy.typing as npt
 import soundfile
 import soxr
 
 from biometrics.errors import InvalidAudio, InvalidRequest, PayloadTooLarge
 
 SAMPLE_RATE = 16_000
+
+Samples = npt.NDArray[np.float32]  # mono audio at SAMPLE_RATE, in [-1, 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +41,7 @@ class AudioFormat:
 
 def decode_audio(
     data: bytes, audio_format: AudioFormat | None = None, *, max_seconds: float | None = None
-) -> np.ndarray:
+) -> Samples:
     """Return 16 kHz mono float32 samples in [-1, 1] from an upload's bytes.
 
     ``max_seconds`` is checked against the header before anything is decoded,
@@ -76,7 +79,7 @@ def decode_pcm(
     channels: int = 1,
     channel: int | None = None,
     max_seconds: float | None = None,
-) -> np.ndarray:
+) -> Samples:
     """Decode interleaved signed 16-bit little-endian PCM."""
     frame_bytes = 2 * channels
     if not data:
@@ -91,9 +94,10 @@ def decode_pcm(
     return _to_model_input(samples.astype(np.float32) / 32768.0, sample_rate, channel)
 
 
-def _to_model_input(samples: np.ndarray, rate: int, channel: int | None) -> np.ndarray:
+def _to_model_input(samples: npt.NDArray[np.float32], rate: int, channel: int | None) -> Samples:
     if samples.shape[0] == 0:
         raise InvalidAudio("the audio holds no samples")
+    mono: Samples
     if channel is None:
         mono = samples.mean(axis=1)
     elif channel < samples.shape[1]:
@@ -107,7 +111,7 @@ def _to_model_input(samples: np.ndarray, rate: int, channel: int | None) -> np.n
     if not np.all(np.isfinite(mono)):
         raise InvalidAudio("the audio holds NaN or infinite samples")
     if rate != SAMPLE_RATE:
-        mono = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32, copy=False)
+        mono = np.asarray(soxr.resample(mono, rate, SAMPLE_RATE), dtype=np.float32)
     return np.clip(mono, -1.0, 1.0)
 
 

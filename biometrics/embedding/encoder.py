@@ -18,6 +18,7 @@ import torch
 from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy
 
+from biometrics.audio.decode import Samples
 from biometrics.embedding.folder import (
     EMBEDDING_CHECKPOINT,
     HYPERPARAMS,
@@ -25,6 +26,7 @@ from biometrics.embedding.folder import (
     missing_files,
 )
 from biometrics.embedding.identity import ModelIdentity
+from biometrics.embedding.pooling import Vectors
 from biometrics.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class SpeakerEncoder:
         self.dimension = int(self.embed([np.zeros(16_000, dtype=np.float32)]).shape[1])
 
     @torch.inference_mode()
-    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    def embed(self, waveforms: Sequence[Samples]) -> Vectors:
         """Embed 16 kHz mono waveforms in one padded batch; returns (n, dim) float32."""
         if not waveforms:
             raise ValueError("nothing to embed")

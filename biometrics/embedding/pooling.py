@@ -11,32 +11,35 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from biometrics.audio.decode import SAMPLE_RATE
+from biometrics.audio.decode import SAMPLE_RATE, Samples
 
 # Long speech is embedded in pieces and pooled: ECAPA's cost and memory grow
 # with length, while past ~10 s an embedding gains little.
 SEGMENT_SAMPLES = 10 * SAMPLE_RATE
 MIN_SEGMENT_SAMPLES = 1 * SAMPLE_RATE
 
-Embed = Callable[[list[np.ndarray]], np.ndarray]
+Vectors = npt.NDArray[np.float32]  # unit-length embeddings, one per row (or one vector)
+Embed = Callable[[list[Samples]], Vectors]  # waveforms -> (n, dim)
 
 
 @dataclasses.dataclass(frozen=True)
 class SpeechEmbedding:
-    vector: np.ndarray  # unit length, float32
+    vector: Vectors  # one unit-length vector
     speech_seconds: float
     segment_count: int
 
 
-def weighted_mean(embeddings: np.ndarray, weights: Sequence[float]) -> np.ndarray:
-    embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+def weighted_mean(embeddings: npt.ArrayLike, weights: Sequence[float]) -> Vectors:
+    rows = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
     weights_array = np.asarray(weights, dtype=np.float64)
-    if embeddings.shape[0] == 0 or embeddings.shape[0] != weights_array.shape[0]:
+    if rows.shape[0] == 0 or rows.shape[0] != weights_array.shape[0]:
         raise ValueError("one weight per embedding is needed")
     if np.any(weights_array <= 0):
         raise ValueError("weights must be positive")
-    mean = (embeddings * weights_array[:, None]).sum(axis=0) / weights_array.sum()
+    weighted: npt.NDArray[np.float64] = (rows * weights_array[:, None]).sum(axis=0)
+    mean = weighted / float(weights_array.sum())
     norm = np.linalg.norm(mean)
     if norm == 0:
         raise ValueError("the embeddings cancel out")
@@ -54,7 +57,7 @@ def accumulate(previous: SpeechEmbedding, new: SpeechEmbedding) -> SpeechEmbeddi
     )
 
 
-def pool_speech(embed: Embed, speech: np.ndarray) -> tuple[np.ndarray, int]:
+def pool_speech(embed: Embed, speech: Samples) -> tuple[Vectors, int]:
     """The service's rule for embedding speech of any length: pieces of up to
     10 s, embedded in one batch and pooled by length. Returns the unit vector and
     the number of pieces."""
@@ -62,7 +65,7 @@ def pool_speech(embed: Embed, speech: np.ndarray) -> tuple[np.ndarray, int]:
     return weighted_mean(embed(pieces), [len(piece) for piece in pieces]), len(pieces)
 
 
-def split_segments(speech: np.ndarray, segment_samples: int, min_samples: int) -> list[np.ndarray]:
+def split_segments(speech: Samples, segment_samples: int, min_samples: int) -> list[Samples]:
     """Cut speech into segments of at most ``segment_samples``; a short tail joins the last."""
     pieces = [
         speech[start : start + segment_samples] for start in range(0, len(speech), segment_samples)

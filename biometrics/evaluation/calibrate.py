@@ -8,20 +8,22 @@ the service later applies.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from biometrics.embedding.pooling import Vectors
 from biometrics.evaluation.metrics import eer
 from biometrics.evaluation.protocol import (
+    Pool,
     Protocol,
     Trials,
     cosine_trials,
     find_speakers,
     load_speech,
 )
-from biometrics.evaluation.run import Evaluation
+from biometrics.evaluation.run import Evaluation, Scorer
 from biometrics.scoring import calibration
 from biometrics.scoring.normalization import DEFAULT_TOP_N, Cohort, as_norm
 
@@ -29,7 +31,7 @@ MIN_COHORT_SPEECH_SAMPLES = 16_000  # a second
 
 
 def build_cohort(
-    pool: Callable[[np.ndarray], np.ndarray],
+    pool: Pool,
     folder: Path,
     *,
     per_speaker: int = 3,
@@ -53,10 +55,10 @@ def build_cohort(
     return Cohort(np.stack(vectors), top_n=top_n)
 
 
-def as_norm_scorer(cohort: Cohort) -> Callable[[Protocol, np.ndarray, np.ndarray], Trials]:
+def as_norm_scorer(cohort: Cohort) -> Scorer:
     """A harness scoring step that AS-normalises the cosine trials."""
 
-    def score(protocol: Protocol, voiceprints: np.ndarray, tests: np.ndarray) -> Trials:
+    def score(protocol: Protocol, voiceprints: Vectors, tests: Vectors) -> Trials:
         trials = cosine_trials(protocol, voiceprints, tests)
         normalised = as_norm(trials.scores, voiceprints, tests, cohort)
         return Trials(scores=normalised, is_target=trials.is_target)

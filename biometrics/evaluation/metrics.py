@@ -7,33 +7,38 @@ minDCF with C_miss = C_fa = 1, normalised by the best trivial system.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+from biometrics.scoring.thresholds import threshold_at_far
+
+Scores = npt.NDArray[np.floating[Any]]  # trial scores (or LLRs) of any float precision
 
 
 @dataclasses.dataclass(frozen=True)
 class ErrorRates:
     """Miss (false reject) and false-accept rates at each candidate threshold."""
 
-    thresholds: np.ndarray  # ascending; accept when score >= threshold
-    frr: np.ndarray
-    far: np.ndarray
+    thresholds: npt.NDArray[np.float64]  # ascending; accept when score >= threshold
+    frr: npt.NDArray[np.float64]
+    far: npt.NDArray[np.float64]
 
 
-def error_rates(targets: np.ndarray, nontargets: np.ndarray) -> ErrorRates:
-    targets = np.asarray(targets, dtype=np.float64)
-    nontargets = np.asarray(nontargets, dtype=np.float64)
+def error_rates(targets: Scores, nontargets: Scores) -> ErrorRates:
     if targets.size == 0 or nontargets.size == 0:
         raise ValueError("both target and non-target scores are needed")
-    thresholds = np.unique(np.concatenate([targets, nontargets, [np.inf]]))
-    sorted_targets = np.sort(targets)
-    sorted_nontargets = np.sort(nontargets)
+    thresholds = np.unique(np.concatenate([targets, nontargets, [np.inf]]).astype(np.float64))
+    sorted_targets = np.sort(targets.astype(np.float64))
+    sorted_nontargets = np.sort(nontargets.astype(np.float64))
     frr = np.searchsorted(sorted_targets, thresholds, side="left") / targets.size
     far = 1.0 - np.searchsorted(sorted_nontargets, thresholds, side="left") / nontargets.size
     return ErrorRates(thresholds=thresholds, frr=frr, far=far)
 
 
-def eer(targets: np.ndarray, nontargets: np.ndarray) -> tuple[float, float]:
+def eer(targets: Scores, nontargets: Scores) -> tuple[float, float]:
     """Equal error rate and the threshold where FAR and FRR cross."""
     rates = error_rates(targets, nontargets)
     # The crossing lies between the last threshold with FAR > FRR and the next.
@@ -51,8 +56,8 @@ def eer(targets: np.ndarray, nontargets: np.ndarray) -> tuple[float, float]:
 
 
 def min_dcf(
-    targets: np.ndarray,
-    nontargets: np.ndarray,
+    targets: Scores,
+    nontargets: Scores,
     p_target: float,
     c_miss: float = 1.0,
     c_fa: float = 1.0,
@@ -62,25 +67,15 @@ def min_dcf(
     return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
 
 
-def threshold_at_far(nontargets: np.ndarray, far: float) -> float:
-    """The lowest threshold whose false-accept rate does not exceed ``far``."""
-    ordered = np.sort(np.asarray(nontargets, dtype=np.float64))[::-1]
-    allowed = int(np.floor(far * ordered.size))  # non-targets that may pass
-    if allowed >= ordered.size:
-        return float(ordered[-1])
-    # Accept strictly above the (allowed+1)-th highest non-target score.
-    return float(np.nextafter(ordered[allowed], np.inf))
-
-
-def frr_at_far(targets: np.ndarray, nontargets: np.ndarray, far: float) -> float:
+def frr_at_far(targets: Scores, nontargets: Scores, far: float) -> float:
     threshold = threshold_at_far(nontargets, far)
-    return float(np.mean(np.asarray(targets) < threshold))
+    return float(np.mean(targets < threshold))
 
 
 def bootstrap_interval(
-    statistic,
-    targets: np.ndarray,
-    nontargets: np.ndarray,
+    statistic: Callable[[Scores, Scores], float],
+    targets: Scores,
+    nontargets: Scores,
     *,
     repeats: int = 200,
     level: float = 0.95,
@@ -99,9 +94,9 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def cllr(target_llrs: np.ndarray, nontarget_llrs: np.ndarray) -> float:
+def cllr(target_llrs: Scores, nontarget_llrs: Scores) -> float:
     """The log-likelihood-ratio cost in bits: 0 is perfect, 1 is a system that
     always says "no idea"; what calibration errors add shows up here, not in EER."""
-    miss = np.mean(np.logaddexp(0.0, -np.asarray(target_llrs, dtype=np.float64)))
-    false_alarm = np.mean(np.logaddexp(0.0, np.asarray(nontarget_llrs, dtype=np.float64)))
+    miss = np.mean(np.logaddexp(0.0, -target_llrs.astype(np.float64)))
+    false_alarm = np.mean(np.logaddexp(0.0, nontarget_llrs.astype(np.float64)))
     return float((miss + false_alarm) / (2 * np.log(2)))

@@ -16,27 +16,33 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from biometrics.audio import SAMPLE_RATE, SpeechDetector, decode_audio
+from biometrics.audio.decode import Samples
+from biometrics.embedding.pooling import Embed, Vectors
+from biometrics.evaluation.metrics import Scores
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
+
+Pool = Callable[[Samples], Vectors]  # a speaker's speech -> one unit-length voiceprint
 
 
 @dataclasses.dataclass(frozen=True)
 class SpeakerSpeech:
     speaker: str
-    utterances: list[np.ndarray]  # speech-only samples of each utterance
+    utterances: list[Samples]  # speech-only samples of each utterance
 
 
 @dataclasses.dataclass(frozen=True)
 class TestCrop:
     speaker: str
-    samples: np.ndarray
+    samples: Samples
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    enrollments: dict[str, list[np.ndarray]]  # speaker -> speech of the enrollment utterances
+    enrollments: dict[str, list[Samples]]  # speaker -> speech of the enrollment utterances
     tests: list[TestCrop]
     test_seconds: float
 
@@ -90,7 +96,7 @@ def build_protocol(
     """
     enroll_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     crop = int(test_seconds * SAMPLE_RATE)
-    enrollments: dict[str, list[np.ndarray]] = {}
+    enrollments: dict[str, list[Samples]] = {}
     tests: list[TestCrop] = []
     for entry in speech:
         split = choose_enrollment(entry.utterances, enroll_seconds * SAMPLE_RATE, enroll_rng)
@@ -111,13 +117,13 @@ def build_protocol(
 
 
 def choose_enrollment(
-    utterances: list[np.ndarray], enroll_samples: float, rng: np.random.Generator
-) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    utterances: list[Samples], enroll_samples: float, rng: np.random.Generator
+) -> tuple[list[Samples], list[Samples]] | None:
     """Whole utterances in a seeded order until ``enroll_samples`` of speech, and the
     remaining utterances (in the same order) for tests; None when there is too little.
     The order is drawn for every speaker, used or not, so later speakers do not shift."""
     order = rng.permutation(len(utterances))
-    enrolled: list[np.ndarray] = []
+    enrolled: list[Samples] = []
     position = 0
     while position < len(order) and sum(map(len, enrolled)) < enroll_samples:
         enrolled.append(utterances[order[position]])
@@ -131,32 +137,30 @@ def choose_enrollment(
 class Trials:
     """Scores of every test crop against every enrolled speaker."""
 
-    scores: np.ndarray  # (n_tests, n_speakers)
-    is_target: np.ndarray  # same shape, bool
+    scores: Scores  # (n_tests, n_speakers)
+    is_target: npt.NDArray[np.bool_]  # same shape
 
     @property
-    def targets(self) -> np.ndarray:
+    def targets(self) -> Scores:
         return self.scores[self.is_target]
 
     @property
-    def nontargets(self) -> np.ndarray:
+    def nontargets(self) -> Scores:
         return self.scores[~self.is_target]
 
 
-def embed_protocol(
-    protocol: Protocol, pool: Callable[[np.ndarray], np.ndarray], batch_embed: Callable
-) -> tuple[np.ndarray, np.ndarray]:
+def embed_protocol(protocol: Protocol, pool: Pool, batch_embed: Embed) -> tuple[Vectors, Vectors]:
     """Voiceprints (one per speaker, by ``pool``) and test embeddings (by ``batch_embed``)."""
     return embed_voiceprints(protocol, pool), embed_tests(protocol.tests, batch_embed)
 
 
-def embed_voiceprints(protocol: Protocol, pool: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def embed_voiceprints(protocol: Protocol, pool: Pool) -> Vectors:
     """One voiceprint per enrolled speaker (in ``protocol.speakers`` order) from all
     of the speaker's enrollment speech, as the service pools an enrollment."""
     return np.stack([pool(np.concatenate(protocol.enrollments[s])) for s in protocol.speakers])
 
 
-def embed_tests(tests: list[TestCrop], batch_embed: Callable, batch_size: int = 32) -> np.ndarray:
+def embed_tests(tests: list[TestCrop], batch_embed: Embed, batch_size: int = 32) -> Vectors:
     """Test embeddings in batches: crops of one protocol share a length, so batches
     carry no padding, and the batch bounds memory."""
     batches = [
@@ -166,7 +170,7 @@ def embed_tests(tests: list[TestCrop], batch_embed: Callable, batch_size: int = 
     return np.concatenate(batches)
 
 
-def cosine_trials(protocol: Protocol, voiceprints: np.ndarray, tests: np.ndarray) -> Trials:
+def cosine_trials(protocol: Protocol, voiceprints: Vectors, tests: Vectors) -> Trials:
     speakers = protocol.speakers
     scores = tests @ voiceprints.T
     is_target = np.array(

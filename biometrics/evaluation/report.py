@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from biometrics.evaluation.metrics import error_rates
 from biometrics.evaluation.run import Evaluation
@@ -97,13 +98,13 @@ def write_results(
     return path
 
 
-def normal_deviate(rates: np.ndarray | float) -> np.ndarray:
+def normal_deviate(rates: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Error rates (fractions) on the DET plot's normal-deviate scale, clipped to its
     range so that zero error rates stay drawable."""
     from scipy.special import ndtri
 
     low, high = (limit / 100 for limit in DET_LIMITS)
-    return ndtri(np.clip(rates, low, high))
+    return np.asarray(ndtri(np.clip(rates, low, high)), dtype=np.float64)
 
 
 def plot_det(folder: Path, evaluations: Sequence[Evaluation]) -> Path:

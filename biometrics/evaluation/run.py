@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from biometrics.embedding import SpeakerEncoder, load_encoder
-from biometrics.embedding.folder import ecapa_hyperparams, write_initialised_folder
 from biometrics.embedding.identity import ModelIdentity
-from biometrics.embedding.pooling import pool_speech
-from biometrics.evaluation.metrics import bootstrap_interval, eer, frr_at_far, min_dcf
+from biometrics.embedding.pooling import Embed, Vectors, pool_speech
+from biometrics.evaluation.metrics import Scores, bootstrap_interval, eer, frr_at_far, min_dcf
 from biometrics.evaluation.protocol import (
+    Pool,
     Protocol,
     SpeakerSpeech,
     Trials,
@@ -35,6 +35,7 @@ from biometrics.evaluation.protocol import (
     cosine_trials,
     embed_tests,
 )
+from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ RANDOM_PREFIX = "random:"
 # resampling than about the system.
 MIN_TARGETS_FOR_INTERVAL = 10
 
-Scorer = Callable[[Protocol, np.ndarray, np.ndarray], Trials]
+Scorer = Callable[[Protocol, Vectors, Vectors], Trials]  # voiceprints, tests -> trials
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +54,8 @@ class Embedder:
 
     name: str  # what the user asked for: a source, "resemblyzer", "random:256"
     identity: dict[str, str]
-    embed: Callable[[list[np.ndarray]], np.ndarray]  # crops -> (n, dim) unit vectors
-    pool: Callable[[np.ndarray], np.ndarray]  # enrollment speech -> unit voiceprint
+    embed: Embed  # crops -> (n, dim) unit vectors
+    pool: Pool  # enrollment speech -> unit voiceprint
 
 
 def service_embedder(
@@ -129,8 +130,8 @@ class Evaluation:
     label: str
     test_seconds: float
     trials: Trials  # every test against every voiceprint
-    targets: np.ndarray  # the target scores the metrics used
-    nontargets: np.ndarray  # the (possibly sampled) non-target scores the metrics used
+    targets: Scores  # the target scores the metrics used
+    nontargets: Scores  # the (possibly sampled) non-target scores the metrics used
     metrics: dict[str, Any]
     n_speakers: int
     embed_ms_per_test: float
@@ -148,7 +149,7 @@ class Evaluation:
 
 
 def summarise(
-    targets: np.ndarray, nontargets: np.ndarray, *, seed: int = 0, repeats: int = 200
+    targets: Scores, nontargets: Scores, *, seed: int = 0, repeats: int = 200
 ) -> dict[str, Any]:
     """Every reported metric from raw scores (higher means same speaker).
 
@@ -178,7 +179,7 @@ def summarise(
 
 def split_scores(
     trials: Trials, *, max_nontargets: int | None = None, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Scores, Scores]:
     """Target and non-target scores; non-targets are a seeded sample of at most
     ``max_nontargets`` (all when None), to bound cost on many speakers."""
     nontargets = trials.nontargets
@@ -197,11 +198,11 @@ class VoiceprintCache:
     """Voiceprints per speaker, pooled once: the enrollment does not depend on the
     test length, so every protocol of a run shares them."""
 
-    def __init__(self, pool: Callable[[np.ndarray], np.ndarray]) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._voiceprints: dict[str, np.ndarray] = {}
+        self._voiceprints: dict[str, Vectors] = {}
 
-    def for_protocol(self, protocol: Protocol) -> np.ndarray:
+    def for_protocol(self, protocol: Protocol) -> Vectors:
         for speaker in protocol.speakers:
             if speaker not in self._voiceprints:
                 speech = np.concatenate(protocol.enrollments[speaker])

@@ -57,7 +57,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (from 1)."""
-        return min(self.backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        return min(self.backoff_seconds * 2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -7,10 +7,12 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import soxr
 from scipy.signal import butter, sosfilt
 
 from biometrics.audio import SAMPLE_RATE, SpeechDetector, decode_audio
+from biometrics.audio.decode import Samples
 from biometrics.evaluation.protocol import find_speakers
 
 # train-clean-5 speakers kept out of training (3 F, 3 M) to measure on.
@@ -24,7 +26,7 @@ class Voice:
     """One training class: a speaker at one speed (speed changes the voice too)."""
 
     label: str
-    speech: np.ndarray  # all of the speaker's speech, concatenated
+    speech: Samples  # all of the speaker's speech, concatenated
 
 
 def load_voices(
@@ -32,7 +34,7 @@ def load_voices(
 ) -> list[Voice]:
     """Every speaker in ``folders`` but the excluded ones, once per speed."""
     detector = SpeechDetector()
-    speech: dict[str, list[np.ndarray]] = {}
+    speech: dict[str, list[Samples]] = {}
     for folder in folders:
         for speaker, paths in find_speakers(folder).items():
             if speaker in exclude:
@@ -49,15 +51,15 @@ def load_voices(
             changed = (
                 joined if speed == 1.0 else soxr.resample(joined, SAMPLE_RATE * speed, SAMPLE_RATE)
             )
-            voices.append(Voice(f"{speaker}@{speed:g}", changed.astype(np.float32)))
+            voices.append(Voice(f"{speaker}@{speed:g}", np.asarray(changed, dtype=np.float32)))
     return voices
 
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    clean: np.ndarray  # (batch, samples): what the teacher hears
-    augmented: np.ndarray  # what the student hears
-    labels: np.ndarray  # voice index of each crop
+    clean: npt.NDArray[np.float32]  # (batch, samples): what the teacher hears
+    augmented: npt.NDArray[np.float32]  # what the student hears
+    labels: npt.NDArray[np.int64]  # voice index of each crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +98,14 @@ class CropSampler:
         return Batch(clean=clean, augmented=augmented, labels=labels)
 
     @staticmethod
-    def _crop(speech: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    def _crop(speech: Samples, length: int, rng: np.random.Generator) -> Samples:
         if len(speech) <= length:
             speech = np.tile(speech, length // len(speech) + 1)
         start = rng.integers(0, len(speech) - length + 1)
         return speech[start : start + length]
 
 
-def augment(crop: np.ndarray, settings: Augmentation, rng: np.random.Generator) -> np.ndarray:
+def augment(crop: Samples, settings: Augmentation, rng: np.random.Generator) -> Samples:
     out = crop.astype(np.float64)
     if rng.random() < settings.telephone_probability:
         out = telephone(out)
@@ -115,7 +117,7 @@ def augment(crop: np.ndarray, settings: Augmentation, rng: np.random.Generator) 
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def telephone(samples: np.ndarray) -> np.ndarray:
+def telephone(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Narrowband as on a phone line: a round trip through 8 kHz, 300-3400 Hz."""
     narrow = soxr.resample(samples, SAMPLE_RATE, 8_000)
     wide = soxr.resample(narrow, 8_000, SAMPLE_RATE)[: len(samples)]

@@ -23,11 +23,12 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-from biometrics.embedding.folder import ecapa_hyperparams, write_model_folder
-from biometrics.embedding.pooling import pool_speech
+from biometrics.audio.decode import Samples
+from biometrics.embedding.pooling import Vectors, pool_speech
 from biometrics.evaluation.metrics import eer
 from biometrics.evaluation.protocol import Protocol, cosine_trials, embed_protocol
 from biometrics.training.data import CropSampler
+from biometrics.training.folders import Modules, ecapa_hyperparams, write_model_folder
 from biometrics.training.teacher import ResemblyzerTeacher
 
 logger = logging.getLogger(__name__)
@@ -59,21 +60,22 @@ class Student(torch.nn.Module):
     def __init__(self, channels: int, n_voices: int, teacher_dimension: int) -> None:
         super().__init__()
         self.hyperparams = ecapa_hyperparams(channels=channels, n_classes=n_voices)
-        modules = load_hyperpyyaml(self.hyperparams)
+        modules: Modules = load_hyperpyyaml(self.hyperparams)
         self.modules_by_name = modules
-        self.compute_features = modules["compute_features"]
-        self.mean_var_norm = modules["mean_var_norm"]
-        self.embedding_model = modules["embedding_model"]
-        self.classifier = modules["classifier"]
+        self.compute_features: torch.nn.Module = modules["compute_features"]
+        self.mean_var_norm: torch.nn.Module = modules["mean_var_norm"]
+        self.embedding_model: torch.nn.Module = modules["embedding_model"]
+        self.classifier: torch.nn.Module = modules["classifier"]
         self.projection = torch.nn.Linear(192, teacher_dimension)
 
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
         lengths = torch.ones(waves.shape[0])
         features = self.mean_var_norm(self.compute_features(waves), lengths)
-        return self.embedding_model(features, lengths).squeeze(1)
+        embedded: torch.Tensor = self.embedding_model(features, lengths)
+        return embedded.squeeze(1)
 
     @torch.inference_mode()
-    def embed_numpy(self, waves: list[np.ndarray]) -> np.ndarray:
+    def embed_numpy(self, waves: list[Samples]) -> Vectors:
         """Embed one at a time, as the service does for unpadded speech."""
         outputs = [self.embed(torch.from_numpy(w).unsqueeze(0)) for w in waves]
         embedded = torch.nn.functional.normalize(torch.cat(outputs), dim=-1)
@@ -138,8 +140,8 @@ class Distiller:
     def _train_step(self, step: int) -> dict[str, float]:
         config = self.config
         batch = self.sampler.batch(step)
-        target = self.teacher.embed(batch.clean) - self.teacher_mean
-        target = torch.nn.functional.normalize(torch.from_numpy(target), dim=-1)
+        centred = self.teacher.embed(batch.clean) - self.teacher_mean
+        target = torch.nn.functional.normalize(torch.from_numpy(centred), dim=-1)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         self.student.train()

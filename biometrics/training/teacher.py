@@ -3,8 +3,14 @@ weights ship inside the package), batched over crops."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 import torch
+
+from biometrics.audio.decode import Samples
+from biometrics.embedding.pooling import Vectors
 
 PARTIAL_FRAMES = 160  # Resemblyzer's 1.6 s partial utterances
 
@@ -24,10 +30,11 @@ class ResemblyzerTeacher:
         self._mel = audio.wav_to_mel_spectrogram
 
     @torch.inference_mode()
-    def embed(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    def embed(self, crops: Sequence[Samples] | npt.NDArray[np.float32]) -> Vectors:
         """Unit embeddings: the mean of the first and last 1.6 s partials of each crop
         (one partial when the crop is shorter), as Resemblyzer pools partials."""
-        partials, owners = [], []
+        partials: list[npt.NDArray[np.float32]] = []
+        owners: list[int] = []
         for index, crop in enumerate(crops):
             mel = self._mel(np.asarray(crop, dtype=np.float32))
             if len(mel) < PARTIAL_FRAMES:
@@ -36,11 +43,13 @@ class ResemblyzerTeacher:
             for start in starts:
                 partials.append(mel[start : start + PARTIAL_FRAMES])
                 owners.append(index)
-        outputs = self._encoder(torch.from_numpy(np.stack(partials))).numpy()
+        batch = torch.from_numpy(np.stack(partials))
+        outputs: npt.NDArray[np.float32] = self._encoder(batch).numpy()
         pooled = np.zeros((len(crops), outputs.shape[1]), dtype=np.float64)
         np.add.at(pooled, np.array(owners), outputs)
-        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+        norms: npt.NDArray[np.float64] = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / norms).astype(np.float32)
 
-    def embed_utterance(self, speech: np.ndarray) -> np.ndarray:
+    def embed_utterance(self, speech: Samples) -> Vectors:
         """Resemblyzer's own utterance embedding (sliding partials), for evaluation."""
-        return self._encoder.embed_utterance(np.asarray(speech, dtype=np.float32))
+        return np.asarray(self._encoder.embed_utterance(speech), dtype=np.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from biometrics.config import Settings
-from biometrics.embedding import load_encoder
+from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.embedding.encoder import BUNDLED_FOLDER, BUNDLED_NAME
 from biometrics.embedding.folder import MODEL_FILES
 from biometrics.embedding.pooling import pool_speech
@@ -16,11 +16,11 @@ from tests.conftest import LIBRISPEECH
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory):
+def bundled(tmp_path_factory: pytest.TempPathFactory) -> SpeakerEncoder:
     return load_encoder("bundled", tmp_path_factory.mktemp("cache"))
 
 
-def test_the_bundled_model_is_the_default_and_ships_in_the_production_layout():
+def test_the_bundled_model_is_the_default_and_ships_in_the_production_layout() -> None:
     assert Settings.from_env({}).model_source == "bundled"
     assert sorted(p.name for p in BUNDLED_FOLDER.iterdir() if p.name in MODEL_FILES) == sorted(
         MODEL_FILES
@@ -28,14 +28,16 @@ def test_the_bundled_model_is_the_default_and_ships_in_the_production_layout():
     assert (BUNDLED_FOLDER / "MODEL_CARD.md").is_file()
 
 
-def test_the_bundled_model_loads_offline_and_names_itself(bundled):
+def test_the_bundled_model_loads_offline_and_names_itself(bundled: SpeakerEncoder) -> None:
     assert bundled.identity.source == BUNDLED_NAME
     assert "production" in bundled.identity.as_dict()["notice"]
     assert bundled.dimension == 192
 
 
 @pytest.mark.skipif(not LIBRISPEECH.is_dir(), reason="shared LibriSpeech excerpts absent")
-def test_same_speaker_scores_above_different_speakers_on_unseen_speech(bundled):
+def test_same_speaker_scores_above_different_speakers_on_unseen_speech(
+    bundled: SpeakerEncoder,
+) -> None:
     speech = load_speech(find_speakers(LIBRISPEECH / "test-other-dev"))
     protocol = build_protocol(speech, enroll_seconds=20.0, test_seconds=3.0, seed=0)
     voiceprints = np.stack(

@@ -4,12 +4,19 @@ per speaker, and flat LibriSpeech file names."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
 from tests.voices import flac_bytes, synthetic_speech
 
-VOICES = {
+
+class Voice(TypedDict):
+    pitch_hz: float
+    formants: tuple[float, ...]
+
+
+VOICES: dict[str, Voice] = {
     "1001": {"pitch_hz": 110.0, "formants": (700.0, 1200.0, 2500.0)},
     "2002": {"pitch_hz": 210.0, "formants": (850.0, 1600.0, 2900.0)},
     "3003": {"pitch_hz": 160.0, "formants": (600.0, 1000.0, 2300.0)},

@@ -10,6 +10,8 @@ from starlette.testclient import TestClient
 
 from biometrics.app import create_app
 from biometrics.cli import main
+from biometrics.config import Settings
+from biometrics.embedding import SpeakerEncoder
 from tests.api.helpers import enroll, verify
 from tests.voices import flac_bytes, synthetic_speech
 
@@ -33,15 +35,19 @@ def speech_folder(root: Path, first_seed: int) -> Path:
 
 
 @pytest.fixture
-def cli_env(monkeypatch, settings):
+def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     monkeypatch.setenv("BIOMETRICS_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("BIOMETRICS_MODEL_SOURCE", settings.model_source)
     monkeypatch.setenv("BIOMETRICS_LOG_FORMAT", "console")
 
 
 def test_cohort_and_calibration_drive_the_service_decisions(
-    cli_env, settings, encoder, tmp_path, capsys
-):
+    cli_env: None,
+    settings: Settings,
+    encoder: SpeakerEncoder,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     cohort_folder = speech_folder(tmp_path / "cohort", first_seed=100)
     development = speech_folder(tmp_path / "development", first_seed=500)
     assert main(["cohort", str(cohort_folder), "--per-speaker", "3", "--top-n", "5"]) == 0
@@ -71,7 +77,9 @@ def test_cohort_and_calibration_drive_the_service_decisions(
         assert verdict["decision"] == expected
 
 
-def test_calibrating_raw_scores_ignores_the_cohort(cli_env, settings, encoder, tmp_path):
+def test_calibrating_raw_scores_ignores_the_cohort(
+    cli_env: None, settings: Settings, encoder: SpeakerEncoder, tmp_path: Path
+) -> None:
     development = speech_folder(tmp_path / "development", first_seed=500)
     assert (
         main(
@@ -85,12 +93,16 @@ def test_calibrating_raw_scores_ignores_the_cohort(cli_env, settings, encoder, t
         assert scoring["normalization"] is None
 
 
-def test_calibrating_a_missing_folder_is_a_clear_error(cli_env, tmp_path, capsys):
+def test_calibrating_a_missing_folder_is_a_clear_error(
+    cli_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["calibrate", str(tmp_path / "absent")]) == 2
     assert "is not a folder of speech" in capsys.readouterr().err
 
 
-def test_a_calibration_shipped_in_the_model_folder_is_the_default(settings, model_folder, tmp_path):
+def test_a_calibration_shipped_in_the_model_folder_is_the_default(
+    settings: Settings, model_folder: Path, tmp_path: Path
+) -> None:
     import dataclasses
     import shutil
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from biometrics.events import Broker, Event
+from biometrics.events import Broker, Event, Subscription
 
 NOW = datetime(2024, 11, 15, tzinfo=UTC)
 
@@ -14,8 +14,8 @@ def event(call_id: str, number: int, kind: str = "verdict.changed") -> Event:
     return Event(f"{call_id}-{number}", kind, call_id, "8:acs:a", NOW, {"n": number})
 
 
-def drain(subscription) -> list[str]:
-    async def read():
+def drain(subscription: Subscription) -> list[str]:
+    async def read() -> list[str]:
         ids = []
         while (item := await subscription.next(timeout=0.01)) is not None:
             ids.append(item.id)
@@ -24,7 +24,7 @@ def drain(subscription) -> list[str]:
     return asyncio.run(read())
 
 
-def test_a_slow_subscriber_loses_its_oldest_events_not_memory():
+def test_a_slow_subscriber_loses_its_oldest_events_not_memory() -> None:
     broker = Broker(queue_size=3)
     slow = broker.subscribe("c1")
     for number in range(10):
@@ -33,7 +33,7 @@ def test_a_slow_subscriber_loses_its_oldest_events_not_memory():
     assert slow.dropped == 7
 
 
-def test_subscribers_see_their_call_and_all_call_subscribers_see_every_call():
+def test_subscribers_see_their_call_and_all_call_subscribers_see_every_call() -> None:
     broker = Broker()
     one, everything = broker.subscribe("c1"), broker.subscribe(None)
     broker.publish(event("c1", 1))
@@ -42,7 +42,7 @@ def test_subscribers_see_their_call_and_all_call_subscribers_see_every_call():
     assert drain(everything) == ["c1-1", "c2-1"]
 
 
-def test_a_late_subscriber_gets_the_calls_history_or_what_followed_its_last_event():
+def test_a_late_subscriber_gets_the_calls_history_or_what_followed_its_last_event() -> None:
     broker = Broker(history_size=4)
     for number in range(6):
         broker.publish(event("c1", number))
@@ -52,7 +52,7 @@ def test_a_late_subscriber_gets_the_calls_history_or_what_followed_its_last_even
     assert drain(broker.subscribe(None)) == []  # all-calls subscribers start from now
 
 
-def test_forgetting_a_call_ends_its_subscriptions():
+def test_forgetting_a_call_ends_its_subscriptions() -> None:
     broker = Broker()
     subscription = broker.subscribe("c1")
     broker.publish(event("c1", 1))

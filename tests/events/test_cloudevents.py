@@ -9,7 +9,7 @@ from biometrics.events import Event
 from biometrics.events.cloudevents import as_cloudevent, encode
 
 
-def test_a_call_event_as_a_structured_cloudevent():
+def test_a_call_event_as_a_structured_cloudevent() -> None:
     event = Event(
         "5f0c1b8e-1",
         "verdict.changed",

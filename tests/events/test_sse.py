@@ -11,18 +11,18 @@ from biometrics.events.sse import KEEPALIVE, frame, stream
 NOW = datetime(2024, 11, 15, tzinfo=UTC)
 
 
-def test_an_event_is_an_id_a_type_and_one_line_of_json():
+def test_an_event_is_an_id_a_type_and_one_line_of_json() -> None:
     event = Event("e-1", "verdict.changed", "c1", "a", NOW, {"text": "two\nlines"})
     assert frame(event) == (b'id: e-1\nevent: verdict.changed\ndata: {"text":"two\\nlines"}\n\n')
 
 
-def test_the_stream_keeps_alive_and_ends_after_call_ended():
-    async def scenario():
+def test_the_stream_keeps_alive_and_ends_after_call_ended() -> None:
+    async def scenario() -> list[bytes]:
         broker = Broker()
         subscription = broker.subscribe("c1")
-        chunks = []
+        chunks: list[bytes] = []
 
-        async def read():
+        async def read() -> None:
             async for chunk in stream(subscription, keepalive_seconds=0.02):
                 chunks.append(chunk)
 

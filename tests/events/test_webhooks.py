@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,7 +29,7 @@ def event(number: int) -> Event:
 
 
 @pytest.fixture
-def receiver():
+def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver(SECRET).running() as running:
         yield running
 
@@ -37,7 +38,7 @@ def sender(broker: Broker, url: str, attempts: int = 3) -> WebhookSender:
     return WebhookSender(broker, [url], SECRET, RetryPolicy(attempts, 0.01), timeout_seconds=2)
 
 
-def test_the_signature_is_hmac_sha256_of_the_exact_body():
+def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
     fox = b"The quick brown fox jumps over the lazy dog"  # RFC-style known answer
     assert sign("key", fox) == (
         "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
@@ -49,15 +50,17 @@ def test_the_signature_is_hmac_sha256_of_the_exact_body():
     assert not verify_signature("k", body, None)
 
 
-def test_backoff_doubles_up_to_a_minute():
+def test_backoff_doubles_up_to_a_minute() -> None:
     policy = RetryPolicy(max_attempts=10, backoff_seconds=1.0)
     assert [policy.delay(n) for n in (1, 2, 3, 7, 8)] == [1.0, 2.0, 4.0, 60.0, 60.0]
 
 
-def test_events_are_delivered_in_order_signed_and_retried_after_a_500(receiver):
+def test_events_are_delivered_in_order_signed_and_retried_after_a_500(
+    receiver: WebhookReceiver,
+) -> None:
     receiver.statuses = [500, 503]
 
-    async def scenario():
+    async def scenario() -> None:
         broker = Broker()
         webhooks = sender(broker, receiver.url)
         webhooks.start()
@@ -81,10 +84,12 @@ def test_events_are_delivered_in_order_signed_and_retried_after_a_500(receiver):
 
 
 @pytest.mark.parametrize("status", [400, 302])
-def test_a_refusal_or_a_redirect_is_not_retried(receiver, status, caplog):
+def test_a_refusal_or_a_redirect_is_not_retried(
+    receiver: WebhookReceiver, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
     receiver.statuses = [status]
 
-    async def scenario():
+    async def scenario() -> bool:
         return await sender(Broker(), receiver.url).deliver(receiver.url, event(1))
 
     assert asyncio.run(scenario()) is False
@@ -92,8 +97,8 @@ def test_a_refusal_or_a_redirect_is_not_retried(receiver, status, caplog):
     assert "webhook not delivered" in caplog.text
 
 
-def test_an_unreachable_receiver_is_retried_then_given_up(caplog):
-    async def scenario():
+def test_an_unreachable_receiver_is_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> bool:
         url = "http://127.0.0.1:9/hooks"  # discard port: nothing listens
         return await sender(Broker(), url, attempts=2).deliver(url, event(1))
 

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import numpy as np
 
 from biometrics.audio import SAMPLE_RATE
@@ -12,7 +14,7 @@ def voices() -> list[Voice]:
     ]
 
 
-def test_a_step_always_gets_the_same_batch():
+def test_a_step_always_gets_the_same_batch() -> None:
     sampler = CropSampler(voices(), 8, (2.0, 3.0), Augmentation(), seed=7)
     first, again = sampler.batch(5), sampler.batch(5)
     assert np.array_equal(first.augmented, again.augmented)
@@ -21,7 +23,7 @@ def test_a_step_always_gets_the_same_batch():
     assert not np.array_equal(first.clean, sampler.batch(5, stream=1).clean)
 
 
-def test_crops_are_two_to_three_seconds_and_labelled():
+def test_crops_are_two_to_three_seconds_and_labelled() -> None:
     sampler = CropSampler(voices(), 8, (2.0, 3.0), Augmentation(), seed=0)
     for step in range(5):
         batch = sampler.batch(step)
@@ -30,7 +32,7 @@ def test_crops_are_two_to_three_seconds_and_labelled():
         assert set(batch.labels) <= {0, 1, 2}
 
 
-def test_telephone_band_removes_energy_above_3400_hz():
+def test_telephone_band_removes_energy_above_3400_hz() -> None:
     noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE)
     spectrum = np.abs(np.fft.rfft(telephone(noise))) ** 2
     frequencies = np.fft.rfftfreq(SAMPLE_RATE, 1 / SAMPLE_RATE)
@@ -39,7 +41,7 @@ def test_telephone_band_removes_energy_above_3400_hz():
     assert outside < inside / 100
 
 
-def test_augmentation_stays_in_range_and_changes_the_crop():
+def test_augmentation_stays_in_range_and_changes_the_crop() -> None:
     crop = synthetic_speech(2.0)
     rng = np.random.default_rng(0)
     out = augment(crop, Augmentation(noise_probability=1.0, telephone_probability=1.0), rng)

@@ -3,21 +3,22 @@ folder the service loads. Needs the train extras (resemblyzer)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from biometrics.embedding import load_encoder
 from biometrics.training.data import Augmentation, CropSampler, Voice
 from biometrics.training.distill import DistillConfig, Distiller
+from biometrics.training.teacher import ResemblyzerTeacher
 from tests.voices import synthetic_speech
 
 pytest.importorskip("resemblyzer", reason="the teacher is a train extra")
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    from biometrics.training.teacher import ResemblyzerTeacher
-
+def teacher() -> ResemblyzerTeacher:
     return ResemblyzerTeacher()
 
 
@@ -40,7 +41,9 @@ CONFIG = DistillConfig(
 )
 
 
-def test_a_resumed_run_matches_an_uninterrupted_one(teacher, tmp_path):
+def test_a_resumed_run_matches_an_uninterrupted_one(
+    teacher: ResemblyzerTeacher, tmp_path: Path
+) -> None:
     whole = Distiller(CONFIG, sampler(), teacher, tmp_path / "whole")
     whole.run()
     interrupted = Distiller(
@@ -56,7 +59,9 @@ def test_a_resumed_run_matches_an_uninterrupted_one(teacher, tmp_path):
         assert np.allclose(a.float().numpy(), b.float().numpy(), atol=1e-5), name
 
 
-def test_the_exported_folder_loads_through_the_service_path(teacher, tmp_path):
+def test_the_exported_folder_loads_through_the_service_path(
+    teacher: ResemblyzerTeacher, tmp_path: Path
+) -> None:
     distiller = Distiller(CONFIG, sampler(), teacher, tmp_path / "work")
     distiller.run()
     folder = distiller.export(tmp_path / "model", norm_batches=2)
