@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from biometrics.app import create_app
 from biometrics.embedding import load_encoder
-from biometrics.embedding.folder import ecapa_hyperparams, write_initialised_folder
+from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 from biometrics.store import Database
 from tests.api.helpers import VOICE_A, VOICE_B, enroll, speech_wav, verify
 from tests.voices import synthetic_speech, wav_bytes
