@@ -1,5 +1,5 @@
-"""Live calls: the ACS audio-streaming protocol (and, beside it, the call sessions and the
-WebSocket endpoint that use it)."""
+"""Live calls: the ACS audio-streaming protocol, read and written (and, beside it, the call
+sessions and the WebSocket endpoint that use it)."""
 
 from biometrics.streaming.protocol import (
     CLOSE_INVALID_DATA,
@@ -12,6 +12,10 @@ from biometrics.streaming.protocol import (
     Message,
     ProtocolViolation,
     StreamParser,
+    encode_audio,
+    encode_dtmf,
+    encode_metadata,
+    format_timestamp,
 )
 
 __all__ = [
@@ -25,4 +29,8 @@ __all__ = [
     "Message",
     "ProtocolViolation",
     "StreamParser",
+    "encode_audio",
+    "encode_dtmf",
+    "encode_metadata",
+    "format_timestamp",
 ]
