@@ -111,6 +111,13 @@ class DropReason(enum.StrEnum):
     UNEXPECTED_PARTICIPANT = "unexpected_participant"
 
 
+class _Dropped(Exception):
+    """Raised inside the parser for a frame to drop; ``feed_text`` counts it."""
+
+    def __init__(self, reason: DropReason) -> None:
+        self.reason = reason
+
+
 class ProtocolViolation(Exception):
     """The socket must close with ``close_code`` and ``reason`` (cut to fit a close frame)."""
 
@@ -220,27 +227,35 @@ class StreamParser:
                 raise ProtocolViolation(
                     CLOSE_INVALID_DATA, "expected AudioMetadata first: the frame is not JSON"
                 ) from None
-            return self._drop(DropReason.INVALID_JSON)
+            self._drop(DropReason.INVALID_JSON)
+            return None
         kind = message.get("kind") if type(message) is dict else None
         if type(kind) is not str:
             if self._format is None:
                 raise ProtocolViolation(
                     CLOSE_INVALID_DATA, "expected AudioMetadata first: the frame has no kind"
                 )
-            return self._drop(DropReason.INVALID_MESSAGE)
+            self._drop(DropReason.INVALID_MESSAGE)
+            return None
 
         result: Message | None
-        if kind == "AudioData":
-            if self._format is None:
-                raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "AudioData before AudioMetadata")
-            result = self._audio(message.get("audioData"), self._format)
-        elif kind == "AudioMetadata":
-            result = self._metadata(message.get("audioMetadata"))
-        elif kind == "DtmfData":
-            result = self._dtmf(message.get("dtmfData"))
-        else:
-            self.counters["ignored_kinds"] += 1
-            result = IgnoredFrame(kind[:MAX_KIND_CHARS])
+        try:
+            if kind == "AudioData":
+                if self._format is None:
+                    raise ProtocolViolation(
+                        CLOSE_POLICY_VIOLATION, "AudioData before AudioMetadata"
+                    )
+                result = self._audio(message.get("audioData"), self._format)
+            elif kind == "AudioMetadata":
+                result = self._metadata(message.get("audioMetadata"))
+            elif kind == "DtmfData":
+                result = self._dtmf(message.get("dtmfData"))
+            else:
+                self.counters["ignored_kinds"] += 1
+                result = IgnoredFrame(kind[:MAX_KIND_CHARS])
+        except _Dropped as dropped:
+            self._drop(dropped.reason)
+            return None
         if result is not None:
             self._bad_in_a_row = 0
         return result
@@ -269,57 +284,57 @@ class StreamParser:
             )
         return None
 
-    def _audio(self, payload: object, audio_format: AudioFormat) -> AudioFrame | None:
+    def _audio(self, payload: object, audio_format: AudioFormat) -> AudioFrame:
         if type(payload) is not dict:
-            return self._drop(DropReason.MISSING_FIELD)
+            raise _Dropped(DropReason.MISSING_FIELD)
         silent = payload.get("silent", False)
         if type(silent) is not bool:
-            return self._drop(DropReason.INVALID_SILENT)
+            raise _Dropped(DropReason.INVALID_SILENT)
         data = payload.get("data")
         if silent and data in (None, ""):  # silence may come without its (zero) samples
             pcm = bytes(audio_format.interval_bytes)
         else:
             if type(data) is not str:
-                return self._drop(
+                raise _Dropped(
                     DropReason.MISSING_FIELD if data is None else DropReason.INVALID_BASE64
                 )
             if len(data) > self._max_base64_chars:  # surely too long: do not even decode it
-                return self._drop(DropReason.OVER_LENGTH)
+                raise _Dropped(DropReason.OVER_LENGTH)
             try:
                 pcm = binascii.a2b_base64(data, strict_mode=True)
             except ValueError:  # binascii.Error, or a non-ASCII string
-                return self._drop(DropReason.INVALID_BASE64)
+                raise _Dropped(DropReason.INVALID_BASE64)
             if not pcm:
-                return self._drop(DropReason.EMPTY_DATA)
+                raise _Dropped(DropReason.EMPTY_DATA)
             if len(pcm) & 1:
-                return self._drop(DropReason.ODD_LENGTH)
+                raise _Dropped(DropReason.ODD_LENGTH)
             if len(pcm) > audio_format.max_frame_bytes:
-                return self._drop(DropReason.OVER_LENGTH)
+                raise _Dropped(DropReason.OVER_LENGTH)
 
         stamp = payload.get("timestamp")
         timestamp = self._clock() if stamp is None else _parse_timestamp(stamp)
         if timestamp is None:
-            return self._drop(DropReason.INVALID_TIMESTAMP)
+            raise _Dropped(DropReason.INVALID_TIMESTAMP)
         participant = payload.get("participantRawID")
         if participant is not None and (
             type(participant) is not str or len(participant) > MAX_ID_CHARS
         ):
-            return self._drop(DropReason.INVALID_PARTICIPANT)
+            raise _Dropped(DropReason.INVALID_PARTICIPANT)
         participant = participant or None  # "" is no participant too
         mixed = participant is None
         if self._mixed is None:
             self._mixed = mixed
         elif mixed != self._mixed:
-            return self._drop(
+            raise _Dropped(
                 DropReason.UNEXPECTED_PARTICIPANT if self._mixed else DropReason.MISSING_PARTICIPANT
             )
 
         self.counters["audio_frames"] += 1
         return AudioFrame(timestamp, participant, pcm, silent)
 
-    def _dtmf(self, payload: object) -> DtmfFrame | None:
+    def _dtmf(self, payload: object) -> DtmfFrame:
         if type(payload) is not dict:
-            return self._drop(DropReason.INVALID_DTMF)
+            raise _Dropped(DropReason.INVALID_DTMF)
         tone = payload.get("data")
         stamp = payload.get("timestamp")
         participant = payload.get("participantRawID")
@@ -331,7 +346,7 @@ class StreamParser:
             or (participant is not None and type(participant) is not str)
             or (type(participant) is str and len(participant) > MAX_ID_CHARS)
         ):
-            return self._drop(DropReason.INVALID_DTMF)
+            raise _Dropped(DropReason.INVALID_DTMF)
         self.counters["dtmf_frames"] += 1
         return DtmfFrame(tone, timestamp, participant or None)
 
@@ -344,7 +359,6 @@ class StreamParser:
             raise ProtocolViolation(
                 CLOSE_INVALID_DATA, f"{self._bad_in_a_row} bad frames in a row (last: {reason})"
             )
-        return None
 
 
 # --- Writing: the exact inverse of StreamParser -----------------------------------------------
