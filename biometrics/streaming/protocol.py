@@ -35,7 +35,7 @@ after metadata: text that is not JSON                  drop                inval
   participantRawID not a string or null, or too long   drop                invalid_participant
   unmixed stream (first frame named a participant),    drop                missing_participant
     a frame without ``participantRawID`` (absent,
-    null, "", or a casing such as ``participantRawId``)
+    null, "", or another casing: ``participantRawId``)
   mixed stream (first frame named nobody), a frame     drop                unexpected_participant
     naming a participant
   ``silent`` not a boolean                             drop                invalid_silent
@@ -303,7 +303,7 @@ class StreamParser:
             try:
                 pcm = binascii.a2b_base64(data, strict_mode=True)
             except ValueError:  # binascii.Error, or a non-ASCII string
-                raise _Dropped(DropReason.INVALID_BASE64)
+                raise _Dropped(DropReason.INVALID_BASE64) from None
             if not pcm:
                 raise _Dropped(DropReason.EMPTY_DATA)
             if len(pcm) & 1:
