@@ -206,7 +206,7 @@ class Verdict:
 @dataclasses.dataclass(frozen=True)
 class Speaker:
     speaker_id: str
-    status: str  # PENDING_ENROLLMENT, ENROLLED, OPTED_OUT, EXPIRED
+    status: str  # PENDING_ENROLLMENT, ENROLLED or OPTED_OUT
     display_name: str | None
     aliases: tuple[str, ...]
     enrolled_speech_seconds: float
@@ -337,7 +337,7 @@ class Participant:
 @dataclasses.dataclass(frozen=True)
 class Call:
     call_id: str
-    status: str  # PENDING, ACTIVE, ENDED
+    status: str  # PENDING, ONGOING, ENDED
     correlation_id: str | None
     subscription_id: str | None
     sockets: int
