@@ -1,15 +1,44 @@
-"""The ``biometrics`` command: ``serve``, ``db upgrade``, ``cohort`` and ``calibrate``.
+"""The ``biometrics`` command.
 
-It maps flags onto :class:`Settings` and calls the package's own code."""
+Run and manage the service: ``serve``, ``db upgrade``, ``cohort`` and ``calibrate`` map flags
+onto ``Settings`` and call the package's own code. Talk to a running service: ``enroll``
+(bulk enrollment), ``verify`` and ``simulate-call`` are thin over ``biometrics.client`` and
+``biometrics.simulator``.
+
+Exit status: 0 on success; 1 when the work was done but failed (a speaker not enrolled, a
+voice not accepted, a call closed by the server); 2 for usage and start-up errors (bad
+arguments or configuration, a database, model, port or service that cannot be used).
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import importlib.metadata
+import json
 import logging
+import os
+import shutil
+import socket
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
+import sqlalchemy.exc
+
+from biometrics import simulator
+from biometrics.client import (
+    CONTENT_TYPES,
+    DEFAULT_URL,
+    ApiError,
+    Client,
+    ClientError,
+    RetryPolicy,
+    TransportError,
+    Verdict,
+)
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.errors import BiometricsError, ConfigError
@@ -18,37 +47,66 @@ from biometrics.store import Database, queries
 
 logger = logging.getLogger("biometrics")
 
+API_KEY_VARIABLE = "BIOMETRICS_API_KEY"
+ENROLLED = "ENROLLED"
+OPTED_OUT = "OPTED_OUT"
+MANIFEST_HEADER = ["speaker_id", "path"]
+BAR_WIDTH = 30
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="biometrics", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    db = commands.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
-    cohort = commands.add_parser(
-        "cohort", help="build the AS-norm impostor cohort of the configured model"
-    )
-    cohort.add_argument("data", type=Path, help="speech folder (LibriSpeech names or subfolders)")
-    cohort.add_argument("--per-speaker", type=int, default=3)
-    cohort.add_argument("--top-n", type=int, default=200)
-    cohort.add_argument("--exclude", nargs="*", default=[], help="speaker ids to leave out")
-    calibrate = commands.add_parser(
-        "calibrate", help="fit the configured model's score calibration on development speech"
-    )
-    calibrate.add_argument(
-        "data", type=Path, help="development speech, other speakers than the cohort"
-    )
-    calibrate.add_argument("--enroll-seconds", type=float, default=20.0)
-    calibrate.add_argument("--test-seconds", type=float, nargs="+", default=[3.0, 5.0])
-    calibrate.add_argument("--seed", type=int, default=0)
-    calibrate.add_argument(
-        "--raw", action="store_true", help="calibrate raw cosine scores, ignoring the cohort"
-    )
-    args = parser.parse_args(argv)
 
+class UsageError(Exception):
+    """Wrong input, or no service to talk to: nothing was done."""
+
+
+ENROLL_DESCRIPTION = """\
+Bulk-enroll recordings through a running biometrics service's REST API.
+
+SOURCE is a folder with one subfolder per speaker (the subfolder's name is the speaker_id,
+its .wav, .flac and .ogg files, taken in name order, are that speaker's recordings):
+
+    recordings/alice/call-1.wav
+    recordings/alice/call-2.flac
+    recordings/bob/intro.ogg
+
+or a CSV manifest with the header speaker_id,path (a relative path is relative to the
+manifest's folder; speakers are enrolled in the order they first appear).
+
+The run is resumable: a speaker the service already has ENROLLED is skipped (--overwrite
+re-enrolls it), and so is one that OPTED_OUT. Every other speaker's voiceprint is rebuilt
+from SOURCE alone: its first accepted upload replaces any earlier one, so a rerun after an
+interrupted run never counts a recording twice. A rejected file (bad audio, too little
+speech, too large) is reported and the speaker's other files are still sent.
+
+Progress goes to stderr (a bar on a terminal, one line per speaker otherwise), the summary
+table to stdout. Exit status: 0 when every speaker is enrolled or skipped, 1 when any
+failed, 2 for usage errors (no such source, bad manifest, service unreachable)."""
+
+SIMULATE_DESCRIPTION = """\
+Stream audio files to the service as an Azure Communication Services call would: one
+AudioMetadata message, then 20 ms AudioData frames per participant, on one WebSocket.
+
+    # unmixed: one participant per file, their frames interleaved on one socket
+    biometrics simulate-call --participant 8:acs:caller=caller.wav \\
+        --participant 8:acs:agent=agent.flac
+
+    # mixed: the files summed into one stream, at 24 kHz, paced like a real call
+    biometrics simulate-call --mixed call.wav --sample-rate 24000 --realtime
+
+    # claim who the caller says they are, and print the service's events as they come
+    biometrics simulate-call --call-id demo-1 --events \\
+        --participant 4:+15551234567=caller.wav --claim 4:+15551234567=alice
+
+Claims go to PUT /v1/calls/{call_id}/participants/{raw_id}/claim once the metadata is
+sent, before any audio. Exit status: 0 when every frame was sent and the socket closed
+normally; 1 when the connection failed or the server closed it (its code and reason are
+printed); 2 for usage errors (bad arguments, unreadable audio)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
+        if args.command in CLIENT_COMMANDS:
+            return int(CLIENT_COMMANDS[args.command](args))
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
@@ -61,6 +119,269 @@ def main(argv: list[str] | None = None) -> int:
     except BiometricsError as error:
         print(f"biometrics: error: {error.detail}", file=sys.stderr)
         return 2
+    except (UsageError, simulator.UsageError) as error:
+        print(f"biometrics {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+# --- Options -------------------------------------------------------------------------------
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; an option's help ends with its default, unless the help
+    already says what it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, argparse.SUPPRESS)
+        if action.option_strings and shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="biometrics",
+        description="Voice biometric authentication for contact centers: run the service and "
+        "manage its database\nand scoring, or enroll, verify and simulate calls against a "
+        "running service.",
+        epilog="Exit status: 0 success, 1 done but failed, 2 usage or start-up error.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"biometrics {_version()}", help="print the version"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description or summary, formatter_class=_Formatter
+        )
+
+    serve = command(
+        "serve",
+        "run the HTTP service",
+        "Run the HTTP service: the REST API and the ACS WebSocket /ws/acs. Its settings come\n"
+        "from BIOMETRICS_* environment variables (see the README).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+    db = command("db", "manage the database schema")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending migrations")
+
+    cohort = command("cohort", "build the AS-norm impostor cohort of the configured model")
+    cohort.add_argument("data", type=Path, help="speech folder (LibriSpeech names or subfolders)")
+    cohort.add_argument("--per-speaker", type=int, default=3, help="utterances per speaker")
+    cohort.add_argument("--top-n", type=int, default=200, help="cohort scores averaged (top N)")
+    cohort.add_argument(
+        "--exclude", nargs="*", default=[], help="speaker ids to leave out (default: none)"
+    )
+
+    calibrate = command(
+        "calibrate", "fit the configured model's score calibration on development speech"
+    )
+    calibrate.add_argument(
+        "data", type=Path, help="development speech, other speakers than the cohort"
+    )
+    calibrate.add_argument(
+        "--enroll-seconds", type=float, default=20.0, help="net speech of each enrollment"
+    )
+    calibrate.add_argument(
+        "--test-seconds", type=float, nargs="+", default=[3.0, 5.0], help="test lengths"
+    )
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the trial selection")
+    calibrate.add_argument(
+        "--raw", action="store_true", help="calibrate raw cosine scores, ignoring the cohort"
+    )
+
+    enroll = command(
+        "enroll", "bulk-enroll recordings through a running service", ENROLL_DESCRIPTION
+    )
+    enroll.add_argument(
+        "source",
+        type=Path,
+        help="a folder with one subfolder of recordings per speaker, or a speaker_id,path CSV",
+    )
+    _add_service_arguments(enroll)
+    enroll.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="re-enroll speakers that are already enrolled, replacing their voiceprint",
+    )
+    enroll.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    verify = command(
+        "verify",
+        "verify a recording against an enrolled speaker",
+        "Verify a recording (WAV, FLAC or Ogg) against a speaker's voiceprint and print the\n"
+        "verdict. Exit status: 0 for ACCEPT, 1 for any other decision, 2 for errors.",
+    )
+    verify.add_argument("speaker_id", help="the speaker the voice claims to be")
+    verify.add_argument("audio", type=Path, help="the recording")
+    verify.add_argument(
+        "--threshold", type=_score, help="decision threshold, 0 to 100 (default: the service's)"
+    )
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    _add_service_arguments(verify)
+
+    simulate = command(
+        "simulate-call", "stream audio files to the service as an ACS call", SIMULATE_DESCRIPTION
+    )
+    _add_simulate_arguments(simulate)
+    return parser
+
+
+def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help="the service's base URL")
+    parser.add_argument(
+        "--api-key",
+        help=f"API key, sent as a bearer token (default: ${API_KEY_VARIABLE}, if set)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=3,
+        metavar="N",
+        help="retries after a connection error, a timeout or HTTP 429/502/503/504",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for each answer",
+    )
+
+
+def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=simulator.DEFAULT_URL, help="the service's WebSocket")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--participant",
+        action="append",
+        default=[],
+        type=_pair("RAW_ID=PATH"),
+        metavar="RAW_ID=PATH",
+        help="unmixed: one participant's audio file (repeatable; default: none)",
+    )
+    source.add_argument(
+        "--mixed",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="mixed: files summed into one stream naming no participant (repeatable; "
+        "default: none)",
+    )
+    parser.add_argument(
+        "--call-id", help="sent as x-ms-call-connection-id (default: a random UUID)"
+    )
+    parser.add_argument(
+        "--call-id-in-query", action="store_true", help="also send the call id as ?call_id="
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        metavar="NAME:VALUE",
+        help="an extra header on the WebSocket request, e.g. Authorization (repeatable; "
+        "default: none)",
+    )
+    parser.add_argument(
+        "--sample-rate", type=int, choices=simulator.SAMPLE_RATES, default=16_000, help="call rate"
+    )
+    parser.add_argument("--realtime", action="store_true", help="pace frames at 20 ms")
+    parser.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        type=_pair("RAW_ID=SPEAKER_ID"),
+        metavar="RAW_ID=SPEAKER_ID",
+        help="claim a participant's identity before the audio (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--events", action="store_true", help="print the call's events until it ends"
+    )
+    parser.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="the REST API for claims and events (default: the WebSocket's host over http)",
+    )
+    parser.add_argument(
+        "--api-key",
+        help=f"API key for claims and events (default: ${API_KEY_VARIABLE}, if set)",
+    )
+    parser.add_argument(
+        "--linger",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the socket open this long after the last frame",
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("biometrics")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
+
+
+def _pair(shape: str) -> Any:
+    def parse(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key or not value:
+            raise argparse.ArgumentTypeError(f"expected {shape}, got {text!r}")
+        return key, value
+
+    return parse
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _score(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be from 0 to 100")
+    return value
+
+
+# --- The service: serve, db, cohort, calibrate -------------------------------------------------
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
@@ -68,24 +389,69 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 
     from biometrics.app import create_app
 
-    # Fail before binding the port when the database or model is unusable.
-    _, encoder = _prepared(settings)
-    app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
-    uvicorn.run(
-        app, host=host, port=port, log_config=None, ws_max_size=settings.stream_max_message_bytes
-    )
+    # Take the port first: a busy one is one line now, not a traceback after the model
+    # loaded. The socket is handed to uvicorn, so nothing can take the port meanwhile.
+    listener = _bind(host, port)
+    with listener:
+        _, encoder = _prepared(settings)
+        app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            ws_max_size=settings.stream_max_message_bytes,
+        )
+        uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error}") from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        listener.bind(address)
+    except OSError as error:
+        listener.close()
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason} (is another server running there? "
+            "choose another with --port)"
+        ) from None
+    return listener
 
 
 def _db_upgrade(settings: Settings) -> int:
-    Database(settings.database_url).upgrade()
+    _open_database(settings)
     return 0
 
 
-def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
+def _open_database(settings: Settings) -> Database:
+    """The database, reachable (and upgraded if ``auto_migrate``); ConfigError if not."""
     database = Database(settings.database_url)
-    if settings.auto_migrate:
-        database.upgrade()
+    try:
+        if settings.auto_migrate:
+            database.upgrade()
+        else:
+            database.ping()
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        database.dispose()
+        shown = database.engine.url.render_as_string(hide_password=True)
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())
+        raise ConfigError(
+            f"cannot use the database {shown} (BIOMETRICS_DATABASE_URL): {reason}"
+        ) from None
+    return database
+
+
+def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
+    database = _open_database(settings)
     encoder = load_encoder(
         settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
     )
@@ -168,3 +534,404 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
 def _require_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder of speech")
+
+
+# --- A running service: the client's settings ---------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    try:
+        return Client(
+            args.url,
+            api_key=args.api_key or os.environ.get(API_KEY_VARIABLE),
+            timeout=args.timeout,
+            retry=RetryPolicy(retries=args.retries),
+        )
+    except ValueError as error:
+        raise UsageError(f"--url: {error}") from None
+
+
+def _check_service(api: Client) -> None:
+    try:
+        api.health()
+    except TransportError as error:
+        raise UsageError(f"cannot reach the service at {api.base_url}: {error}") from None
+    except ApiError as error:
+        raise UsageError(
+            f"{api.base_url} does not look like the biometrics service: "
+            f"GET /healthz answered {error}"
+        ) from None
+
+
+# --- verify -------------------------------------------------------------------------------------
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if not args.audio.is_file():
+        raise UsageError(f"{args.audio} is not a file")
+    with _client(args) as api:
+        try:
+            verdict = api.verify(args.audio, args.speaker_id, threshold=args.threshold)
+        except ClientError as error:
+            raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps(dataclasses.asdict(verdict), default=str, indent=2))
+    else:
+        print(describe_verdict(verdict))
+    return 0 if verdict.accepted else 1
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """One line: the decision, then the score against the threshold when scored."""
+    parts = [f"{verdict.decision} {verdict.speaker_id or ''}".rstrip()]
+    if verdict.score is not None:
+        parts.append(f"score {verdict.score:.1f} (threshold {verdict.threshold:g})")
+    parts.append(f"{verdict.speech_seconds:.1f} s of speech")
+    if verdict.quality is not None and verdict.quality.issues:
+        parts.append("quality: " + ", ".join(verdict.quality.issues))
+    if verdict.detail:
+        parts.append(verdict.detail)
+    return ", ".join(parts)
+
+
+# --- simulate-call ------------------------------------------------------------------------------
+
+
+def _simulate_call(args: argparse.Namespace) -> int:
+    options = simulator.Options(
+        url=args.url,
+        participants=[(raw_id, Path(path)) for raw_id, path in args.participant],
+        mixed=args.mixed,
+        call_id=args.call_id,
+        call_id_in_query=args.call_id_in_query,
+        headers=dict(args.header),
+        sample_rate=args.sample_rate,
+        realtime=args.realtime,
+        claims=args.claim,
+        events=args.events,
+        api_url=args.api_url,
+        api_key=args.api_key or os.environ.get(API_KEY_VARIABLE),
+        linger=args.linger,
+    )
+    try:
+        simulator.simulate(options, sys.stdout)
+    except simulator.CallFailed as error:
+        print(f"biometrics simulate-call: {error}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+# --- enroll: reading the source -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    path: Path
+    label: str  # how the summary names the file
+
+
+def load_source(source: Path) -> dict[str, list[Recording]]:
+    """Each speaker_id with its recordings, in enrollment order."""
+    if source.is_dir():
+        return load_folder(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return load_manifest(source)
+    if source.exists():
+        raise UsageError(f"{source} is neither a folder nor a .csv manifest")
+    raise UsageError(f"{source} does not exist")
+
+
+def load_folder(root: Path) -> dict[str, list[Recording]]:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise UsageError(f"{root} has no speaker subfolders (one per speaker_id)")
+    return {
+        folder.name: [
+            Recording(path, path.name)
+            for path in sorted(folder.iterdir())
+            if path.is_file() and path.suffix.lower() in CONTENT_TYPES
+        ]
+        for folder in folders
+    }
+
+
+def load_manifest(manifest: Path) -> dict[str, list[Recording]]:
+    with manifest.open(newline="", encoding="utf-8-sig") as file:
+        rows = list(csv.reader(file))
+    if not rows or [cell.strip() for cell in rows[0]] != MANIFEST_HEADER:
+        raise UsageError(f"{manifest} must start with the header line: {','.join(MANIFEST_HEADER)}")
+    speakers: dict[str, list[Recording]] = {}
+    problems = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            problems.append(f"line {line}: expected speaker_id,path")
+            continue
+        speaker_id, name = row[0].strip(), row[1].strip()
+        path = manifest.parent / name  # an absolute name replaces the folder
+        if path.suffix.lower() not in CONTENT_TYPES:
+            problems.append(f"line {line}: {name} is not a .wav, .flac or .ogg file")
+        elif not path.is_file():
+            problems.append(f"line {line}: {name} does not exist")
+        else:
+            recordings = speakers.setdefault(speaker_id, [])
+            if all(recording.path != path for recording in recordings):
+                recordings.append(Recording(path, name))
+    if problems:
+        raise UsageError(f"{manifest} has problems:\n  " + "\n  ".join(problems))
+    if not speakers:
+        raise UsageError(f"{manifest} lists no recordings")
+    return speakers
+
+
+# --- enroll: enrolling ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    label: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What happened to one speaker."""
+
+    speaker_id: str
+    files_total: int
+    files_sent: int = 0
+    files_accepted: int = 0
+    status: str = "-"  # as the service last reported it; "-" if it has no such speaker
+    speech_seconds: float = 0.0  # net speech behind the voiceprint
+    remaining_seconds: float | None = None
+    skipped: str | None = None  # why nothing was sent
+    problem: str | None = None  # a failure that is not one file's
+    rejected: list[Rejection] = dataclasses.field(default_factory=list)
+
+    def record(self, status: str, enrolled_seconds: float, remaining: float | None) -> None:
+        """Take in the service's view of the speaker."""
+        self.status = status
+        self.speech_seconds = enrolled_seconds
+        self.remaining_seconds = remaining
+
+    @property
+    def failed(self) -> bool:
+        if self.skipped is not None:
+            return False
+        return self.problem is not None or bool(self.rejected) or self.status != ENROLLED
+
+    @property
+    def result(self) -> str:
+        if self.skipped is not None:
+            return f"skipped ({self.skipped})"
+        if not self.failed:
+            return "enrolled"
+        reasons = [self.problem] if self.problem else []
+        if self.rejected:
+            reasons.append(f"{len(self.rejected)} of {self.files_total} file(s) rejected")
+        if self.problem is None and self.status != ENROLLED and self.remaining_seconds:
+            reasons.append(f"needs {self.remaining_seconds:.1f} more seconds of speech")
+        return "FAILED: " + "; ".join(reasons)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    speakers = load_source(args.source)
+    with _client(args) as api:
+        _check_service(api)
+        total_files = sum(len(recordings) for recordings in speakers.values())
+        progress = Progress(total_files, sys.stderr, quiet=args.quiet)
+        try:
+            outcomes = enroll_all(api, speakers, overwrite=args.overwrite, progress=progress)
+        finally:
+            progress.close()
+    print_summary(outcomes, sys.stdout)
+    return 1 if any(outcome.failed for outcome in outcomes) else 0
+
+
+def enroll_all(
+    api: Client, speakers: dict[str, list[Recording]], *, overwrite: bool, progress: Progress
+) -> list[Outcome]:
+    """Enroll every speaker in turn. If the service stops answering, the rest are not tried."""
+    outcomes = []
+    answering = True
+    for speaker_id, recordings in speakers.items():
+        outcome = Outcome(speaker_id, files_total=len(recordings))
+        outcomes.append(outcome)
+        progress.start(speaker_id, len(recordings))
+        if not answering:
+            outcome.problem = "not tried: the service stopped answering"
+        else:
+            try:
+                enroll_speaker(api, recordings, outcome, overwrite=overwrite, progress=progress)
+            except TransportError as error:
+                outcome.problem = f"the service stopped answering ({error})"
+                answering = False
+        progress.finish(outcome)
+    return outcomes
+
+
+def enroll_speaker(
+    api: Client,
+    recordings: list[Recording],
+    outcome: Outcome,
+    *,
+    overwrite: bool,
+    progress: Progress,
+) -> None:
+    if not recordings:
+        outcome.problem = "no .wav, .flac or .ogg files in its folder"
+        return
+    try:
+        speaker = api.get_speaker(outcome.speaker_id)
+    except ApiError as error:
+        if error.code != "speaker_not_found":
+            outcome.problem = f"could not look the speaker up: {error}"
+            return
+    else:
+        outcome.record(
+            speaker.status, speaker.enrolled_speech_seconds, speaker.remaining_speech_seconds
+        )
+        if outcome.status == OPTED_OUT:
+            outcome.skipped = "opted out"
+            return
+        if outcome.status == ENROLLED and not overwrite:
+            outcome.skipped = "already enrolled"
+            return
+    for recording in recordings:
+        send(api, recording, outcome)
+        progress.advance()
+
+
+def send(api: Client, recording: Recording, outcome: Outcome) -> None:
+    """Upload one recording. The first accepted upload replaces any earlier voiceprint."""
+    try:
+        enrolled = api.enroll(
+            outcome.speaker_id, recording.path, replace=outcome.files_accepted == 0
+        )
+    except OSError as error:  # the file itself could not be read
+        outcome.rejected.append(Rejection(recording.label, f"could not read the file: {error}"))
+        return
+    except ApiError as error:
+        outcome.files_sent += 1
+        outcome.rejected.append(Rejection(recording.label, str(error)))
+        return
+    outcome.files_sent += 1
+    outcome.files_accepted += 1
+    outcome.record(
+        enrolled.status, enrolled.enrolled_speech_seconds, enrolled.remaining_speech_seconds
+    )
+
+
+# --- enroll: reporting ----------------------------------------------------------------------------
+
+
+class Progress:
+    """A bar on a terminal, one line per speaker elsewhere, or nothing at all."""
+
+    def __init__(self, total_files: int, stream: TextIO, *, quiet: bool) -> None:
+        self.total = total_files
+        self.stream = stream
+        if quiet:
+            self.style = "none"
+        else:
+            self.style = "bar" if stream.isatty() else "lines"
+        self.done = 0
+        self.speaker = ""
+        self._speaker_start = 0
+        self._speaker_files = 0
+
+    def start(self, speaker_id: str, files: int) -> None:
+        self.speaker = speaker_id
+        self._speaker_start = self.done
+        self._speaker_files = files
+        self._draw()
+
+    def advance(self) -> None:
+        self.done += 1
+        self._draw()
+
+    def finish(self, outcome: Outcome) -> None:
+        self.done = self._speaker_start + self._speaker_files
+        if self.style == "lines":
+            print(
+                f"{outcome.speaker_id}: {outcome.result} - {outcome.files_sent} file(s) sent, "
+                f"{outcome.speech_seconds:.1f} s of speech enrolled",
+                file=self.stream,
+                flush=True,
+            )
+        self._draw()
+
+    def close(self) -> None:
+        if self.style == "bar":
+            self.stream.write("\r" + " " * (self._width() - 1) + "\r")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        if self.style != "bar":
+            return
+        width = self._width()
+        filled = round(BAR_WIDTH * self.done / self.total) if self.total else BAR_WIDTH
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        line = f"[{bar}] {self.done}/{self.total} files  {self.speaker}"
+        self.stream.write("\r" + line[: width - 1].ljust(width - 1))
+        self.stream.flush()
+
+    @staticmethod
+    def _width() -> int:
+        return shutil.get_terminal_size((80, 24)).columns
+
+
+def print_summary(outcomes: list[Outcome], out: TextIO) -> None:
+    header = ["speaker_id", "files sent", "net speech (s)", "status", "result"]
+    rows = [
+        [o.speaker_id, str(o.files_sent), f"{o.speech_seconds:.1f}", o.status, o.result]
+        for o in outcomes
+    ]
+    total_speech = sum(o.speech_seconds for o in outcomes)
+    total_sent = sum(o.files_sent for o in outcomes)
+    rows.append(["total", str(total_sent), f"{total_speech:.1f}", "", ""])
+    print_table(header, rows, out, right_aligned={1, 2})
+
+    rejected = [(o.speaker_id, r) for o in outcomes for r in o.rejected]
+    if rejected:
+        print("\nRejected files:", file=out)
+        for speaker_id, rejection in rejected:
+            print(f"  {speaker_id}: {rejection.label} - {rejection.reason}", file=out)
+
+    enrolled = sum(1 for o in outcomes if o.result == "enrolled")
+    already = sum(1 for o in outcomes if o.skipped == "already enrolled")
+    opted_out = sum(1 for o in outcomes if o.skipped == "opted out")
+    failed = sum(1 for o in outcomes if o.failed)
+    print(
+        f"\n{len(outcomes)} speaker(s): {enrolled} enrolled, {already + opted_out} skipped "
+        f"({already} already enrolled, {opted_out} opted out), {failed} failed; "
+        f"{total_sent} file(s) sent, {len(rejected)} rejected",
+        file=out,
+    )
+
+
+def print_table(
+    header: list[str], rows: list[list[str]], out: TextIO, *, right_aligned: Iterable[int]
+) -> None:
+    """The rows under the header, the last one (a total) below a second rule."""
+    right = set(right_aligned)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    rule = "  ".join("-" * width for width in widths)
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    print(line(header), file=out)
+    print(rule, file=out)
+    for row in rows[:-1]:
+        print(line(row), file=out)
+    print(rule, file=out)
+    print(line(rows[-1]), file=out)
+
+
+CLIENT_COMMANDS = {"enroll": _enroll, "verify": _verify, "simulate-call": _simulate_call}

@@ -20,14 +20,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from biometrics import cli, simulator
 from biometrics.events.webhooks import SIGNATURE_HEADER, sign
+from biometrics.streaming import AudioFormat, DtmfFrame, encode_dtmf, encode_metadata
 from tests.events.receiver import WebhookReceiver
 from tests.streaming.helpers import (
     START,
     assert_follows_schedule,
     call_messages,
     live_settings,
-    simulate,
     voice,
 )
 from tests.voices import wav_bytes
@@ -125,7 +126,7 @@ def test_end_to_end_four_participant_call_with_claims_events_and_webhooks(live_s
             assert claimed.json()["call_status"] == "PENDING"
 
         streams = [
-            simulate.Stream(raw_id, simulate.to_pcm(voice(4.5, name, seed=10 + i)))
+            simulator.Stream(raw_id, simulator.to_pcm(voice(4.5, name, seed=10 + i)))
             for i, (raw_id, name) in enumerate(
                 ((ALICE, "a"), (BOB, "b"), (AGENT, "d"), (PHONE, "c"))
             )
@@ -133,12 +134,11 @@ def test_end_to_end_four_participant_call_with_claims_events_and_webhooks(live_s
 
         async def call() -> list[tuple[str, str, dict]]:
             events = asyncio.create_task(follow_events(live_server.url, call_id))
-            messages = simulate.messages_for(streams, 16_000, START, "sub-four")
-            await simulate.stream_call(
+            await simulator.stream_call(
                 ws_url(live_server),
                 {"x-ms-call-connection-id": call_id, "x-ms-call-correlation-id": "corr-four"},
-                messages,
-                START,
+                simulator.call_format(16_000, "sub-four"),
+                simulator.frames_for(streams, 16_000, START),
             )
             return await asyncio.wait_for(events, 30)
 
@@ -245,9 +245,7 @@ def test_end_to_end_a_reconnect_continues_the_same_call(live_server):
 
 
 def metadata(rate: int = 16_000, encoding: str = "PCM") -> str:
-    message = simulate.metadata_message("sub-bad", rate)
-    message["audioMetadata"]["encoding"] = encoding
-    return json.dumps(message)
+    return encode_metadata(AudioFormat("sub-bad", rate, 1, rate // 25), encoding=encoding)
 
 
 # Each closes with its code (README, "Bad input"); the drops are checked beside them.
@@ -281,19 +279,19 @@ def test_end_to_end_bad_input_closes_or_drops_while_another_call_streams(live_se
         good[0],
         "{oops",
         json.dumps({"kind": "AudioData", "audioData": {"timestamp": "x", "data": "AAA="}}),
-        json.dumps({"kind": "DtmfData", "dtmfData": {"data": "9"}}),
+        encode_dtmf(DtmfFrame("9", None, None)),
         *good[1:],
     ]
 
     async def scenario():
         async def good_call():
             # Paced like a real call, so that it is live while the bad sockets come and go.
-            streams = [simulate.Stream(ALICE, simulate.to_pcm(voice(3.0, "a", seed=7)))]
-            return await simulate.stream_call(
+            streams = [simulator.Stream(ALICE, simulator.to_pcm(voice(3.0, "a", seed=7)))]
+            return await simulator.stream_call(
                 ws_url(live_server),
                 {"x-ms-call-connection-id": good_id},
-                simulate.messages_for(streams, 16_000, START, "sub-good"),
-                START,
+                simulator.call_format(16_000, "sub-good"),
+                simulator.frames_for(streams, 16_000, START),
                 realtime=True,
             )
 
@@ -367,14 +365,14 @@ def test_end_to_end_the_call_simulator_claims_streams_and_prints_the_events(
     caller.write_bytes(wav_bytes(voice(4.0, "a", seed=9)))
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         enroll(http, "alice", "a", seed=1)
-    status = simulate.main(
+    status = cli.main(
         [
+            "simulate-call",
             "--url",
             ws_url(live_server),
             "--call-id",
             "e2e-simulated",
             "--events",
-            live_server.url,
             "--participant",
             f"{PHONE}={caller}",
             "--claim",
@@ -385,8 +383,10 @@ def test_end_to_end_the_call_simulator_claims_streams_and_prints_the_events(
     )
     printed = capsys.readouterr().out
     assert status == 0, printed
-    assert f"claim {PHONE} as alice: HTTP 200" in printed
+    assert f"claim {PHONE} as alice: claimed (call ONGOING)" in printed
+    assert "404" not in printed  # the events were followed once the call was known
     assert "event participant.joined:" in printed
     verdicts = [line for line in printed.splitlines() if line.startswith("event verdict.changed:")]
     assert '"decision":"NOT_ENOUGH_SPEECH"' in verdicts[0]  # the claim's, before the audio
     assert '"final":true' in verdicts[-1]  # fast frames: the model may skip steps, not this
+    assert printed.splitlines()[-3].startswith("event call.ended:")  # followed to the end

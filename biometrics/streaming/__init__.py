@@ -1,4 +1,4 @@
-"""Live calls: the ACS audio-streaming protocol, the call and its participants, the registry
+"""Live calls: the ACS audio-streaming protocol (read and written), the call and its participants, the registry
 of calls, and the WebSocket endpoint that feeds them. Streaming decides *when* a
 participant is judged; the verification service decides what the verdict is."""
 
@@ -13,6 +13,10 @@ from biometrics.streaming.protocol import (
     Message,
     ProtocolViolation,
     StreamParser,
+    encode_audio,
+    encode_dtmf,
+    encode_metadata,
+    format_timestamp,
 )
 
 __all__ = [
@@ -26,4 +30,8 @@ __all__ = [
     "Message",
     "ProtocolViolation",
     "StreamParser",
+    "encode_audio",
+    "encode_dtmf",
+    "encode_metadata",
+    "format_timestamp",
 ]

@@ -1,19 +1,22 @@
-"""The ACS audio-streaming wire format: parse and validate what a call sends, knowing no socket.
+"""The ACS audio-streaming wire format, both ways: parse and validate what a call sends, and
+write the same messages, knowing no socket.
 
 Azure Communication Services connects to us as the WebSocket client and sends JSON text
 frames (see shared/acs-protocol.md, section 1): one ``AudioMetadata`` first, then an
 ``AudioData`` frame every 20 ms per speaking participant, plus ``DtmfData`` when DTMF
-streaming is on. :class:`StreamParser` turns each frame into a typed value, or drops it, or
-raises :class:`ProtocolViolation` when the socket must close. The endpoint owns the socket;
-this module owns every JSON field name.
+streaming is on. ``StreamParser`` turns each frame into a typed value, or drops it, or
+raises ``ProtocolViolation`` when the socket must close. ``encode_metadata``,
+``encode_audio`` and ``encode_dtmf`` are its exact inverse (the call simulator and the
+tests build messages with them). The endpoint owns the socket; this module owns every JSON
+field name.
 
 The rule for bad input: a call whose *format* we cannot trust is closed, a single bad
 *frame* is dropped. Everything a peer can send ends in one of these rows, never in an
 unhandled exception:
 
-=====================================================  ==================  ===================
+=====================================================  ==================  ======================
 Input                                                  Action              Counted as
-=====================================================  ==================  ===================
+=====================================================  ==================  ======================
 before metadata: not JSON, no kind, or a binary frame  close 1007
 AudioMetadata: ``audioMetadata`` not an object, or a   close 1007
   field missing or of the wrong JSON type
@@ -24,26 +27,42 @@ a second AudioMetadata that differs from the first     close 1008
 a second AudioMetadata identical to the first          ignored, counted
 after metadata: text that is not JSON                  drop                invalid_json
   not an object, or ``kind`` missing / not a string    drop                invalid_message
-  ``audioData``, ``data`` or ``timestamp`` missing     drop                missing_field
+  ``audioData`` missing, or ``data`` missing           drop                missing_field
+    (not silent)
+  ``silent: true`` with empty or no ``data``           20 ms of zero PCM
+  ``timestamp`` missing                                stamped on arrival
   timestamp not ISO-8601                               drop                invalid_timestamp
   participantRawID not a string or null, or too long   drop                invalid_participant
+  unmixed stream (first frame named a participant),    drop                missing_participant
+    a frame without ``participantRawID`` (absent,
+    null, "", or another casing: ``participantRawId``)
+  mixed stream (first frame named nobody), a frame     drop                unexpected_participant
+    naming a participant
   ``silent`` not a boolean                             drop                invalid_silent
   data not a string of strict base64                   drop                invalid_base64
-  data decodes to no bytes                             drop                empty_data
+  data decodes to no bytes (not silent)                drop                empty_data
   data decodes to an odd number of bytes               drop                odd_length
-  data decodes to more than the announced length       drop                over_length
+  data longer than max(length, 20 ms at the rate)      drop                over_length
   a binary WebSocket frame                             drop                binary_frame
 malformed DtmfData (before or after metadata)          drop                invalid_dtmf
 DtmfData, unknown kinds (before or after metadata)     passed on, counted
 50 drops in a row (1 s of audio)                       close 1007
-=====================================================  ==================  ===================
+=====================================================  ==================  ======================
 
 1008 (policy violation) means "well-formed, but not something we accept"; 1007 (invalid
 data) means "we cannot read it". Any accepted message resets the run of bad frames, so a
 peer that sends garbage now and then keeps its call, and one that sends only garbage is
 closed within a second of audio. Frames shorter than ``length`` are accepted (a final
-partial frame is normal). A naive timestamp is taken as UTC; others are converted to UTC.
-A null, absent or empty ``participantRawID`` means mixed audio: one stream for the call.
+partial frame is normal), and so are frames of 20 ms at the announced rate when ``length``
+says less: a 24 kHz stream whose metadata keeps the 16 kHz default ``length: 640`` still
+sends 960-byte frames, and Microsoft's own JS parser takes them. A naive timestamp is taken
+as UTC; others are converted to UTC.
+
+Mixed or unmixed is fixed by the first accepted ``AudioData`` of the socket: a non-empty
+string under the exact key ``participantRawID`` makes it unmixed (one stream per
+participant), anything else mixed (``AudioFrame.participant_raw_id`` None). A frame of the
+other kind is then dropped rather than merged into a stream it does not belong to: the
+voice of someone unnamed must never be judged as a named participant's, or the reverse.
 
 Not handled here: how large a WebSocket message may be (the endpoint's ``max_size``) and
 how long to wait for the metadata (the endpoint's timeout); DtmfData and unknown kinds
@@ -52,10 +71,12 @@ are accepted before the metadata, so only a timeout bounds a peer that never sen
 
 from __future__ import annotations
 
+import base64
 import binascii
 import dataclasses
 import enum
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 CLOSE_INVALID_DATA = 1007
@@ -68,6 +89,7 @@ MAX_FRAME_BYTES = 65_536  # a preview doc announced "64 Kbytes" packets; GA send
 MAX_CONSECUTIVE_BAD_FRAMES = 50  # one second of 20 ms frames
 MAX_ID_CHARS = 256  # raw IDs are under 100 characters; this bounds what a peer can make us keep
 MAX_KIND_CHARS = 64
+FRAMES_PER_SECOND = 50  # ACS sends one frame every 20 ms
 
 
 class DropReason(enum.StrEnum):
@@ -85,6 +107,15 @@ class DropReason(enum.StrEnum):
     OVER_LENGTH = "over_length"
     BINARY_FRAME = "binary_frame"
     INVALID_DTMF = "invalid_dtmf"
+    MISSING_PARTICIPANT = "missing_participant"
+    UNEXPECTED_PARTICIPANT = "unexpected_participant"
+
+
+class _Dropped(Exception):
+    """Raised inside the parser for a frame to drop; ``feed_text`` counts it."""
+
+    def __init__(self, reason: DropReason) -> None:
+        self.reason = reason
 
 
 class ProtocolViolation(Exception):
@@ -103,19 +134,29 @@ class AudioFormat:
     subscription_id: str
     sample_rate: int
     channels: int
-    frame_bytes: int  # the largest frame the peer may send
+    frame_bytes: int  # the announced ``length``
 
     @property
     def frame_seconds(self) -> float:
         return self.frame_bytes / (2 * self.channels * self.sample_rate)
+
+    @property
+    def interval_bytes(self) -> int:
+        """Bytes in 20 ms at the announced rate: 640 at 16 kHz, 960 at 24 kHz."""
+        return 2 * self.channels * self.sample_rate // FRAMES_PER_SECOND
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame accepted: the announced length, or 20 ms if that is more."""
+        return max(self.frame_bytes, self.interval_bytes)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AudioFrame:
     """One ``AudioData`` frame: ``pcm`` is s16le mono at the format's rate, even-length."""
 
-    timestamp: datetime  # timezone-aware, UTC
-    participant_raw_id: str | None  # None in mixed mode
+    timestamp: datetime  # timezone-aware, UTC; the arrival time when ACS sent none
+    participant_raw_id: str | None  # None in mixed mode ("mixed" is an ordinary raw id)
     pcm: bytes
     silent: bool
 
@@ -145,13 +186,21 @@ class StreamParser:
     ``feed_text`` returns the parsed message, or None for a frame that was dropped (or a
     repeated metadata); it raises :class:`ProtocolViolation` when the socket must close.
     ``counters`` holds frames, metadata_frames, audio_frames, dtmf_frames, ignored_kinds,
-    dropped (all reasons) and ``dropped_<reason>`` for each :class:`DropReason`.
+    dropped (all reasons) and ``dropped_<reason>`` for each ``DropReason``. ``clock``
+    stamps frames that come without a timestamp (tests pass a fixed one).
     """
 
-    def __init__(self, *, max_consecutive_bad: int = MAX_CONSECUTIVE_BAD_FRAMES) -> None:
+    def __init__(
+        self,
+        *,
+        max_consecutive_bad: int = MAX_CONSECUTIVE_BAD_FRAMES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._max_bad = max_consecutive_bad
+        self._clock = clock
         self._bad_in_a_row = 0
         self._format: AudioFormat | None = None
+        self._mixed: bool | None = None
         self._max_base64_chars = 0
         self.counters: dict[str, int] = dict.fromkeys(
             ["frames", "metadata_frames", "audio_frames", "dtmf_frames", "ignored_kinds", "dropped"]
@@ -164,6 +213,11 @@ class StreamParser:
         """The announced format; None until a valid ``AudioMetadata`` arrived."""
         return self._format
 
+    @property
+    def mixed(self) -> bool | None:
+        """True for a mixed stream, False for unmixed; None until the first audio frame."""
+        return self._mixed
+
     def feed_text(self, text: str) -> Message | None:
         self.counters["frames"] += 1
         try:
@@ -173,27 +227,35 @@ class StreamParser:
                 raise ProtocolViolation(
                     CLOSE_INVALID_DATA, "expected AudioMetadata first: the frame is not JSON"
                 ) from None
-            return self._drop(DropReason.INVALID_JSON)
+            self._drop(DropReason.INVALID_JSON)
+            return None
         kind = message.get("kind") if type(message) is dict else None
         if type(kind) is not str:
             if self._format is None:
                 raise ProtocolViolation(
                     CLOSE_INVALID_DATA, "expected AudioMetadata first: the frame has no kind"
                 )
-            return self._drop(DropReason.INVALID_MESSAGE)
+            self._drop(DropReason.INVALID_MESSAGE)
+            return None
 
         result: Message | None
-        if kind == "AudioData":
-            if self._format is None:
-                raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "AudioData before AudioMetadata")
-            result = self._audio(message.get("audioData"), self._format)
-        elif kind == "AudioMetadata":
-            result = self._metadata(message.get("audioMetadata"))
-        elif kind == "DtmfData":
-            result = self._dtmf(message.get("dtmfData"))
-        else:
-            self.counters["ignored_kinds"] += 1
-            result = IgnoredFrame(kind[:MAX_KIND_CHARS])
+        try:
+            if kind == "AudioData":
+                if self._format is None:
+                    raise ProtocolViolation(
+                        CLOSE_POLICY_VIOLATION, "AudioData before AudioMetadata"
+                    )
+                result = self._audio(message.get("audioData"), self._format)
+            elif kind == "AudioMetadata":
+                result = self._metadata(message.get("audioMetadata"))
+            elif kind == "DtmfData":
+                result = self._dtmf(message.get("dtmfData"))
+            else:
+                self.counters["ignored_kinds"] += 1
+                result = IgnoredFrame(kind[:MAX_KIND_CHARS])
+        except _Dropped as dropped:
+            self._drop(dropped.reason)
+            return None
         if result is not None:
             self._bad_in_a_row = 0
         return result
@@ -214,7 +276,7 @@ class StreamParser:
         self.counters["metadata_frames"] += 1
         if self._format is None:
             self._format = announced
-            self._max_base64_chars = 4 * -(-announced.frame_bytes // 3)
+            self._max_base64_chars = 4 * -(-announced.max_frame_bytes // 3)
             return announced
         if announced != self._format:
             raise ProtocolViolation(
@@ -222,48 +284,57 @@ class StreamParser:
             )
         return None
 
-    def _audio(self, payload: object, audio_format: AudioFormat) -> AudioFrame | None:
+    def _audio(self, payload: object, audio_format: AudioFormat) -> AudioFrame:
         if type(payload) is not dict:
-            return self._drop(DropReason.MISSING_FIELD)
-        data = payload.get("data")
-        if type(data) is not str:
-            return self._drop(
-                DropReason.MISSING_FIELD if data is None else DropReason.INVALID_BASE64
-            )
-        if len(data) > self._max_base64_chars:  # surely too long: do not even decode it
-            return self._drop(DropReason.OVER_LENGTH)
-        try:
-            pcm = binascii.a2b_base64(data, strict_mode=True)
-        except ValueError:  # binascii.Error, or a non-ASCII string
-            return self._drop(DropReason.INVALID_BASE64)
-        if not pcm:
-            return self._drop(DropReason.EMPTY_DATA)
-        if len(pcm) & 1:
-            return self._drop(DropReason.ODD_LENGTH)
-        if len(pcm) > audio_format.frame_bytes:
-            return self._drop(DropReason.OVER_LENGTH)
-
-        stamp = payload.get("timestamp")
-        if stamp is None:
-            return self._drop(DropReason.MISSING_FIELD)
-        timestamp = _parse_timestamp(stamp)
-        if timestamp is None:
-            return self._drop(DropReason.INVALID_TIMESTAMP)
-        participant = payload.get("participantRawID")
-        if participant is not None:
-            if type(participant) is not str or len(participant) > MAX_ID_CHARS:
-                return self._drop(DropReason.INVALID_PARTICIPANT)
-            participant = participant or None  # "" is mixed audio too
+            raise _Dropped(DropReason.MISSING_FIELD)
         silent = payload.get("silent", False)
         if type(silent) is not bool:
-            return self._drop(DropReason.INVALID_SILENT)
+            raise _Dropped(DropReason.INVALID_SILENT)
+        data = payload.get("data")
+        if silent and data in (None, ""):  # silence may come without its (zero) samples
+            pcm = bytes(audio_format.interval_bytes)
+        else:
+            if type(data) is not str:
+                raise _Dropped(
+                    DropReason.MISSING_FIELD if data is None else DropReason.INVALID_BASE64
+                )
+            if len(data) > self._max_base64_chars:  # surely too long: do not even decode it
+                raise _Dropped(DropReason.OVER_LENGTH)
+            try:
+                pcm = binascii.a2b_base64(data, strict_mode=True)
+            except ValueError:  # binascii.Error, or a non-ASCII string
+                raise _Dropped(DropReason.INVALID_BASE64) from None
+            if not pcm:
+                raise _Dropped(DropReason.EMPTY_DATA)
+            if len(pcm) & 1:
+                raise _Dropped(DropReason.ODD_LENGTH)
+            if len(pcm) > audio_format.max_frame_bytes:
+                raise _Dropped(DropReason.OVER_LENGTH)
+
+        stamp = payload.get("timestamp")
+        timestamp = self._clock() if stamp is None else _parse_timestamp(stamp)
+        if timestamp is None:
+            raise _Dropped(DropReason.INVALID_TIMESTAMP)
+        participant = payload.get("participantRawID")
+        if participant is not None and (
+            type(participant) is not str or len(participant) > MAX_ID_CHARS
+        ):
+            raise _Dropped(DropReason.INVALID_PARTICIPANT)
+        participant = participant or None  # "" is no participant too
+        mixed = participant is None
+        if self._mixed is None:
+            self._mixed = mixed
+        elif mixed != self._mixed:
+            raise _Dropped(
+                DropReason.UNEXPECTED_PARTICIPANT if self._mixed else DropReason.MISSING_PARTICIPANT
+            )
 
         self.counters["audio_frames"] += 1
         return AudioFrame(timestamp, participant, pcm, silent)
 
-    def _dtmf(self, payload: object) -> DtmfFrame | None:
+    def _dtmf(self, payload: object) -> DtmfFrame:
         if type(payload) is not dict:
-            return self._drop(DropReason.INVALID_DTMF)
+            raise _Dropped(DropReason.INVALID_DTMF)
         tone = payload.get("data")
         stamp = payload.get("timestamp")
         participant = payload.get("participantRawID")
@@ -275,7 +346,7 @@ class StreamParser:
             or (participant is not None and type(participant) is not str)
             or (type(participant) is str and len(participant) > MAX_ID_CHARS)
         ):
-            return self._drop(DropReason.INVALID_DTMF)
+            raise _Dropped(DropReason.INVALID_DTMF)
         self.counters["dtmf_frames"] += 1
         return DtmfFrame(tone, timestamp, participant or None)
 
@@ -288,7 +359,60 @@ class StreamParser:
             raise ProtocolViolation(
                 CLOSE_INVALID_DATA, f"{self._bad_in_a_row} bad frames in a row (last: {reason})"
             )
-        return None
+
+
+# --- Writing: the exact inverse of StreamParser -----------------------------------------------
+
+
+def encode_metadata(audio_format: AudioFormat, encoding: str = "PCM") -> str:
+    """The ``AudioMetadata`` message that announces ``audio_format``."""
+    return _dumps(
+        {
+            "kind": "AudioMetadata",
+            "audioMetadata": {
+                "subscriptionId": audio_format.subscription_id,
+                "encoding": encoding,
+                "sampleRate": audio_format.sample_rate,
+                "channels": audio_format.channels,
+                "length": audio_format.frame_bytes,
+            },
+        }
+    )
+
+
+def encode_audio(frame: AudioFrame) -> str:
+    """An ``AudioData`` message; mixed audio (no participant) carries no participantRawID."""
+    data: dict[str, object] = {"timestamp": format_timestamp(frame.timestamp)}
+    if frame.participant_raw_id is not None:
+        data["participantRawID"] = frame.participant_raw_id
+    data["data"] = base64.b64encode(frame.pcm).decode("ascii")
+    data["silent"] = frame.silent
+    return _dumps({"kind": "AudioData", "audioData": data})
+
+
+def encode_dtmf(frame: DtmfFrame) -> str:
+    """A ``DtmfData`` message, with the optional fields only when set."""
+    data: dict[str, object] = {"data": frame.tone}
+    if frame.timestamp is not None:
+        data["timestamp"] = format_timestamp(frame.timestamp)
+    if frame.participant_raw_id is not None:
+        data["participantRawID"] = frame.participant_raw_id
+    return _dumps({"kind": "DtmfData", "dtmfData": data})
+
+
+def format_timestamp(moment: datetime) -> str:
+    """As ACS writes it, ``2024-11-15T19:16:12.925Z`` (naive means UTC); microseconds only
+    when the moment has them, so that parsing gives the same moment back."""
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    timespec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+def _dumps(message: dict[str, object]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- Reading helpers ------------------------------------------------------------------------
 
 
 def _parse_metadata(payload: object) -> AudioFormat:

@@ -4,21 +4,19 @@ frame functions, and readers for server-sent events."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import json
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from biometrics import simulator
 from biometrics.config import Settings
+from biometrics.streaming import encode_metadata
 from tests.voices import synthetic_speech
 
-ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2024, 11, 15, 19, 16, 12, 925_000, tzinfo=UTC)
 VOICES = {
     "a": {"pitch_hz": 110.0, "formants": (650.0, 1100.0, 2400.0)},
@@ -43,19 +41,13 @@ def live_settings(settings: Settings, **changes: Any) -> Settings:
     )
 
 
-def load_simulator() -> ModuleType:
-    name = "simulate_call_for_live_tests"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "simulate_call.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-simulate = load_simulator()
+# tests/streaming/test_endpoint.py still reads its metadata as a dict from here; this goes
+# once it writes it with encode_metadata.
+simulate = SimpleNamespace(
+    metadata_message=lambda subscription_id, rate: json.loads(
+        encode_metadata(simulator.call_format(rate, subscription_id))
+    )
+)
 
 
 def voice(seconds: float, name: str = "a", seed: int = 0, rate: int = 16_000) -> np.ndarray:
@@ -67,10 +59,10 @@ def call_messages(
 ) -> list[str]:
     """The whole call as the simulator sends it: metadata, then interleaved frames."""
     streams = [
-        simulate.Stream(raw_id, simulate.to_pcm(samples))
+        simulator.Stream(raw_id, simulator.to_pcm(samples))
         for raw_id, samples in participants.items()
     ]
-    return [json.dumps(m) for m in simulate.messages_for(streams, rate, START, subscription)]
+    return list(simulator.messages_for(streams, rate, START, subscription))
 
 
 def parse_sse(text: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -3,9 +3,8 @@ could send instead, each either dropped and counted or closing the socket with i
 
 from __future__ import annotations
 
-import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -20,41 +19,40 @@ from biometrics.streaming import (
     IgnoredFrame,
     ProtocolViolation,
     StreamParser,
+    encode_audio,
+    encode_dtmf,
+    encode_metadata,
+    format_timestamp,
 )
 from biometrics.streaming.protocol import MAX_CONSECUTIVE_BAD_FRAMES, MAX_REASON_BYTES
 
 SUBSCRIPTION = "89e8cb59-1d1b-4c5a-9a53-0a0d0f7b3c11"
 ALICE = "8:acs:3d20e1de-1111-2222-3333-444455556666_00000000-aaaa-bbbb-cccc-dddddddddddd"
 PCM_20MS = bytes(range(256)) * 2 + bytes(128)  # 640 bytes
+STAMP = datetime(2024, 11, 15, 19, 16, 12, 925_000, tzinfo=UTC)
+FORMAT = AudioFormat(SUBSCRIPTION, 16000, 1, 640)
 
 
-def metadata(**changes: Any) -> str:
-    fields = {
-        "subscriptionId": SUBSCRIPTION,
-        "encoding": "PCM",
-        "sampleRate": 16000,
-        "channels": 1,
-        "length": 640,
-    }
-    fields.update(changes)
-    return json.dumps({"kind": "AudioMetadata", "audioMetadata": fields})
-
-
-def audio(pcm: bytes = PCM_20MS, **changes: Any) -> str:
-    fields: dict[str, Any] = {
-        "timestamp": "2024-11-15T19:16:12.925Z",
-        "participantRawID": ALICE,
-        "data": base64.b64encode(pcm).decode(),
-        "silent": False,
-    }
-    fields.update(changes)
-    return json.dumps({"kind": "AudioData", "audioData": fields})
+def changed(message: str, **changes: Any) -> str:
+    """An encoded message with fields of its payload replaced (``None`` included)."""
+    decoded = json.loads(message)
+    payload = next(value for key, value in decoded.items() if key != "kind")
+    payload.update(changes)
+    return json.dumps(decoded)
 
 
 def without(message: str, field: str) -> str:
     decoded = json.loads(message)
     decoded["audioData"].pop(field)
     return json.dumps(decoded)
+
+
+def metadata(**changes: Any) -> str:
+    return changed(encode_metadata(FORMAT), **changes)
+
+
+def audio(pcm: bytes = PCM_20MS, **changes: Any) -> str:
+    return changed(encode_audio(AudioFrame(STAMP, ALICE, pcm, silent=False)), **changes)
 
 
 def started(**changes: Any) -> StreamParser:
@@ -150,18 +148,15 @@ def test_timestamps_are_parsed_as_utc(stamp: str, expected: datetime) -> None:
 
 def test_dtmf_is_passed_on_and_counted() -> None:
     parser = started()
-    assert parser.feed_text('{"kind":"DtmfData","dtmfData":{"data":"3"}}') == DtmfFrame(
-        "3", None, None
-    )
-    full = {"data": "#", "timestamp": "2024-11-15T19:16:12Z", "participantRawID": ALICE}
-    tone = parser.feed_text(json.dumps({"kind": "DtmfData", "dtmfData": full}))
-    assert tone == DtmfFrame("#", datetime(2024, 11, 15, 19, 16, 12, tzinfo=UTC), ALICE)
+    assert parser.feed_text(encode_dtmf(DtmfFrame("3", None, None))) == DtmfFrame("3", None, None)
+    full = DtmfFrame("#", datetime(2024, 11, 15, 19, 16, 12, tzinfo=UTC), ALICE)
+    assert parser.feed_text(encode_dtmf(full)) == full
     assert parser.counters["dtmf_frames"] == 2
 
 
 def test_dtmf_and_unknown_kinds_may_come_before_the_metadata() -> None:
     parser = StreamParser()
-    assert isinstance(parser.feed_text('{"kind":"DtmfData","dtmfData":{"data":"1"}}'), DtmfFrame)
+    assert isinstance(parser.feed_text(encode_dtmf(DtmfFrame("1", None, None))), DtmfFrame)
     assert parser.feed_text('{"kind":"Hello"}') == IgnoredFrame("Hello")
     assert isinstance(parser.feed_text(metadata()), AudioFormat)
 
@@ -181,6 +176,204 @@ def test_a_repeated_identical_metadata_is_ignored() -> None:
     assert parser.feed_text(metadata(encoding="pcm")) is None  # same format, other spelling
     assert parser.counters["metadata_frames"] == 2
     assert parser.counters["dropped"] == 0
+
+
+# --- Writing: parse(encode(x)) == x ------------------------------------------------------------
+
+FORMATS = [
+    AudioFormat(SUBSCRIPTION, 16000, 1, 640),
+    AudioFormat("sub-24k", 24000, 1, 960),
+    AudioFormat("sub-24k-default-length", 24000, 1, 640),
+    AudioFormat("ü-subscription", 16000, 1, 2),
+    AudioFormat("", 16000, 1, 65_536),
+]
+FRAMES = [
+    AudioFrame(STAMP, ALICE, PCM_20MS, silent=False),
+    AudioFrame(STAMP, None, PCM_20MS[:2], silent=False),  # mixed, a final short frame
+    AudioFrame(STAMP, "4:+14255550123", bytes(640), silent=True),
+    AudioFrame(STAMP + timedelta(microseconds=1), "mixed", PCM_20MS, silent=False),
+    AudioFrame(datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), "8:acs:ü/é", b"\xff\x7f", True),
+]
+TONES = [
+    DtmfFrame("3", None, None),
+    DtmfFrame("#", STAMP, ALICE),
+    DtmfFrame("*", None, "4:+14255550123"),
+    DtmfFrame("0", datetime(2030, 1, 1, tzinfo=UTC), None),
+]
+
+
+@pytest.mark.parametrize("announced", FORMATS)
+def test_an_encoded_metadata_parses_to_the_same_format(announced: AudioFormat) -> None:
+    assert StreamParser().feed_text(encode_metadata(announced)) == announced
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_an_encoded_audio_frame_parses_to_the_same_frame(frame: AudioFrame) -> None:
+    parser = StreamParser()
+    parser.feed_text(encode_metadata(FORMAT))
+    assert parser.feed_text(encode_audio(frame)) == frame
+
+
+@pytest.mark.parametrize("tone", TONES)
+def test_an_encoded_dtmf_tone_parses_to_the_same_tone(tone: DtmfFrame) -> None:
+    assert StreamParser().feed_text(encode_dtmf(tone)) == tone
+
+
+def test_messages_are_written_as_acs_writes_them() -> None:
+    assert json.loads(encode_metadata(FORMAT)) == {
+        "kind": "AudioMetadata",
+        "audioMetadata": {
+            "subscriptionId": SUBSCRIPTION,
+            "encoding": "PCM",
+            "sampleRate": 16000,
+            "channels": 1,
+            "length": 640,
+        },
+    }
+    written = json.loads(encode_audio(AudioFrame(STAMP, ALICE, b"\x01\x00", silent=False)))
+    assert written == {
+        "kind": "AudioData",
+        "audioData": {
+            "timestamp": "2024-11-15T19:16:12.925Z",
+            "participantRawID": ALICE,
+            "data": "AQA=",
+            "silent": False,
+        },
+    }
+    mixed = json.loads(encode_audio(AudioFrame(STAMP, None, b"\x01\x00", silent=False)))
+    assert "participantRawID" not in mixed["audioData"]
+
+
+@pytest.mark.parametrize(
+    ("moment", "written"),
+    [
+        (STAMP, "2024-11-15T19:16:12.925Z"),
+        (
+            datetime(2024, 11, 15, 21, 16, 12, tzinfo=timezone(timedelta(hours=2))),
+            "2024-11-15T19:16:12.000Z",
+        ),
+        (datetime(2024, 11, 15, 19, 16, 12, 925_000), "2024-11-15T19:16:12.925Z"),  # naive: UTC
+        (datetime(2024, 11, 15, 19, 16, 12, 925_001, tzinfo=UTC), "2024-11-15T19:16:12.925001Z"),
+    ],
+)
+def test_timestamps_are_written_in_utc_with_milliseconds(moment: datetime, written: str) -> None:
+    assert format_timestamp(moment) == written
+
+
+# --- What ACS may send that older parsers refused ---------------------------------------------
+
+
+def test_a_24_khz_stream_announcing_the_16_khz_length_keeps_its_20_ms_frames() -> None:
+    parser = started(sampleRate=24000, length=640)
+    frame = parser.feed_text(audio(bytes(960)))
+    assert isinstance(frame, AudioFrame) and len(frame.pcm) == 960
+    assert parser.format is not None and parser.format.max_frame_bytes == 960
+    assert parser.feed_text(audio(bytes(962))) is None  # beyond 20 ms: still too long
+    assert parser.counters["dropped_over_length"] == 1
+
+
+def test_a_longer_announced_length_is_the_limit() -> None:
+    parser = started(length=1280)
+    assert isinstance(parser.feed_text(audio(bytes(1280))), AudioFrame)
+    assert parser.feed_text(audio(bytes(1282))) is None
+
+
+@pytest.mark.parametrize(("rate", "size"), [(16000, 640), (24000, 960)])
+@pytest.mark.parametrize("data", ["", None, "absent"])
+def test_a_silent_frame_without_data_is_20_ms_of_silence(
+    rate: int, size: int, data: str | None
+) -> None:
+    parser = started(sampleRate=rate, length=size)
+    message = without(audio(), "data") if data == "absent" else audio(data=data)
+    frame = parser.feed_text(changed(message, silent=True))
+    assert frame == AudioFrame(STAMP, ALICE, bytes(size), silent=True)
+    assert parser.counters["dropped"] == 0
+
+
+def test_empty_data_that_is_not_silent_is_still_dropped() -> None:
+    parser = started()
+    assert parser.feed_text(audio(data="", silent=False)) is None
+    assert parser.counters["dropped_empty_data"] == 1
+
+
+def test_a_frame_without_timestamp_is_stamped_when_it_arrives() -> None:
+    arrived = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+    parser = StreamParser(clock=lambda: arrived)
+    parser.feed_text(metadata())
+    frame = parser.feed_text(without(audio(), "timestamp"))
+    assert isinstance(frame, AudioFrame) and frame.timestamp == arrived
+    stamped = parser.feed_text(audio())
+    assert isinstance(stamped, AudioFrame) and stamped.timestamp == STAMP
+
+
+def test_the_default_clock_stamps_now_in_utc() -> None:
+    before = datetime.now(UTC)
+    frame = started().feed_text(without(audio(), "timestamp"))
+    assert isinstance(frame, AudioFrame)
+    assert before <= frame.timestamp <= datetime.now(UTC)
+    assert frame.timestamp.utcoffset() == timedelta(0)
+
+
+def test_the_first_frame_naming_a_participant_makes_the_stream_unmixed() -> None:
+    parser = started()
+    assert parser.mixed is None
+    parser.feed_text(audio())
+    assert parser.mixed is False
+
+
+@pytest.mark.parametrize(
+    "unnamed",
+    [
+        without(audio(), "participantRawID"),
+        audio(participantRawID=None),
+        audio(participantRawID=""),
+        changed(without(audio(), "participantRawID"), participantRawId=ALICE),  # wrong casing
+    ],
+    ids=["absent", "null", "empty", "participantRawId"],
+)
+def test_in_an_unmixed_stream_a_frame_naming_nobody_is_dropped(unnamed: str) -> None:
+    parser = started()
+    parser.feed_text(audio())
+    assert parser.feed_text(unnamed) is None
+    assert parser.counters["dropped_missing_participant"] == 1
+    assert parser.counters["audio_frames"] == 1
+    assert parser.mixed is False
+
+
+@pytest.mark.parametrize(
+    "unnamed",
+    [
+        without(audio(), "participantRawID"),
+        audio(participantRawID=None),
+        audio(participantRawID=""),
+        changed(without(audio(), "participantRawID"), participantRawId=ALICE),
+    ],
+    ids=["absent", "null", "empty", "participantRawId"],
+)
+def test_a_first_frame_naming_nobody_makes_the_stream_mixed(unnamed: str) -> None:
+    parser = started()
+    frame = parser.feed_text(unnamed)
+    assert isinstance(frame, AudioFrame) and frame.participant_raw_id is None
+    assert parser.mixed is True
+    assert parser.feed_text(audio()) is None  # a named frame is not merged into the mix
+    assert parser.counters["dropped_unexpected_participant"] == 1
+
+
+def test_a_participant_called_mixed_is_an_ordinary_participant() -> None:
+    parser = started()
+    frame = parser.feed_text(audio(participantRawID="mixed"))
+    assert isinstance(frame, AudioFrame) and frame.participant_raw_id == "mixed"
+    assert parser.mixed is False
+    assert parser.feed_text(audio(participantRawID=None)) is None
+    assert parser.counters["dropped_missing_participant"] == 1
+
+
+def test_a_dropped_first_frame_does_not_fix_the_mode() -> None:
+    parser = started()
+    assert parser.feed_text(audio(participantRawID=None, data="%%%%")) is None
+    assert parser.mixed is None
+    assert isinstance(parser.feed_text(audio()), AudioFrame)
+    assert parser.mixed is False
 
 
 # --- Bad input that closes the socket -----------------------------------------------------
@@ -276,7 +469,6 @@ DROPPED = [
     ('{"kind": "AudioData"}', DropReason.MISSING_FIELD),
     ('{"kind": "AudioData", "audioData": "AAAA"}', DropReason.MISSING_FIELD),
     (without(audio(), "data"), DropReason.MISSING_FIELD),
-    (without(audio(), "timestamp"), DropReason.MISSING_FIELD),
     (audio(timestamp="yesterday"), DropReason.INVALID_TIMESTAMP),
     (audio(timestamp=1731698172925), DropReason.INVALID_TIMESTAMP),
     (audio(timestamp="0001-01-01T00:00:00+01:00"), DropReason.INVALID_TIMESTAMP),
