@@ -1,6 +1,6 @@
-"""Live calls: the ACS audio-streaming protocol (read and written), the call and its participants, the registry
-of calls, and the WebSocket endpoint that feeds them. Streaming decides *when* a
-participant is judged; the verification service decides what the verdict is."""
+"""Live calls: the ACS audio-streaming protocol (read and written), the call and its
+participants, the registry of calls, and the WebSocket endpoint that feeds them. Streaming
+decides *when* a participant is judged; the verification service decides the verdict."""
 
 from biometrics.streaming.protocol import (
     CLOSE_INVALID_DATA,

@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 
 from biometrics.app import create_app
 from biometrics.embedding import load_encoder
-from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 from biometrics.store import Database
+from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 from tests.api.helpers import VOICE_A, VOICE_B, enroll, speech_wav, verify
 from tests.voices import synthetic_speech, wav_bytes
 
