@@ -192,7 +192,7 @@ def _participant_json(call: CallSummary, participant: ParticipantSummary) -> dic
 
 
 def _call_id(request: Request) -> str:
-    call_id = request.path_params["call_id"]
+    call_id: str = request.path_params["call_id"]
     problem = call_id_problem(call_id)
     if problem is not None:
         raise InvalidRequest(f"bad call id: {problem}")
@@ -200,7 +200,7 @@ def _call_id(request: Request) -> str:
 
 
 def _raw_id(request: Request) -> str:
-    raw_id = request.path_params["participant_raw_id"]
+    raw_id: str = request.path_params["participant_raw_id"]
     if not raw_id or len(raw_id) > MAX_CALL_ID_CHARS or not raw_id.isprintable():
         raise InvalidRequest(
             f"a participant raw id has 1 to {MAX_CALL_ID_CHARS} printable characters "

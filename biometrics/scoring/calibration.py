@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from biometrics.scoring.thresholds import threshold_at_far
 
@@ -29,12 +30,13 @@ class Calibration:
     normalized: bool  # fitted on AS-normalised scores
     thresholds: dict[float, float]  # false-accept rate -> 0-100 threshold
 
-    def llr(self, score: np.ndarray | float) -> np.ndarray:
+    def llr(self, score: npt.ArrayLike) -> npt.NDArray[np.float64]:
         return self.slope * np.asarray(score, dtype=np.float64) + self.intercept
 
-    def score(self, raw: np.ndarray | float) -> np.ndarray:
+    def score(self, raw: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The calibrated 0-100 score."""
-        return 100.0 / (1.0 + np.exp(-self.llr(raw)))
+        calibrated: npt.NDArray[np.float64] = 100.0 / (1.0 + np.exp(-self.llr(raw)))
+        return calibrated
 
     def threshold_for_far(self, far: float) -> float:
         """The 0-100 threshold whose measured false-accept rate is ``far``

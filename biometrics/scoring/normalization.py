@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import numpy.typing as npt
 
 DEFAULT_TOP_N = 200
 
@@ -41,7 +42,8 @@ def as_norm(
     enroll_mean, enroll_std = cohort.statistics(enroll)
     test_mean, test_std = cohort.statistics(tests)
     scores = np.atleast_2d(scores)
-    return 0.5 * (
+    normalized: npt.NDArray[np.float64] = 0.5 * (
         (scores - enroll_mean[None, :]) / enroll_std[None, :]
         + (scores - test_mean[:, None]) / test_std[:, None]
     )
+    return normalized
