@@ -1,5 +1,7 @@
-"""End to end on real speech: a real uvicorn server, enrollment from 20 s or more of
-a LibriSpeech reader, verification of other recordings, on SQLite and PostgreSQL."""
+"""End to end on real speech with the default configuration (the bundled model and its
+shipped calibration): a real uvicorn server, enrollment from 20 s or more of a LibriSpeech
+reader, then other recordings of the reader accepted and another reader's rejected, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,10 +10,22 @@ from pathlib import Path
 import httpx
 import pytest
 
+from biometrics.config import Settings
+from biometrics.embedding import load_encoder
 from tests.conftest import LIBRISPEECH
 
 DEV = LIBRISPEECH / "test-other-dev"
 pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared LibriSpeech excerpts absent")
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return load_encoder("bundled", tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return Settings(database_url=database_url, model_cache_dir=tmp_path, auto_migrate=False)
 
 
 def utterances(speaker: str) -> list[Path]:
@@ -34,16 +48,21 @@ def test_end_to_end_enroll_from_recordings_and_verify(live_server):
         assert enrolled["status"] == "ENROLLED"
         assert enrolled["enrolled_speech_seconds"] >= 20
 
-        longest = [max(utterances(s)[6:], key=lambda p: p.stat().st_size) for s in ("1688", "367")]
-        for path in longest:
+        verdicts = {}
+        for speaker in ("1688", "367"):
+            path = max(utterances(speaker)[6:], key=lambda p: p.stat().st_size)
             with path.open("rb") as audio:
-                verdict = client.post(
+                verdicts[speaker] = client.post(
                     "/v1/verify",
                     data={"speaker_id": "reader-1688"},
                     files={"audio": (path.name, audio, "audio/flac")},
                 ).json()
-            assert verdict["decision"] in ("ACCEPT", "REJECT")
-            assert 0 <= verdict["score"] <= 100
+        genuine, impostor = verdicts["1688"], verdicts["367"]
+        assert genuine["decision"] == "ACCEPT", genuine
+        assert impostor["decision"] == "REJECT", impostor
+        assert genuine["calibrated"] is True and genuine["threshold"] == impostor["threshold"]
+        assert genuine["score"] >= genuine["threshold"] > impostor["score"]
+        for verdict in (genuine, impostor):
             assert verdict["speech_seconds"] >= live_server.settings.min_verify_speech_seconds
 
         speaker = client.get("/v1/speakers/reader-1688").json()
