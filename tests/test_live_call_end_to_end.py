@@ -214,6 +214,13 @@ def test_end_to_end_mixed_call_at_24_khz_named_in_the_query(live_server):
         call = wait_for_call(http, "e2e-mixed", lambda c: c["status"] == "ENDED")
         history = http.get(participant_path("e2e-mixed", "mixed", "verdicts")).json()["verdicts"]
     (mixed,) = call["participants"]
+    assert call["audio_format"] == {
+        "encoding": "PCM",
+        "sample_rate": 24_000,
+        "channels": 1,
+        "frame_bytes": 960,
+        "mixed": True,
+    }
     assert mixed["participant_raw_id"] == "mixed" and mixed["mixed"] is True
     assert mixed["frames"] == 225 and mixed["net_speech_seconds"] > 3
     assert_follows_schedule(history)
