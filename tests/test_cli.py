@@ -1,28 +1,48 @@
-"""The ``biometrics`` command as an operator runs it: a real process, real port."""
+"""The ``biometrics`` command as an operator runs it: a real process, real port; and its
+help, version and verify command in-process."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from biometrics import cli
 from tests.api.helpers import speech_wav
 
+ROOT = Path(__file__).resolve().parents[1]
 BIOMETRICS = [sys.executable, "-m", "biometrics"]
+UNREACHABLE_POSTGRES = "postgresql+psycopg://nobody:x@127.0.0.1:1/db"
 
 
 def clean_env(tmp_path: Path, **variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIOMETRICS_")}
     env.update(HOME=str(tmp_path), HF_HUB_OFFLINE="1", BIOMETRICS_LOG_FORMAT="json")
+    env.update(PYTHONPATH=str(ROOT))  # this checkout's package, not an installed one
     env.update(variables)
     return env
+
+
+def run(tmp_path: Path, *argv: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BIOMETRICS, *argv],
+        env=clean_env(tmp_path, **variables),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_invalid_configuration_fails_at_start_naming_the_variable(tmp_path):
@@ -39,13 +59,10 @@ def test_invalid_configuration_fails_at_start_naming_the_variable(tmp_path):
 
 
 def test_an_unreachable_model_source_refuses_to_start(tmp_path):
-    result = subprocess.run(
-        [*BIOMETRICS, "serve", "--port", "9"],
-        env=clean_env(tmp_path, BIOMETRICS_MODEL_SOURCE="example/not-downloadable"),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run(
+        tmp_path,
+        *("serve", "--port", str(free_port())),
+        BIOMETRICS_MODEL_SOURCE="example/not-downloadable",
     )
     assert result.returncode == 2
     assert "'example/not-downloadable'" in result.stderr
@@ -123,3 +140,135 @@ def _wait_ready(base: str, server: subprocess.Popen) -> dict:
             pass
         time.sleep(0.2)
     pytest.fail("server did not become ready")
+
+
+# --- Start-up errors are one line -------------------------------------------------------------
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["serve", "--port", "0"]])
+def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path, command):
+    line = one_line_error(
+        run(
+            tmp_path,
+            *command,
+            BIOMETRICS_DATABASE_URL=UNREACHABLE_POSTGRES,
+            BIOMETRICS_MODEL_SOURCE="example/not-downloadable",  # never reached
+        )
+    )
+    assert line.startswith("biometrics: error: cannot use the database")
+    assert "nobody:***@127.0.0.1:1/db" in line and "BIOMETRICS_DATABASE_URL" in line
+    assert "not-downloadable" not in line
+
+
+def test_a_sqlite_file_in_a_missing_folder_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "no" / "such" / "folder" / "biometrics.db"
+    line = one_line_error(
+        run(tmp_path, "db", "upgrade", BIOMETRICS_DATABASE_URL=f"sqlite:///{path}")
+    )
+    assert "cannot use the database" in line and str(path) in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_sqlite_file_in_a_read_only_folder_is_one_line_and_exit_2(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    url = f"sqlite:///{folder / 'biometrics.db'}"
+    line = one_line_error(run(tmp_path, "db", "upgrade", BIOMETRICS_DATABASE_URL=url))
+    assert "cannot use the database" in line
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_serve_on_a_busy_port_says_so_before_loading_the_model(tmp_path, busy_port):
+    line = one_line_error(
+        run(
+            tmp_path,
+            *("serve", "--port", str(busy_port)),
+            BIOMETRICS_MODEL_SOURCE="example/not-downloadable",  # loading it would fail
+        )
+    )
+    assert f"cannot listen on 127.0.0.1:{busy_port}" in line and "--port" in line
+
+
+# --- Help and version -----------------------------------------------------------------------------
+
+
+def test_version_is_the_packages(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert (
+        capsys.readouterr().out.strip() == f"biometrics {importlib.metadata.version('biometrics')}"
+    )
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (chooser,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(chooser.choices)
+
+
+def test_help_is_plain_text_and_every_option_says_its_default():
+    parser = cli.build_parser()
+    parsers = {"biometrics": parser, **subcommands(parser)}
+    assert set(parsers) >= {
+        "serve",
+        "db",
+        "cohort",
+        "calibrate",
+        "enroll",
+        "verify",
+        "simulate-call",
+    }
+    for name, command in parsers.items():
+        text = command.format_help()
+        for markup in ("``", ":class:", ":func:", ":meth:"):
+            assert markup not in text, (name, markup)
+        for action in command._actions:
+            if not action.option_strings or action.dest in ("help", "version"):
+                continue
+            assert action.help, (name, action.dest)
+            shown = command._get_formatter()._expand_help(action)
+            assert "default" in shown, (name, action.dest, shown)
+
+
+# --- verify ---------------------------------------------------------------------------------------
+
+
+def test_verify_prints_the_verdict_and_exits_0_only_on_accept(live_server, tmp_path, capsys):
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        for seed in (1, 2):
+            http.post(
+                "/v1/speakers/ada/enrollments",
+                content=speech_wav(6.0, seed),
+                headers={"content-type": "audio/wav"},
+            ).raise_for_status()
+    recording = tmp_path / "call.wav"
+    recording.write_bytes(speech_wav(4.0, 9))
+    argv = ["verify", "ada", str(recording), "--url", live_server.url]
+
+    assert cli.main([*argv, "--threshold", "0"]) == 0
+    assert capsys.readouterr().out.startswith("ACCEPT ada, score ")
+    assert cli.main([*argv, "--threshold", "100"]) == 1
+    assert "REJECT ada" in capsys.readouterr().out
+    assert cli.main([*argv, "--json"]) in (0, 1)
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["speaker_id"] == "ada" and verdict["model"]["sha256"]
+
+    assert cli.main(["verify", "nobody", str(recording), "--url", live_server.url]) == 2
+    assert "HTTP 404 speaker_not_found" in capsys.readouterr().err
+    assert cli.main(["verify", "ada", str(tmp_path / "missing.wav")]) == 2
+    assert "missing.wav is not a file" in capsys.readouterr().err

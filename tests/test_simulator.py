@@ -1,12 +1,11 @@
-"""scripts/simulate_call.py: the frames it makes (pure, no server), and its send loop against a
-small local WebSocket server that records what arrives or closes on it."""
+"""biometrics.simulator (``biometrics simulate-call``): the frames it makes (pure, no server),
+its send loop against a small local WebSocket server that records what arrives or closes on
+it, and its claims and events against the real service."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import importlib.util
 import json
 import socket
 import sys
@@ -14,36 +13,23 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from biometrics import cli
+from biometrics import simulator as simulate
 from biometrics.streaming import AudioFormat, AudioFrame, StreamParser
+from tests.streaming.helpers import live_settings, voice
 from tests.voices import RATE, synthetic_speech, wav_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
 ALICE = "8:acs:alice"
 BOB = "4:+15551234567"
 START = datetime(2024, 11, 15, 19, 16, 12, 925_000, tzinfo=UTC)
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "simulate_call_script", ROOT / "scripts" / "simulate_call.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-simulate = load_script()
 
 
 def write_wav(folder: Path, name: str, samples: np.ndarray) -> Path:
@@ -64,6 +50,11 @@ def audio_data(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m["audioData"] for m in messages if m["kind"] == "AudioData"]
 
 
+def parsed(messages: list[str]) -> list[object]:
+    parser = StreamParser()
+    return [parser.feed_text(message) for message in messages]
+
+
 # --- Frames -----------------------------------------------------------------------------------
 
 
@@ -72,28 +63,18 @@ def test_metadata_comes_first_and_every_frame_is_20_ms(
     two_voices: tuple[Path, Path], rate: int, length: int
 ) -> None:
     streams = simulate.load_streams([(ALICE, two_voices[0])], [], rate)
-    messages = list(simulate.messages_for(streams, rate, START, "sub-1"))
-    assert messages[0] == {
-        "kind": "AudioMetadata",
-        "audioMetadata": {
-            "subscriptionId": "sub-1",
-            "encoding": "PCM",
-            "sampleRate": rate,
-            "channels": 1,
-            "length": length,
-        },
-    }
-    frames = audio_data(messages[1:])
-    assert len(frames) == len(messages) - 1 == 50
-    assert {len(base64.b64decode(frame["data"], validate=True)) for frame in frames} == {length}
+    messages = parsed(list(simulate.messages_for(streams, rate, START, "sub-1")))
+    assert messages[0] == AudioFormat("sub-1", rate, 1, length)
+    frames = messages[1:]
+    assert len(frames) == 50 and all(isinstance(frame, AudioFrame) for frame in frames)
+    assert {len(frame.pcm) for frame in frames if isinstance(frame, AudioFrame)} == {length}
 
 
 def test_the_last_frame_is_padded_to_20_ms() -> None:
     stream = simulate.Stream(ALICE, bytes(range(200)) * 5)  # 1000 bytes: 1.56 frames
     frames = list(simulate.frames_for([stream], 16_000, START))
-    decoded = [base64.b64decode(frame["audioData"]["data"]) for frame in frames]
-    assert [len(pcm) for pcm in decoded] == [640, 640]
-    assert decoded[1] == stream.pcm[640:] + bytes(280)
+    assert [len(frame.pcm) for frame in frames] == [640, 640]
+    assert frames[1].pcm == stream.pcm[640:] + bytes(280)
 
 
 def test_two_participants_interleave_round_robin_until_each_file_ends(
@@ -101,22 +82,17 @@ def test_two_participants_interleave_round_robin_until_each_file_ends(
 ) -> None:
     streams = simulate.load_streams([(ALICE, two_voices[0]), (BOB, two_voices[1])], [], 16_000)
     frames = list(simulate.frames_for(streams, 16_000, START))
-    assert [frame["audioData"]["participantRawID"] for frame in frames] == (
-        [ALICE, BOB] * 25 + [ALICE] * 25
-    )
+    assert [frame.participant_raw_id for frame in frames] == [ALICE, BOB] * 25 + [ALICE] * 25
     for who in (ALICE, BOB):
-        stamps = [
-            datetime.fromisoformat(frame["audioData"]["timestamp"])
-            for frame in frames
-            if frame["audioData"]["participantRawID"] == who
-        ]
+        stamps = [frame.timestamp for frame in frames if frame.participant_raw_id == who]
         assert stamps == [START + timedelta(milliseconds=20 * i) for i in range(len(stamps))]
 
 
 def test_timestamps_advance_20_ms_in_acs_format() -> None:
     start = datetime(2024, 11, 15, 21, 16, 12, 925_000, tzinfo=timezone(timedelta(hours=2)))
-    frames = list(simulate.frames_for([simulate.Stream(ALICE, bytes(640 * 60))], 16_000, start))
-    stamps = [frame["audioData"]["timestamp"] for frame in frames]
+    streams = [simulate.Stream(ALICE, bytes(640 * 60))]
+    messages = [json.loads(m) for m in simulate.messages_for(streams, 16_000, start, "s")]
+    stamps = [frame["timestamp"] for frame in audio_data(messages)]
     assert stamps[:3] == [
         "2024-11-15T19:16:12.925Z",
         "2024-11-15T19:16:12.945Z",
@@ -130,19 +106,20 @@ def test_frames_in_a_silent_gap_are_flagged_silent(tmp_path: Path) -> None:
     gap = np.zeros(RATE, dtype=np.float32)  # frames 30 to 79
     path = write_wav(tmp_path, "gap.wav", np.concatenate([speech, gap, speech]))
     streams = simulate.load_streams([(ALICE, path)], [], 16_000)
-    silent = [frame["audioData"]["silent"] for frame in simulate.frames_for(streams, 16_000, START)]
+    silent = [frame.silent for frame in simulate.frames_for(streams, 16_000, START)]
     assert len(silent) == 110
     assert all(silent[30:80])
     assert sum(not flag for flag in silent[:30]) >= 15
     assert sum(not flag for flag in silent[80:]) >= 15
 
 
-def test_mixed_mode_sends_one_stream_without_participant(two_voices: tuple[Path, Path]) -> None:
+def test_mixed_mode_sends_one_stream_naming_no_participant(two_voices: tuple[Path, Path]) -> None:
     streams = simulate.load_streams([], list(two_voices), 16_000)
     assert [stream.raw_id for stream in streams] == [None]
-    frames = list(simulate.frames_for(streams, 16_000, START))
-    assert len(frames) == 50  # as long as the longer file
-    assert all("participantRawID" not in frame["audioData"] for frame in frames)
+    messages = list(simulate.messages_for(streams, 16_000, START, "s"))
+    assert len(messages) == 1 + 50  # as long as the longer file
+    frames = audio_data([json.loads(m) for m in messages])
+    assert all("participantRawID" not in frame for frame in frames)
 
 
 def test_mixing_sums_and_clips() -> None:
@@ -150,15 +127,13 @@ def test_mixing_sums_and_clips() -> None:
     assert mixed.tolist() == pytest.approx([1.0, 1.0, 0.7, 0.7])
 
 
-def test_the_service_parser_accepts_every_message(two_voices: tuple[Path, Path]) -> None:
+def test_the_service_parser_reads_back_every_frame(two_voices: tuple[Path, Path]) -> None:
     streams = simulate.load_streams([(ALICE, two_voices[0]), (BOB, two_voices[1])], [], 24_000)
     parser = StreamParser()
-    parsed = [
-        parser.feed_text(json.dumps(message))
-        for message in simulate.messages_for(streams, 24_000, START, "sub")
-    ]
-    assert isinstance(parsed[0], AudioFormat) and parsed[0].sample_rate == 24_000
-    assert all(isinstance(message, AudioFrame) for message in parsed[1:])
+    messages = list(simulate.messages_for(streams, 24_000, START, "sub"))
+    read = [parser.feed_text(message) for message in messages]
+    assert read[0] == simulate.call_format(24_000, "sub")
+    assert read[1:] == list(simulate.frames_for(streams, 24_000, START))
     assert parser.counters["dropped"] == 0
 
 
@@ -219,8 +194,9 @@ def test_a_call_is_streamed_to_the_server(
     fresh: Recorder, two_voices: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     alice, bob = two_voices
-    code = simulate.main(
+    code = cli.main(
         [
+            "simulate-call",
             "--url",
             f"ws://127.0.0.1:{fresh.port}/ws/acs",
             "--participant",
@@ -252,8 +228,15 @@ def test_a_call_is_streamed_to_the_server(
 def test_realtime_paces_frames_at_20_ms(fresh: Recorder, tmp_path: Path) -> None:
     path = write_wav(tmp_path, "short.wav", synthetic_speech(0.3, seed=4))
     began = time.monotonic()
-    code = simulate.main(
-        ["--url", f"ws://127.0.0.1:{fresh.port}/", "--mixed", str(path), "--realtime"]
+    code = cli.main(
+        [
+            "simulate-call",
+            "--url",
+            f"ws://127.0.0.1:{fresh.port}/",
+            "--realtime",
+            "--mixed",
+            str(path),
+        ]
     )
     assert code == 0
     assert time.monotonic() - began >= 0.28
@@ -263,10 +246,10 @@ def test_realtime_paces_frames_at_20_ms(fresh: Recorder, tmp_path: Path) -> None
 def test_a_close_by_the_server_exits_non_zero_with_code_and_reason(
     fresh: Recorder, two_voices: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--url", f"ws://127.0.0.1:{fresh.port}/ws/acs", "--participant"]
-    assert simulate.main([*argv, f"{ALICE}={two_voices[0]}"]) == 0
+    argv = ["simulate-call", "--url", f"ws://127.0.0.1:{fresh.port}/ws/acs", "--participant"]
+    assert cli.main([*argv, f"{ALICE}={two_voices[0]}"]) == 0
     fresh.close_with = (1008, "caller not allowed on this line")
-    code = simulate.main([*argv, f"{ALICE}={two_voices[0]}"])
+    code = cli.main([*argv, f"{ALICE}={two_voices[0]}"])
     err = capsys.readouterr().err
     assert code == 1
     assert "1008" in err and "caller not allowed on this line" in err
@@ -280,92 +263,56 @@ def test_a_refused_connection_exits_non_zero(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens there once it is closed
-    code = simulate.main(["--url", f"ws://127.0.0.1:{port}/", "--mixed", str(two_voices[0])])
+    code = cli.main(
+        ["simulate-call", "--url", f"ws://127.0.0.1:{port}/", "--mixed", str(two_voices[0])]
+    )
     assert code == 1
     assert "could not connect" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert simulate.main(["--participant", "no-equals-sign"]) == 2
-    assert simulate.main(["--participant", f"{ALICE}={tmp_path / 'missing.wav'}"]) == 2
+    with pytest.raises(SystemExit) as bad_pair:
+        cli.main(["simulate-call", "--participant", "no-equals-sign"])
+    assert bad_pair.value.code == 2
+    missing = tmp_path / "missing.wav"
+    assert cli.main(["simulate-call", "--participant", f"{ALICE}={missing}"]) == 2
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
-    assert simulate.main(["--mixed", str(tmp_path / "junk.wav")]) == 2
+    assert cli.main(["simulate-call", "--mixed", str(tmp_path / "junk.wav")]) == 2
+    twice = ["--participant", f"{ALICE}={missing}"] * 2
+    assert cli.main(["simulate-call", *twice]) == 2
     err = capsys.readouterr().err
     assert "RAW_ID=PATH" in err and "missing.wav" in err and "junk.wav" in err
+    assert "each participant needs its own raw id" in err
 
 
-class FakeApi(BaseHTTPRequestHandler):
-    """Claims answer 200; the events stream answers 404 once, then sends one event."""
-
-    requests: ClassVar[list[tuple[str, str, bytes]]] = []
-    finished: ClassVar[threading.Event] = threading.Event()
-
-    def do_PUT(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.requests.append(("PUT", self.path, body))
-        self._reply(200, b'{"claimed": true}', "application/json")
-
-    def do_GET(self) -> None:
-        self.requests.append(("GET", self.path, b""))
-        if sum(method == "GET" for method, _, _ in self.requests) == 1:
-            self._reply(404, b'{"error": "call_not_found"}', "application/json")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        self.wfile.write(b': keep-alive\n\nevent: verdict\ndata: {"decision": "ACCEPT"}\n\n')
-        self.wfile.flush()
-        self.finished.wait(5)
-
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+# --- Claims and events, against the real service ------------------------------------------------
 
 
-def test_claims_and_events_go_to_the_http_api(
-    fresh: Recorder,
-    two_voices: tuple[Path, Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.fixture
+def settings(settings):
+    return live_settings(settings)
+
+
+def test_claims_are_sent_before_the_audio_and_events_followed_to_the_end(
+    live_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(simulate, "EVENTS_RETRY_SECONDS", 0.05)
-    http = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
-    http.daemon_threads = True
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    try:
-        code = simulate.main(
-            [
-                "--url",
-                f"ws://127.0.0.1:{fresh.port}/ws/acs",
-                "--participant",
-                f"{ALICE}={two_voices[0]}",
-                "--call-id",
-                "call/7",
-                "--events",
-                f"http://127.0.0.1:{http.server_address[1]}",
-                "--claim",
-                f"{ALICE}=alice",
-                "--linger",
-                "1",
-            ]
-        )
-    finally:
-        FakeApi.finished.set()
-        http.shutdown()
-        http.server_close()
-    out = capsys.readouterr().out
-    assert code == 0
-    claims = [request for request in FakeApi.requests if request[0] == "PUT"]
-    assert claims == [
-        ("PUT", "/v1/calls/call%2F7/participants/8%3Aacs%3Aalice/claim", b'{"speaker_id": "alice"}')
-    ]
-    assert ("GET", "/v1/calls/call%2F7/events", b"") in FakeApi.requests
-    assert 'claim 8:acs:alice as alice: HTTP 200 {"claimed": true}' in out
-    assert "events: HTTP 404" in out
-    assert 'event verdict: {"decision": "ACCEPT"}' in out
+    caller = write_wav(tmp_path, "caller.wav", voice(3.0, "a", seed=5))
+    with httpx.Client(base_url=live_server.url) as http:
+        http.post("/v1/speakers", json={"speaker_id": "alice"}).raise_for_status()
+    options = simulate.Options(
+        url=live_server.url.replace("http://", "ws://") + "/ws/acs",
+        participants=[(BOB, caller)],
+        call_id="call 7:x",  # travels in a header; URL-encoded in the API's paths
+        claims=[(BOB, "alice"), ("8:acs:nobody", "nobody")],
+        events=True,
+    )
+    report = simulate.simulate(options, sys.stdout)
+    out = capsys.readouterr().out.splitlines()
+    assert report.frames == {BOB: 150}
+    assert f"claim {BOB} as alice: claimed (call ONGOING)" in out
+    assert "claim 8:acs:nobody as nobody: HTTP 404 speaker_not_found" in " ".join(out)
+    events = [line for line in out if line.startswith("event ")]
+    assert events[0].startswith("event call.started:")
+    assert any(line.startswith("event verdict.changed:") for line in events)
+    assert events[-1].startswith("event call.ended:")
+    assert not any("404" in line for line in out if line.startswith("events"))

@@ -1,21 +1,18 @@
-"""scripts/enroll.py, end to end: the script bulk-enrolls against a real server
+"""``biometrics enroll``, end to end: the command bulk-enrolls against a real server
 (``live_server``, SQLite and PostgreSQL), or against a scripted stand-in where a
 test needs the service to misbehave."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import io
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -23,23 +20,15 @@ import numpy as np
 import pytest
 import soundfile
 
+from biometrics import cli
 from tests.voices import RATE, flac_bytes, synthetic_speech, wav_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
 ALICE = {"pitch_hz": 120.0, "formants": (700.0, 1200.0, 2500.0)}
 BOB = {"pitch_hz": 210.0, "formants": (850.0, 1600.0, 2900.0)}
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("enroll_script", ROOT / "scripts" / "enroll.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-enroll = load_script()
+def enroll(argv: list[str]) -> int:
+    return cli.main(["enroll", *argv])
 
 
 def speech(voice: dict[str, Any], seed: int, seconds: float = 6.0) -> np.ndarray:
@@ -91,7 +80,7 @@ def free_port() -> int:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Backoff sleeps, recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr(enroll.time, "sleep", slept.append)
+    monkeypatch.setattr("biometrics.client.time.sleep", slept.append)
     return slept
 
 
@@ -104,7 +93,7 @@ def test_folder_per_speaker_enrolls_every_speaker_and_prints_a_summary(
     source = two_speaker_folder(tmp_path / "recordings")
     write(source / "alice" / "notes.txt", b"not audio")
 
-    assert enroll.main([str(source), "--url", live_server.url]) == 0
+    assert enroll([str(source), "--url", live_server.url]) == 0
 
     out, err = capsys.readouterr()
     for speaker_id in ("alice", "bob"):
@@ -135,7 +124,7 @@ def test_manifest_paths_are_relative_to_the_manifest_unless_absolute(
         f"bob,{elsewhere.parent / 'b2.flac'}\n"
     )
 
-    assert enroll.main([str(manifest), "--url", live_server.url, "--quiet"]) == 0
+    assert enroll([str(manifest), "--url", live_server.url, "--quiet"]) == 0
 
     out, err = capsys.readouterr()
     assert err == ""
@@ -149,18 +138,18 @@ def test_rerun_skips_enrolled_speakers_and_overwrite_rebuilds_their_voiceprint(
     live_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = two_speaker_folder(tmp_path / "recordings")
-    assert enroll.main([str(source), "--url", live_server.url]) == 0
+    assert enroll([str(source), "--url", live_server.url]) == 0
     first = server_speaker(live_server.url, "alice")
     assert first is not None
     capsys.readouterr()
 
-    assert enroll.main([str(source), "--url", live_server.url]) == 0
+    assert enroll([str(source), "--url", live_server.url]) == 0
     out, _ = capsys.readouterr()
     assert summary_row(out, "alice").endswith("skipped (already enrolled)")
     assert summary_row(out, "alice").split()[1] == "0"
     assert server_speaker(live_server.url, "alice") == first
 
-    assert enroll.main([str(source), "--url", live_server.url, "--overwrite"]) == 0
+    assert enroll([str(source), "--url", live_server.url, "--overwrite"]) == 0
     out, _ = capsys.readouterr()
     assert summary_row(out, "alice").split()[1] == "2"
     again = server_speaker(live_server.url, "alice")
@@ -176,13 +165,13 @@ def test_overwrite_replaces_with_the_first_accepted_file_even_after_a_rejected_o
     source = tmp_path / "recordings"
     write(source / "alice" / "1.wav", wav_bytes(speech(ALICE, seed=1)))
     write(source / "alice" / "2.wav", wav_bytes(speech(ALICE, seed=2)))
-    assert enroll.main([str(source), "--url", live_server.url]) == 0
+    assert enroll([str(source), "--url", live_server.url]) == 0
     before = server_speaker(live_server.url, "alice")
     assert before is not None
     capsys.readouterr()
     write(source / "alice" / "0-broken.wav", b"RIFF\x00\x00not a wave file")
 
-    assert enroll.main([str(source), "--url", live_server.url, "--overwrite"]) == 1
+    assert enroll([str(source), "--url", live_server.url, "--overwrite"]) == 1
 
     out, _ = capsys.readouterr()
     assert "FAILED: 1 of 3 file(s) rejected" in summary_row(out, "alice")
@@ -196,7 +185,7 @@ def test_rerun_after_a_partial_enrollment_counts_no_recording_twice(
 ) -> None:
     source = tmp_path / "recordings"
     write(source / "alice" / "1.wav", wav_bytes(speech(ALICE, seed=1)))
-    assert enroll.main([str(source), "--url", live_server.url]) == 1
+    assert enroll([str(source), "--url", live_server.url]) == 1
     partial = server_speaker(live_server.url, "alice")
     assert partial is not None and partial["status"] == "PENDING_ENROLLMENT"
     out, _ = capsys.readouterr()
@@ -204,7 +193,7 @@ def test_rerun_after_a_partial_enrollment_counts_no_recording_twice(
     assert summary_row(out, "alice").endswith(f"FAILED: {needed}")
 
     second = write(source / "alice" / "2.wav", wav_bytes(speech(ALICE, seed=2)))
-    assert enroll.main([str(source), "--url", live_server.url]) == 0
+    assert enroll([str(source), "--url", live_server.url]) == 0
 
     speaker = server_speaker(live_server.url, "alice")
     assert speaker is not None and speaker["status"] == "ENROLLED"
@@ -229,7 +218,7 @@ def test_corrupt_and_silent_files_fail_their_speaker_while_others_still_enroll(
     write(source / "carol" / "x.wav", noise)
     write(source / "carol" / "silence.wav", wav_bytes(np.zeros(6 * RATE, dtype=np.float32)))
 
-    assert enroll.main([str(source), "--url", live_server.url]) == 1
+    assert enroll([str(source), "--url", live_server.url]) == 1
 
     out, _ = capsys.readouterr()
     assert summary_row(out, "alice").endswith("enrolled")
@@ -254,7 +243,7 @@ def test_file_over_the_upload_limit_is_rejected_and_the_next_file_still_sent(
     write(source / "alice" / "1.wav", wav_bytes(speech(ALICE, seed=1)))
     write(source / "alice" / "2.wav", wav_bytes(speech(ALICE, seed=2)))
 
-    assert enroll.main([str(source), "--url", live_server.url]) == 1
+    assert enroll([str(source), "--url", live_server.url]) == 1
 
     out, _ = capsys.readouterr()
     assert "alice: 0-huge.wav - HTTP 413 payload_too_large" in out
@@ -270,7 +259,7 @@ def test_opted_out_speaker_is_skipped_not_failed_even_with_overwrite(
     source = two_speaker_folder(tmp_path / "recordings")
     write(source / "dave" / "1.wav", wav_bytes(speech(BOB, seed=5)))
 
-    assert enroll.main([str(source), "--url", live_server.url, "--overwrite"]) == 0
+    assert enroll([str(source), "--url", live_server.url, "--overwrite"]) == 0
 
     out, _ = capsys.readouterr()
     row = summary_row(out, "dave")
@@ -290,7 +279,7 @@ def test_unreachable_service_exits_2_after_retrying(
     source = two_speaker_folder(tmp_path / "recordings")
     url = f"http://127.0.0.1:{free_port()}"
 
-    assert enroll.main([str(source), "--url", url, "--retries", "2"]) == 2
+    assert enroll([str(source), "--url", url, "--retries", "2"]) == 2
 
     out, err = capsys.readouterr()
     assert out == ""
@@ -300,12 +289,12 @@ def test_unreachable_service_exits_2_after_retrying(
 
 def test_url_that_is_not_http_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = two_speaker_folder(tmp_path / "recordings")
-    assert enroll.main([str(source), "--url", "127.0.0.1:8000"]) == 2
-    assert "--url must be an http:// or https:// URL" in capsys.readouterr().err
+    assert enroll([str(source), "--url", "127.0.0.1:8000"]) == 2
+    assert "--url: expected an http:// or https:// URL" in capsys.readouterr().err
 
 
 def test_missing_source_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert enroll.main([str(tmp_path / "nowhere")]) == 2
+    assert enroll([str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -326,7 +315,7 @@ def test_bad_manifest_exits_2_before_contacting_the_service(
     (tmp_path / "enroll.csv").write_text(manifest)
     url = f"http://127.0.0.1:{free_port()}"  # never reached: the manifest is checked first
 
-    assert enroll.main([str(tmp_path / "enroll.csv"), "--url", url]) == 2
+    assert enroll([str(tmp_path / "enroll.csv"), "--url", url]) == 2
 
     assert message in capsys.readouterr().err
 
@@ -417,7 +406,7 @@ def test_server_errors_and_rate_limits_are_retried_but_client_errors_are_not(
         (413, {"error": "payload_too_large", "detail": "too big"})
     ]
 
-    assert enroll.main([str(source), "--url", scripted.url]) == 1
+    assert enroll([str(source), "--url", scripted.url]) == 1
 
     assert scripted.requests == [
         ("GET", "/healthz", None),
@@ -443,7 +432,7 @@ def test_service_that_stops_answering_fails_the_rest_of_the_run(
     write(source / "bob" / "1.wav", b"wav")
     scripted.script[("GET", "/v1/speakers/alice")] = [None]
 
-    assert enroll.main([str(source), "--url", scripted.url, "--retries", "1"]) == 1
+    assert enroll([str(source), "--url", scripted.url, "--retries", "1"]) == 1
 
     out, _ = capsys.readouterr()
     assert "FAILED: the service stopped answering" in summary_row(out, "alice")
@@ -467,20 +456,20 @@ def last_line(terminal: Terminal) -> str:
 
 def test_progress_is_a_bar_on_a_terminal_and_nothing_when_quiet() -> None:
     terminal = Terminal()
-    progress = enroll.Progress(4, terminal, quiet=False)
+    progress = cli.Progress(4, terminal, quiet=False)
     progress.start("alice", 2)
     progress.advance()
     assert last_line(terminal) == "[" + "#" * 8 + "." * 22 + "] 1/4 files  alice"
-    progress.finish(enroll.Outcome("alice", files_total=2))
+    progress.finish(cli.Outcome("alice", files_total=2))
     progress.start("bob", 2)
     assert last_line(terminal) == "[" + "#" * 15 + "." * 15 + "] 2/4 files  bob"
     progress.close()
     assert terminal.getvalue().split("\r")[-1] == ""
 
     quiet = Terminal()
-    progress = enroll.Progress(4, quiet, quiet=True)
+    progress = cli.Progress(4, quiet, quiet=True)
     progress.start("alice", 2)
     progress.advance()
-    progress.finish(enroll.Outcome("alice", files_total=2))
+    progress.finish(cli.Outcome("alice", files_total=2))
     progress.close()
     assert quiet.getvalue() == ""
