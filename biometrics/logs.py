@@ -11,6 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from biometrics.clock import isoformat
+
 # Attributes every LogRecord has; anything else came from ``extra``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -27,7 +29,7 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": isoformat(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

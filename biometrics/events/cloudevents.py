@@ -12,6 +12,7 @@ import json
 import urllib.parse
 from typing import Any
 
+from biometrics.clock import isoformat
 from biometrics.events.broker import Event
 
 SPEC_VERSION = "1.0"
@@ -25,7 +26,7 @@ def as_cloudevent(event: Event) -> dict[str, Any]:
         "id": event.id,
         "source": "/v1/calls/" + urllib.parse.quote(event.call_id, safe=""),
         "type": TYPE_PREFIX + event.type,
-        "time": event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": isoformat(event.time),
         "subject": event.subject,
         "datacontenttype": "application/json",
         "data": event.data,
