@@ -22,9 +22,9 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import sqlalchemy.exc
 
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in CLIENT_COMMANDS:
-            return int(CLIENT_COMMANDS[args.command](args))
+            return CLIENT_COMMANDS[args.command](args)
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
@@ -329,7 +329,7 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _pair(shape: str) -> Any:
+def _pair(shape: str) -> Callable[[str], tuple[str, str]]:
     def parse(text: str) -> tuple[str, str]:
         key, sep, value = text.partition("=")
         if not sep or not key or not value:
@@ -934,4 +934,8 @@ def print_table(
     print(line(rows[-1]), file=out)
 
 
-CLIENT_COMMANDS = {"enroll": _enroll, "verify": _verify, "simulate-call": _simulate_call}
+CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "enroll": _enroll,
+    "verify": _verify,
+    "simulate-call": _simulate_call,
+}

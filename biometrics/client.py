@@ -189,7 +189,7 @@ class Verdict:
             normalized_score=_opt_float(body, "normalized_score"),
             threshold=_opt_float(body, "threshold"),
             calibrated=bool(body.get("calibrated", False)),
-            speech_seconds=float(body.get("speech_seconds") or 0.0),
+            speech_seconds=_opt_float(body, "speech_seconds") or 0.0,
             quality=Quality.parse(quality) if isinstance(quality, dict) else None,
             model=ModelInfo.parse(model) if isinstance(model, dict) else None,
             verdict_id=_opt_str(body, "verdict_id"),
@@ -224,7 +224,7 @@ class Speaker:
             status=str(body.get("status", "")),
             display_name=_opt_str(body, "display_name"),
             aliases=tuple(str(alias) for alias in body.get("aliases") or ()),
-            enrolled_speech_seconds=float(body.get("enrolled_speech_seconds") or 0.0),
+            enrolled_speech_seconds=_opt_float(body, "enrolled_speech_seconds") or 0.0,
             remaining_speech_seconds=_opt_float(body, "remaining_speech_seconds"),
             model=ModelInfo.parse(model) if isinstance(model, dict) else None,
             created_at=_opt_time(body, "created_at"),
@@ -254,8 +254,8 @@ class Enrollment:
         return cls(
             speaker_id=str(body.get("speaker_id", "")),
             status=str(body.get("status", "")),
-            speech_seconds=float(body.get("speech_seconds") or 0.0),
-            enrolled_speech_seconds=float(body.get("enrolled_speech_seconds") or 0.0),
+            speech_seconds=_opt_float(body, "speech_seconds") or 0.0,
+            enrolled_speech_seconds=_opt_float(body, "enrolled_speech_seconds") or 0.0,
             remaining_speech_seconds=_opt_float(body, "remaining_speech_seconds"),
         )
 
@@ -290,9 +290,9 @@ class CallEnrollment:
         return cls(
             speaker_id=str(body.get("speaker_id", "")),
             status=str(body.get("status", "")),
-            enrolled_speech_seconds=float(body.get("enrolled_speech_seconds") or 0.0),
+            enrolled_speech_seconds=_opt_float(body, "enrolled_speech_seconds") or 0.0,
             remaining_speech_seconds=_opt_float(body, "remaining_speech_seconds"),
-            call_speech_seconds=float(body.get("call_speech_seconds") or 0.0),
+            call_speech_seconds=_opt_float(body, "call_speech_seconds") or 0.0,
             active=bool(body.get("active", False)),
             detail=_opt_str(body, "detail"),
         )
@@ -321,8 +321,8 @@ class Participant:
         return cls(
             participant_raw_id=str(body.get("participant_raw_id", "")),
             mixed=bool(body.get("mixed", False)),
-            frames=int(body.get("frames") or 0),
-            net_speech_seconds=float(body.get("net_speech_seconds") or 0.0),
+            frames=int(_opt_float(body, "frames") or 0),
+            net_speech_seconds=_opt_float(body, "net_speech_seconds") or 0.0,
             claim=Claim.parse(claim) if isinstance(claim, dict) else None,
             latest_verdict=Verdict.parse(verdict) if isinstance(verdict, dict) else None,
             enrollment=CallEnrollment.parse(enrollment) if isinstance(enrollment, dict) else None,
@@ -358,7 +358,7 @@ class Call:
             status=str(body.get("status", "")),
             correlation_id=_opt_str(body, "correlation_id"),
             subscription_id=_opt_str(body, "subscription_id"),
-            sockets=int(body.get("sockets") or 0),
+            sockets=int(_opt_float(body, "sockets") or 0),
             counters=dict(counters) if isinstance(counters, dict) else {},
             participants=tuple(
                 Participant.parse(p) for p in body.get("participants") or () if isinstance(p, dict)

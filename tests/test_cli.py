@@ -272,3 +272,18 @@ def test_verify_prints_the_verdict_and_exits_0_only_on_accept(live_server, tmp_p
     assert "HTTP 404 speaker_not_found" in capsys.readouterr().err
     assert cli.main(["verify", "ada", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav is not a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("script", "command"), [("enroll", "enroll"), ("simulate_call", "simulate-call")]
+)
+def test_the_old_scripts_run_the_command(tmp_path, script, command):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: biometrics {command} ")

@@ -244,12 +244,15 @@ def test_realtime_paces_frames_at_20_ms(fresh: Recorder, tmp_path: Path) -> None
 
 
 def test_a_close_by_the_server_exits_non_zero_with_code_and_reason(
-    fresh: Recorder, two_voices: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    fresh: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Long enough that the close comes mid-call, as a service's does (a close that crosses
+    # the client's own closing handshake waits out websockets' close timeout).
+    call = write_wav(tmp_path, "long.wav", synthetic_speech(10.0, seed=6))
     argv = ["simulate-call", "--url", f"ws://127.0.0.1:{fresh.port}/ws/acs", "--participant"]
-    assert cli.main([*argv, f"{ALICE}={two_voices[0]}"]) == 0
+    assert cli.main([*argv, f"{ALICE}={call}"]) == 0
     fresh.close_with = (1008, "caller not allowed on this line")
-    code = cli.main([*argv, f"{ALICE}={two_voices[0]}"])
+    code = cli.main([*argv, f"{ALICE}={call}"])
     err = capsys.readouterr().err
     assert code == 1
     assert "1008" in err and "caller not allowed on this line" in err
