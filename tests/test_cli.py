@@ -268,8 +268,8 @@ def test_verify_prints_the_verdict_and_exits_0_only_on_accept(live_server, tmp_p
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["speaker_id"] == "ada" and verdict["model"]["sha256"]
 
-    assert cli.main(["verify", "nobody", str(recording), "--url", live_server.url]) == 2
-    assert "HTTP 404 speaker_not_found" in capsys.readouterr().err
+    assert cli.main(["verify", "nobody", str(recording), "--url", live_server.url]) == 1
+    assert "SPEAKER_NOT_ENROLLED nobody" in capsys.readouterr().out
     assert cli.main(["verify", "ada", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav is not a file" in capsys.readouterr().err
 
