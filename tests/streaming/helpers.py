@@ -7,14 +7,12 @@ import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from biometrics import simulator
 from biometrics.config import Settings
-from biometrics.streaming import encode_metadata
 from tests.voices import synthetic_speech
 
 START = datetime(2024, 11, 15, 19, 16, 12, 925_000, tzinfo=UTC)
@@ -39,15 +37,6 @@ def live_settings(settings: Settings, **changes: Any) -> Settings:
         min_enroll_speech_seconds=4.0,
         **changes,
     )
-
-
-# tests/streaming/test_endpoint.py still reads its metadata as a dict from here; this goes
-# once it writes it with encode_metadata.
-simulate = SimpleNamespace(
-    metadata_message=lambda subscription_id, rate: json.loads(
-        encode_metadata(simulator.call_format(rate, subscription_id))
-    )
-)
 
 
 def voice(seconds: float, name: str = "a", seed: int = 0, rate: int = 16_000) -> np.ndarray:

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
+from biometrics.simulator import call_format
 from biometrics.store import Database
-from tests.streaming.helpers import call_messages, live_settings, simulate, voice
+from biometrics.streaming import encode_metadata
+from tests.streaming.helpers import call_messages, live_settings, voice
 
 ALICE = "8:acs:alice"
-METADATA = json.dumps(simulate.metadata_message("sub-9", 16_000))
+METADATA = encode_metadata(call_format(16_000, "sub-9"))
 
 
 @pytest.fixture
