@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import soxr  # type: ignore[import-untyped]
+import soxr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
