@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
@@ -39,7 +38,7 @@ from biometrics.store.calls import CallStore
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.auth import SocketAuthenticator
 from biometrics.streaming.endpoint import AcsStream, StreamLimits
-from biometrics.streaming.identity import alias_candidates
+from biometrics.streaming.identity import AliasDirectory
 from biometrics.streaming.participant import CallServices
 from biometrics.streaming.registry import CallLimits, CallRegistry
 from biometrics.streaming.schedule import DecisionSchedule
@@ -162,24 +161,6 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
-
-
-class AliasDirectory:
-    """Which speaker a live participant is, by its raw id or the phone number in it."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-
-    async def find(self, raw_id: str) -> str | None:
-        return await run_in_threadpool(self._find, raw_id)
-
-    def _find(self, raw_id: str) -> str | None:
-        with self._database.session() as session:
-            for alias in alias_candidates(raw_id):
-                speaker = queries.find_speaker_by_alias(session, alias)
-                if speaker is not None:
-                    return speaker.speaker_id
-        return None
 
 
 def load_scorer(

@@ -1,5 +1,5 @@
-"""Naming calls and participants: which call a socket belongs to, and which speaker aliases
-a participant's raw id may match.
+"""Naming calls and participants: which call a socket belongs to, and which speaker a
+participant is by the aliases its raw id may match.
 
 ACS names the call in the ``x-ms-call-connection-id`` header (and correlates it across its
 services with ``x-ms-call-correlation-id``); a caller that cannot set headers passes
@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+
+from starlette.concurrency import run_in_threadpool
+
+from biometrics.store import Database, queries
 
 CALL_ID_HEADER = "x-ms-call-connection-id"
 CORRELATION_ID_HEADER = "x-ms-call-correlation-id"
@@ -51,3 +55,21 @@ def alias_candidates(raw_id: str) -> list[str]:
     if raw_id.startswith(PHONE_PREFIX) and len(raw_id) > len(PHONE_PREFIX):
         candidates.append(raw_id.removeprefix(PHONE_PREFIX))
     return candidates
+
+
+class AliasDirectory:
+    """Which speaker a live participant is, by its raw id or the phone number in it."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def find(self, raw_id: str) -> str | None:
+        return await run_in_threadpool(self._find, raw_id)
+
+    def _find(self, raw_id: str) -> str | None:
+        with self._database.session() as session:
+            for alias in alias_candidates(raw_id):
+                speaker = queries.find_speaker_by_alias(session, alias)
+                if speaker is not None:
+                    return speaker.speaker_id
+        return None
