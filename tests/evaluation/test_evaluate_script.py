@@ -3,13 +3,11 @@ det.png, on synthetic speakers and (when present) on LibriSpeech."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -29,18 +27,6 @@ REQUIRED = (
     "model",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def load_script(name: str) -> ModuleType:
-    """A script as a module. Only tests/evaluation/test_compare_streaming.py still needs
-    this: the comparison it tests lives in scripts/compare_streaming.py, not the package
-    (this goes when that code moves into biometrics.evaluation)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(data: Path, model: Path, out: Path, *extra: str) -> tuple[dict[str, Any], str]:
