@@ -12,7 +12,7 @@ results=docs/results
 "$python" scripts/evaluate.py --data "$data/test-other-dev" --model bundled \
     --out "$results/evaluate-test-other-dev"
 "$python" scripts/compare_streaming.py --data "$data/test-other-dev" --model bundled \
-    --chunk-seconds 2 --decision-seconds 3 5 7 9 --out "$results/streaming"
+    --chunk-seconds 2 --schedule 3 2 9 --out "$results/streaming"
 # The model card's comparison (resemblyzer needs the train extras).
 for set in test-other-dev held-out; do
     if [ "$set" = held-out ]; then

@@ -1,5 +1,5 @@
 """Evaluation results for people and for machines: a terminal table, results.json
-and a DET plot.
+and a DET plot; and the streaming comparison's tables and streaming.json.
 
 The JSON keeps everything needed to compare runs (the model identity, the
 protocol settings, every metric and count); the DET plot shows the whole
@@ -20,6 +20,7 @@ from biometrics.evaluation.metrics import error_rates
 from biometrics.evaluation.run import Evaluation
 
 RESULTS_FILE = "results.json"
+STREAMING_FILE = "streaming.json"
 DET_FILE = "det.png"
 # Normal-deviate axis ticks, in percent: the DET convention.
 DET_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40)
@@ -36,6 +37,22 @@ COLUMNS = (
     ("targets", ">"),
     ("non-targets", ">"),
     ("ms/crop", ">"),
+)
+STREAMING_COLUMNS = (
+    ("strategy", "<"),
+    ("decision s", ">"),
+    ("EER % [95% CI]", ">"),
+    ("minDCF.01", ">"),
+    ("FRR@FAR1%", ">"),
+    ("targets", ">"),
+    ("non-targets", ">"),
+)
+COST_COLUMNS = (
+    ("strategy", "<"),
+    ("audio s", ">"),
+    ("audio s/stream", ">"),
+    ("wall s", ">"),
+    ("wall ms/stream", ">"),
 )
 
 
@@ -91,11 +108,58 @@ def write_results(
 ) -> Path:
     """``folder/results.json``: the run's settings (data, seed, enroll_seconds, ...)
     and one entry per model and test length."""
-    folder.mkdir(parents=True, exist_ok=True)
     document = {**settings, "results": [evaluation.as_dict() for evaluation in evaluations]}
-    path = folder / RESULTS_FILE
+    return write_json(folder / RESULTS_FILE, document)
+
+
+def write_streaming(
+    folder: Path, settings: dict[str, Any], comparisons: Sequence[dict[str, Any]]
+) -> Path:
+    """``folder/streaming.json``: the run's settings (data, seed) and one comparison
+    per model."""
+    return write_json(folder / STREAMING_FILE, {**settings, "comparisons": list(comparisons)})
+
+
+def write_json(path: Path, document: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def streaming_table(comparison: dict[str, Any]) -> str:
+    """One streaming comparison: metrics per strategy and decision point, then the costs."""
+    rows = [
+        [
+            name,
+            f"{point['decision_seconds']:g}",
+            format_eer(point),
+            f"{point['min_dcf_0.01']:.3f}",
+            f"{100 * point['frr_at_far_1pct']:.1f}%",
+            str(point["n_target"]),
+            str(point["n_nontarget"]),
+        ]
+        for name, result in comparison["strategies"].items()
+        for point in result["points"]
+    ]
+    metrics = format_table(rows, STREAMING_COLUMNS)
+    costs = format_table(
+        [
+            [
+                name,
+                f"{result['cost']['audio_seconds']:.1f}",
+                f"{result['cost']['audio_seconds_per_stream']:.1f}",
+                f"{result['cost']['wall_seconds']:.2f}",
+                f"{result['cost']['wall_ms_per_stream']:.1f}",
+            ]
+            for name, result in comparison["strategies"].items()
+        ],
+        COST_COLUMNS,
+    )
+    title = (
+        f"{comparison['label']}: {comparison['n_streams']} streams, "
+        f"{comparison['n_speakers']} speakers, chunks of {comparison['chunk_seconds']:g} s"
+    )
+    return f"{title}\n\n{metrics}\n\n{costs}"
 
 
 def normal_deviate(rates: npt.ArrayLike) -> npt.NDArray[np.float64]:

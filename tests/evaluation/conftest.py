@@ -1,8 +1,12 @@
-"""Folders of synthetic speech in the layouts the evaluation reads: one subfolder
-per speaker, and flat LibriSpeech file names."""
+"""Folders of synthetic speech in the layouts the evaluation reads (one subfolder
+per speaker, and flat LibriSpeech file names), and the harness scripts run as an
+operator runs them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TypedDict
 
@@ -21,6 +25,7 @@ VOICES: dict[str, Voice] = {
     "2002": {"pitch_hz": 210.0, "formants": (850.0, 1600.0, 2900.0)},
     "3003": {"pitch_hz": 160.0, "formants": (600.0, 1000.0, 2300.0)},
 }
+ROOT = Path(__file__).resolve().parents[2]
 UTTERANCES = 5
 UTTERANCE_SECONDS = 6.0
 LAYOUTS = ("subfolders", "librispeech")
@@ -46,3 +51,16 @@ def speech_folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="session")
 def subfolder_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_speech_folder(tmp_path_factory.mktemp("speakers"), "subfolders")
+
+
+def run_script(name: str, *argv: str) -> str:
+    """What ``scripts/<name>.py`` prints, run in a subprocess; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *argv],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

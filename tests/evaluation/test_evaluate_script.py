@@ -3,20 +3,15 @@ det.png, on synthetic speakers and (when present) on LibriSpeech."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tests.conftest import LIBRISPEECH
+from tests.evaluation.conftest import run_script
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = (
     "test_seconds",
     "eer",
@@ -31,30 +26,11 @@ REQUIRED = (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def load_script(name: str) -> ModuleType:
-    """A script as a module. Only tests/evaluation/test_compare_streaming.py still needs
-    this: the comparison it tests lives in scripts/compare_streaming.py, not the package
-    (this goes when that code moves into biometrics.evaluation)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def run(data: Path, model: Path, out: Path, *extra: str) -> tuple[dict[str, Any], str]:
     """results.json and the printed table of one run."""
     argv = ["--data", str(data), "--model", str(model), "--out", str(out), *extra]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), *argv],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads((out / "results.json").read_text()), result.stdout
+    table = run_script("evaluate", *argv)
+    return json.loads((out / "results.json").read_text()), table
 
 
 def without_timings(document: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""scripts/compare_streaming.py's comparison on synthetic speakers: its shape and
+"""The streaming comparison on synthetic speakers: its decision points, its shape and
 its cost accounting."""
 
 from __future__ import annotations
@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from biometrics.audio import SAMPLE_RATE
+from biometrics.audio.framing import FRAME_SAMPLES
 from biometrics.evaluation.protocol import SpeakerSpeech
+from biometrics.evaluation.report import streaming_table
 from biometrics.evaluation.run import service_embedder
+from biometrics.evaluation.streaming import chunk_average, compare_streaming, decision_points
+from biometrics.streaming.schedule import DecisionSchedule
 from tests.evaluation.conftest import VOICES
-from tests.evaluation.test_evaluate_script import load_script
 from tests.voices import synthetic_speech
 
 
@@ -28,15 +31,22 @@ def speech() -> list[SpeakerSpeech]:
     ]
 
 
+def test_decides_where_a_live_call_decides() -> None:
+    """The service's default schedule: 3 s, every 2 s after, and a final verdict at 10 s,
+    on whole frames of speech (3.01 s is judged at the frame that completes it)."""
+    points = decision_points(DecisionSchedule.of_seconds(3, 2, 10))
+    assert points == [s * SAMPLE_RATE for s in (3, 5, 7, 9, 10)]
+    assert decision_points(DecisionSchedule.of_seconds(3.01, 5, 5))[0] == 151 * FRAME_SAMPLES
+
+
 def test_compares_both_strategies_at_every_decision_point(
     speech: list[SpeakerSpeech], model_folder: Path, tmp_path: Path
 ) -> None:
-    script = load_script("compare_streaming")
     embedder = service_embedder(str(model_folder), tmp_path / "cache")
-    comparison = script.compare_streaming(
+    comparison = compare_streaming(
         embedder,
         speech,
-        decision_seconds=(2, 4),
+        DecisionSchedule.of_seconds(2, 2, 4),
         chunk_seconds=1.5,
         enroll_seconds=5.0,
         max_streams_per_speaker=1,
@@ -56,11 +66,10 @@ def test_compares_both_strategies_at_every_decision_point(
         for name, result in comparison["strategies"].items()
     }
     assert costs == pytest.approx({"chunk_average": 4.0, "growing_window": 6.0})
-    assert "growing_window" in script.report(comparison)
+    assert "growing_window" in streaming_table(comparison)
 
 
 def test_chunk_average_pools_complete_chunks_and_a_long_enough_tail() -> None:
-    script = load_script("compare_streaming")
     calls: list[int] = []
 
     def embed(pieces: list[np.ndarray]) -> np.ndarray:
@@ -68,7 +77,7 @@ def test_chunk_average_pools_complete_chunks_and_a_long_enough_tail() -> None:
         return np.tile(np.eye(2, dtype=np.float32)[[len(calls) % 2]], (len(pieces), 1))
 
     second = SAMPLE_RATE
-    vectors, cost = script.chunk_average(
+    vectors, cost = chunk_average(
         embed, np.zeros(5 * second, dtype=np.float32), [2 * second, 5 * second], chunk=2 * second
     )
     assert calls == [2 * second, 2 * second, 1 * second]
