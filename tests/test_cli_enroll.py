@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from biometrics import cli
+from biometrics import bulk_enrollment, cli
 from tests.voices import RATE, flac_bytes, synthetic_speech, wav_bytes
 
 ALICE = {"pitch_hz": 120.0, "formants": (700.0, 1200.0, 2500.0)}
@@ -456,20 +456,20 @@ def last_line(terminal: Terminal) -> str:
 
 def test_progress_is_a_bar_on_a_terminal_and_nothing_when_quiet() -> None:
     terminal = Terminal()
-    progress = cli.Progress(4, terminal, quiet=False)
+    progress = bulk_enrollment.Progress(4, terminal, quiet=False)
     progress.start("alice", 2)
     progress.advance()
     assert last_line(terminal) == "[" + "#" * 8 + "." * 22 + "] 1/4 files  alice"
-    progress.finish(cli.Outcome("alice", files_total=2))
+    progress.finish(bulk_enrollment.Outcome("alice", files_total=2))
     progress.start("bob", 2)
     assert last_line(terminal) == "[" + "#" * 15 + "." * 15 + "] 2/4 files  bob"
     progress.close()
     assert terminal.getvalue().split("\r")[-1] == ""
 
     quiet = Terminal()
-    progress = cli.Progress(4, quiet, quiet=True)
+    progress = bulk_enrollment.Progress(4, quiet, quiet=True)
     progress.start("alice", 2)
     progress.advance()
-    progress.finish(cli.Outcome("alice", files_total=2))
+    progress.finish(bulk_enrollment.Outcome("alice", files_total=2))
     progress.close()
     assert quiet.getvalue() == ""
