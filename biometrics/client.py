@@ -178,6 +178,18 @@ class Verdict:
     def accepted(self) -> bool:
         return self.decision == "ACCEPT"
 
+    def describe(self) -> str:
+        """One line: the decision, then the score against the threshold when scored."""
+        parts = [f"{self.decision} {self.speaker_id or ''}".rstrip()]
+        if self.score is not None:
+            parts.append(f"score {self.score:.1f} (threshold {self.threshold:g})")
+        parts.append(f"{self.speech_seconds:.1f} s of speech")
+        if self.quality is not None and self.quality.issues:
+            parts.append("quality: " + ", ".join(self.quality.issues))
+        if self.detail:
+            parts.append(self.detail)
+        return ", ".join(parts)
+
     @classmethod
     def parse(cls, body: Json) -> Verdict:
         quality, model = body.get("quality"), body.get("model")
