@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from biometrics.api import health
+from biometrics.api.auth import Guard
 from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodySizeLimit
@@ -33,10 +34,12 @@ from biometrics.scoring import calibration
 from biometrics.scoring.calibration import Calibration
 from biometrics.scoring.normalization import Cohort
 from biometrics.scoring.scorer import Scorer
+from biometrics.statuses import Role
 from biometrics.store import Database, queries
 from biometrics.store.calls import CallStore
+from biometrics.store.keys import KeyStore
 from biometrics.store.verdicts import VerdictHistory
-from biometrics.streaming.auth import SocketAuthenticator
+from biometrics.streaming.auth import SocketAuthenticator, SocketGate
 from biometrics.streaming.endpoint import AcsStream, StreamLimits
 from biometrics.streaming.identity import AliasDirectory
 from biometrics.streaming.participant import CallServices
@@ -45,6 +48,11 @@ from biometrics.streaming.schedule import DecisionSchedule
 from biometrics.verification import VerificationPolicy, VerificationService
 
 logger = logging.getLogger(__name__)
+
+AUTH_OFF_WARNING = (
+    "authentication is off (BIOMETRICS_AUTH_ENABLED=false): anyone who can reach the port "
+    "can read, enroll, verify and delete voiceprints and stream calls; development only"
+)
 
 
 def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Starlette:
@@ -105,27 +113,27 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
             RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
             settings.webhook_timeout_seconds,
         )
-    socket_auth = None
+    keys = KeyStore(database)
+    guard = Guard(keys, enabled=settings.auth_enabled)
+    acs = None
     if settings.acs_audience:
-        socket_auth = SocketAuthenticator(
-            settings.acs_audience, settings.acs_issuer, settings.acs_jwks_url
-        )
-    else:
-        logger.warning(
-            "the live-call socket /ws/acs accepts unauthenticated connections; set "
-            "BIOMETRICS_ACS_AUDIENCE to your ACS resource id to require ACS's signed token"
-        )
+        acs = SocketAuthenticator(settings.acs_audience, settings.acs_issuer, settings.acs_jwks_url)
+    gate = SocketGate(keys if settings.auth_enabled else None, acs)
+    if not settings.auth_enabled:
+        logger.warning(AUTH_OFF_WARNING)
 
+    verify = VerifyRoute(verifier, settings.max_audio_seconds).verify
+    auth_warning = None if settings.auth_enabled else AUTH_OFF_WARNING
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route(
-            "/readyz", health.Readiness(database, encoder.identity, scorer).readyz, methods=["GET"]
+            "/readyz",
+            health.Readiness(database, encoder.identity, scorer, auth_warning).readyz,
+            methods=["GET"],
         ),
-        *SpeakerRoutes(database, enroller, settings.max_audio_seconds).routes(),
-        Route(
-            "/v1/verify", VerifyRoute(verifier, settings.max_audio_seconds).verify, methods=["POST"]
-        ),
-        *CallRoutes(calls, call_store, history, database, broker).routes(),
+        *SpeakerRoutes(database, enroller, settings.max_audio_seconds).routes(guard),
+        Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
+        *CallRoutes(calls, call_store, history, database, broker).routes(guard),
         WebSocketRoute(
             "/ws/acs",
             AcsStream(
@@ -134,7 +142,7 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
                     max_message_bytes=settings.stream_max_message_bytes,
                     metadata_timeout_seconds=settings.stream_metadata_timeout_seconds,
                 ),
-                socket_auth,
+                gate,
             ).serve,
         ),
     ]

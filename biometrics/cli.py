@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy.exc
@@ -32,11 +33,14 @@ from biometrics.client import (
     ClientError,
     RetryPolicy,
 )
+from biometrics.clock import isoformat, utcnow
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.errors import BiometricsError, ConfigError
 from biometrics.logs import configure_logging
+from biometrics.statuses import Role
 from biometrics.store import Database, queries
+from biometrics.store.keys import KeyStore
 
 logger = logging.getLogger("biometrics")
 
@@ -104,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build_cohort(settings, args)
         if args.command == "calibrate":
             return _calibrate(settings, args)
+        if args.command == "keys":
+            return _keys(settings, args)
         return _db_upgrade(settings)
     except BiometricsError as error:
         print(f"biometrics: error: {error.detail}", file=sys.stderr)
@@ -183,6 +189,29 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--raw", action="store_true", help="calibrate raw cosine scores, ignoring the cohort"
     )
+
+    keys = command(
+        "keys",
+        "make, list and revoke API keys",
+        "Make, list and revoke the API keys that every /v1 route and the live-call socket\n"
+        "require. A key is shown once, when it is made; only a salted hash is stored.\n"
+        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only).",
+    )
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create", help="make a key; its text is the last line printed", formatter_class=_Formatter
+    )
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--name", help="who or what the key is for (default: none)")
+    create.add_argument(
+        "--expires-in",
+        type=_positive_float,
+        metavar="DAYS",
+        help="days until the key stops working (default: never)",
+    )
+    actions.add_parser("list", help="list keys, never their secrets", formatter_class=_Formatter)
+    revoke = actions.add_parser("revoke", help="revoke a key at once", formatter_class=_Formatter)
+    revoke.add_argument("key_id", help="the key id, as `keys list` shows it")
 
     enroll = command(
         "enroll", "bulk-enroll recordings through a running service", ENROLL_DESCRIPTION
@@ -382,7 +411,9 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     # loaded. The socket is handed to uvicorn, so nothing can take the port meanwhile.
     listener = _bind(host, port)
     with listener:
-        _, encoder = _prepared(settings)
+        database, encoder = _prepared(settings)
+        if settings.auth_enabled:
+            _first_admin_key(KeyStore(database), host, port)
         app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
         config = uvicorn.Config(
             app,
@@ -414,6 +445,55 @@ def _bind(host: str, port: int) -> socket.socket:
             "choose another with --port)"
         ) from None
     return listener
+
+
+def _first_admin_key(keys: KeyStore, host: str, port: int) -> None:
+    """On a database that never had a key, make one admin key and show it, once."""
+    if keys.count():
+        return
+    _, secret = keys.create(Role.ADMIN, name="first admin key")
+    url = f"http://{host}:{port}"
+    print(
+        "\nThis is the first start on this database: an admin API key was made. It is shown\n"
+        "this once (only its hash is kept); store it now. Use it as a bearer token:\n\n"
+        f"    curl -H 'Authorization: Bearer {secret}' {url}/v1/speakers\n\n"
+        "Make keys with narrower roles with `biometrics keys create --role ROLE`.\n\n"
+        f"{secret}\n",
+        flush=True,
+    )
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    keys = KeyStore(_open_database(settings))
+    if args.action == "create":
+        expires = None if args.expires_in is None else timedelta(days=args.expires_in)
+        info, secret = keys.create(Role(args.role), args.name, expires)
+        print(f"key {info.key_id} ({info.role}) made; it is shown this once:")
+        print(secret)
+        return 0
+    if args.action == "revoke":
+        info = keys.revoke(args.key_id)
+        print(f"key {info.key_id} ({info.role}) revoked at {isoformat(info.revoked_at)}")
+        return 0
+    rows = [
+        [
+            info.key_id,
+            info.role.value,
+            info.name or "",
+            isoformat(info.created_at) or "",
+            isoformat(info.expires_at) or "never",
+            "revoked" if info.revoked_at else ("usable" if info.usable(utcnow()) else "expired"),
+            isoformat(info.last_used_at) or "never",
+        ]
+        for info in keys.list()
+    ]
+    header = ["KEY ID", "ROLE", "NAME", "CREATED", "EXPIRES", "STATE", "LAST USED"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
 
 
 def _db_upgrade(settings: Settings) -> int:

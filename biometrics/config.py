@@ -21,6 +21,9 @@ DEFAULT_MODEL_SOURCE = "bundled"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///biometrics.db"
+    # Every /v1 route and the live-call socket need an API key (or ACS's token). Turning
+    # it off is for development only: the service warns at start and on /readyz.
+    auth_enabled: bool = True
     auto_migrate: bool = True
     # A Hugging Face id or a local folder in the spkrec-ecapa-voxceleb layout.
     model_source: str = DEFAULT_MODEL_SOURCE

@@ -96,3 +96,22 @@ class TooManyParticipants(BiometricsError):
 class EnrollmentInProgress(BiometricsError):
     code = "enrollment_in_progress"
     status_code = 409
+
+
+class Unauthenticated(BiometricsError):
+    """No credential, or one that is unknown, revoked or expired."""
+
+    code = "unauthenticated"
+    status_code = 401
+
+
+class Forbidden(BiometricsError):
+    """A genuine key whose role does not allow the request."""
+
+    code = "forbidden"
+    status_code = 403
+
+
+class KeyNotFound(BiometricsError):
+    code = "key_not_found"
+    status_code = 404

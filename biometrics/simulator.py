@@ -355,6 +355,9 @@ def simulate(options: Options, out: TextIO) -> Report:
     headers = {
         "x-ms-call-connection-id": call_id,
         "x-ms-call-correlation-id": str(uuid.uuid4()),
+        # The API key (a stream or admin one) opens the socket too, unless a header says
+        # otherwise (e.g. an ACS token).
+        **({"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}),
         **options.headers,
     }
     needs_api = options.events or bool(options.claims)

@@ -1,6 +1,7 @@
-"""The vocabulary every layer shares: a speaker's status, a call's status, and a verdict's
-decision (the names Amazon Connect Voice ID users know). Enums only, importing nothing, so
-that storage, scoring and the API all speak it without depending on each other."""
+"""The vocabulary every layer shares: a speaker's status, a call's status, a verdict's
+decision (the names Amazon Connect Voice ID users know), and an API key's role. Enums
+only, importing nothing, so that storage, scoring and the API all speak it without
+depending on each other."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ class Decision(enum.StrEnum):
     def scored(self) -> bool:
         """ACCEPT and REJECT come from a score; every other decision was made without one."""
         return self in (Decision.ACCEPT, Decision.REJECT)
+
+
+class Role(enum.StrEnum):
+    """What an API key may do. ``admin`` may do everything; ``stream`` only open sockets."""
+
+    ADMIN = "admin"
+    ENROLL = "enroll"  # create speakers, enroll (uploads and calls), opt out
+    VERIFY = "verify"  # verify uploads, claim call participants
+    READ = "read"  # read speakers, calls, participants, verdicts and events
+    STREAM = "stream"  # stream a call's audio to /ws/acs
+
+    def allows(self, needed: Role) -> bool:
+        return self is Role.ADMIN or self is needed

@@ -21,7 +21,9 @@ from starlette.testclient import TestClient
 from biometrics.app import create_app
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
+from biometrics.statuses import Role
 from biometrics.store import Database
+from biometrics.store.keys import KeyStore
 from biometrics.store.models import Base
 from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 
@@ -128,9 +130,28 @@ def settings(database_url: str, model_folder: Path, tmp_path: Path) -> Settings:
     )
 
 
+def admin_key_for(database_url: str) -> str:
+    """A new admin API key in the database: every /v1 route needs one by default."""
+    database = Database(database_url)
+    try:
+        return KeyStore(database).create(Role.ADMIN, "tests")[1]
+    finally:
+        database.dispose()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
-def client(settings: Settings, encoder: SpeakerEncoder) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, encoder=encoder)) as test_client:
+def admin_key(settings: Settings) -> str:
+    return admin_key_for(settings.database_url)
+
+
+@pytest.fixture
+def client(settings: Settings, encoder: SpeakerEncoder, admin_key: str) -> Iterator[TestClient]:
+    app = create_app(settings, encoder=encoder)
+    with TestClient(app, headers=bearer(admin_key)) as test_client:
         yield test_client
 
 
@@ -138,11 +159,20 @@ def client(settings: Settings, encoder: SpeakerEncoder) -> Iterator[TestClient]:
 class LiveServer:
     url: str
     settings: Settings
+    api_key: str  # an admin key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.api_key)
 
 
 @pytest.fixture
-def live_server(settings: Settings, encoder: SpeakerEncoder) -> Iterator[LiveServer]:
-    """The application on a real uvicorn server on loopback."""
+def live_server(
+    settings: Settings, encoder: SpeakerEncoder, admin_key: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LiveServer]:
+    """The application on a real uvicorn server on loopback, and an admin key for it (also
+    in ``BIOMETRICS_API_KEY``, where the client commands look for one)."""
+    monkeypatch.setenv("BIOMETRICS_API_KEY", admin_key)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -157,6 +187,6 @@ def live_server(settings: Settings, encoder: SpeakerEncoder) -> Iterator[LiveSer
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
+    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, api_key=admin_key)
     server.should_exit = True
     thread.join(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,13 @@ def two_speaker_folder(root: Path) -> Path:
     return root
 
 
+def key_headers() -> dict[str, str]:
+    """The live_server fixture's admin key, from where the client commands look too."""
+    return {"Authorization": f"Bearer {os.environ['BIOMETRICS_API_KEY']}"}
+
+
 def server_speaker(url: str, speaker_id: str) -> dict[str, Any] | None:
-    response = httpx.get(f"{url}/v1/speakers/{speaker_id}")
+    response = httpx.get(f"{url}/v1/speakers/{speaker_id}", headers=key_headers())
     if response.status_code == 404:
         return None
     response.raise_for_status()

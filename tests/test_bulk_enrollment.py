@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,7 @@ from tests.recordings import (
     ALICE,
     BOB,
     free_port,
+    key_headers,
     server_speaker,
     speech,
     summary_row,
@@ -42,7 +44,8 @@ class Run:
 def run(url: str, source: Path, *, overwrite: bool = False, retries: int = 3) -> Run:
     """Enroll ``source`` quietly, the way the command does."""
     out = io.StringIO()
-    with Client(url, retry=RetryPolicy(retries=retries)) as api:
+    api_key = os.environ.get("BIOMETRICS_API_KEY")  # set by the live_server fixture
+    with Client(url, api_key=api_key, retry=RetryPolicy(retries=retries)) as api:
         outcomes = bulk_enrollment.run(
             api,
             bulk_enrollment.load_source(source),
@@ -185,7 +188,7 @@ def test_rerun_after_a_partial_enrollment_counts_no_recording_twice(
     reply = httpx.post(  # what the second file alone adds, measured on a scratch speaker
         f"{live_server.url}/v1/speakers/scratch/enrollments",
         content=second.read_bytes(),
-        headers={"Content-Type": "audio/wav"},
+        headers={"Content-Type": "audio/wav", **key_headers()},
     )
     alone = reply.json()["speech_seconds"]
     assert speaker["enrolled_speech_seconds"] == pytest.approx(
@@ -214,7 +217,9 @@ def test_file_over_the_upload_limit_is_rejected_and_the_next_file_still_sent(
 def test_opted_out_speaker_is_skipped_not_failed_even_with_overwrite(
     live_server, tmp_path: Path
 ) -> None:
-    httpx.post(f"{live_server.url}/v1/speakers/dave/opt-out").raise_for_status()
+    httpx.post(
+        f"{live_server.url}/v1/speakers/dave/opt-out", headers=live_server.headers
+    ).raise_for_status()
     source = two_speaker_folder(tmp_path / "recordings")
     write(source / "dave" / "1.wav", wav_bytes(speech(BOB, seed=5)))
 

@@ -103,10 +103,16 @@ def test_serve_runs_a_production_shaped_model_by_setting_the_source_alone(
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        key = _first_admin_key(server)
         ready = _wait_ready(base, server)
         assert ready["model"]["source"] == str(production_shaped_folder)
+        assert ready["auth"] == "on" and key not in json.dumps(ready)
         assert (tmp_path / "biometrics.db").is_file()  # the embedded default database
-        with httpx.Client(base_url=base, timeout=60) as client:
+        refused = httpx.get(f"{base}/v1/speakers", timeout=10)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"]
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as client:
             for seed in (1, 2, 3, 4):
                 enrolled = client.post(
                     "/v1/speakers/ada/enrollments",
@@ -125,6 +131,18 @@ def test_serve_runs_a_production_shaped_model_by_setting_the_source_alone(
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "huggingface.co" not in output
+
+
+def _first_admin_key(server: subprocess.Popen) -> str:
+    """The admin key a first start prints: alone on the last line of its notice."""
+    assert server.stdout is not None
+    lines = []
+    for line in server.stdout:
+        lines.append(line)
+        if line.startswith("bmk_"):
+            assert "Authorization: Bearer " + line.strip() in "".join(lines)
+            return line.strip()
+    pytest.fail("no admin key printed:\n" + "".join(lines))
 
 
 def _wait_ready(base: str, server: subprocess.Popen) -> dict:
@@ -249,7 +267,7 @@ def test_help_is_plain_text_and_every_option_says_its_default():
 
 
 def test_verify_prints_the_verdict_and_exits_0_only_on_accept(live_server, tmp_path, capsys):
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         for seed in (1, 2):
             http.post(
                 "/v1/speakers/ada/enrollments",

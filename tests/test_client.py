@@ -31,7 +31,7 @@ def settings(settings):
 
 @pytest.fixture
 def service(live_server) -> Iterator[Client]:
-    with Client(live_server.url, timeout=30) as client:
+    with Client(live_server.url, api_key=live_server.api_key, timeout=30) as client:
         yield client
 
 
@@ -125,7 +125,7 @@ def test_a_live_call_claimed_streamed_and_read_back(service: Client, live_server
     follower.start()
     messages = call_messages({CALLER: voice(4.0, "a", seed=3), AGENT: voice(2.0, "b", seed=4)})
     url = live_server.url.replace("http://", "ws://") + "/ws/acs"
-    asyncio.run(stream(url, call_id, messages))
+    asyncio.run(stream(url, call_id, messages, live_server.api_key))
     follower.join(30)
     assert not follower.is_alive()
 
@@ -152,8 +152,9 @@ def test_a_live_call_claimed_streamed_and_read_back(service: Client, live_server
     assert resumed == events[3:]
 
 
-async def stream(url: str, call_id: str, messages: list[str]) -> None:
-    async with connect(url, additional_headers={"x-ms-call-connection-id": call_id}) as socket:
+async def stream(url: str, call_id: str, messages: list[str], key: str) -> None:
+    headers = {"x-ms-call-connection-id": call_id, "Authorization": f"Bearer {key}"}
+    async with connect(url, additional_headers=headers) as socket:
         for message in messages:
             await socket.send(message)
             await asyncio.sleep(0)
@@ -168,7 +169,7 @@ def test_enrollment_from_a_call_and_unknown_calls(service: Client, live_server) 
 
     messages = call_messages({CALLER: voice(6.0, "c", seed=8)})
     url = live_server.url.replace("http://", "ws://") + "/ws/acs"
-    asyncio.run(stream(url, "enroll-call", messages))
+    asyncio.run(stream(url, "enroll-call", messages, live_server.api_key))
     started = service.enroll_from_call("enroll-call", CALLER, "dana")
     assert started.enrollment is not None and started.enrollment.speaker_id == "dana"
     assert started.enrollment.call_speech_seconds > 1

@@ -33,7 +33,7 @@ def utterances(speaker: str) -> list[Path]:
 
 
 def test_end_to_end_enroll_from_recordings_and_verify(live_server):
-    with httpx.Client(base_url=live_server.url, timeout=120) as client:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=120) as client:
         created = client.post("/v1/speakers", json={"speaker_id": "reader-1688"})
         assert created.status_code == 201
         enrolled = None

@@ -54,7 +54,9 @@ def settings(settings, receiver):
 
 
 def ws_url(live_server, query: str = "") -> str:
-    return live_server.url.replace("http://", "ws://") + "/ws/acs" + query
+    """The socket's URL with a key in ``?token=``, as ACS's transportUrl may carry it."""
+    token = ("&" if query else "?") + f"token={live_server.api_key}"
+    return live_server.url.replace("http://", "ws://") + "/ws/acs" + query + token
 
 
 def participant_path(call_id: str, raw_id: str, *rest: str) -> str:
@@ -81,11 +83,13 @@ def wait_for_call(http: httpx.Client, call_id: str, done, timeout: float = 20.0)
         time.sleep(0.05)
 
 
-async def follow_events(base_url: str, call_id: str) -> list[tuple[str, str, dict]]:
+async def follow_events(live_server, call_id: str) -> list[tuple[str, str, dict]]:
     """Server-sent events of the call as they happen, until call.ended."""
     events: list[tuple[str, str, dict]] = []
     async with (
-        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+        httpx.AsyncClient(
+            base_url=live_server.url, headers=live_server.headers, timeout=30
+        ) as http,
         http.stream("GET", f"/v1/calls/{call_id}/events") as response,
     ):
         assert response.status_code == 200
@@ -114,7 +118,7 @@ async def send_call(url: str, call_id: str, messages: list[str]) -> None:
 def test_end_to_end_four_participant_call_with_claims_events_and_webhooks(live_server, receiver):
     receiver.statuses = [500]  # the first delivery fails and is retried
     call_id = "e2e-four"
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         enroll(http, "alice", "a", seed=1)
         enroll(http, "bob", "b", seed=2)
         enroll(http, "carol", "c", seed=3, aliases=["+14255550199"])
@@ -133,7 +137,7 @@ def test_end_to_end_four_participant_call_with_claims_events_and_webhooks(live_s
         ]
 
         async def call() -> list[tuple[str, str, dict]]:
-            events = asyncio.create_task(follow_events(live_server.url, call_id))
+            events = asyncio.create_task(follow_events(live_server, call_id))
             await simulator.stream_call(
                 ws_url(live_server),
                 {"x-ms-call-connection-id": call_id, "x-ms-call-correlation-id": "corr-four"},
@@ -206,7 +210,7 @@ def test_end_to_end_four_participant_call_with_claims_events_and_webhooks(live_s
 
 
 def test_end_to_end_mixed_call_at_24_khz_named_in_the_query(live_server):
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         enroll(http, "alice", "a", seed=1)
         http.put(participant_path("e2e-mixed", "mixed", "claim"), json={"speaker_id": "alice"})
         messages = call_messages({None: voice(4.5, "a", seed=5, rate=24_000)}, rate=24_000)
@@ -230,7 +234,7 @@ def test_end_to_end_a_reconnect_continues_the_same_call(live_server):
     call_id = "e2e-reconnect"
     messages = call_messages({ALICE: voice(4.5, "a", seed=6)})
     first, second = messages[:101], [messages[0], *messages[101:]]  # each socket: metadata first
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         enroll(http, "alice", "a", seed=1)
         http.put(participant_path(call_id, ALICE, "claim"), json={"speaker_id": "alice"})
         asyncio.run(send_call(ws_url(live_server), call_id, first))
@@ -316,7 +320,7 @@ def test_end_to_end_bad_input_closes_or_drops_while_another_call_streams(live_se
         assert closes[case][0] == code, (case, closes[case])
         assert closes[case][1], case  # a reason for the operator
     assert report.frames == {ALICE: 150}
-    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=30) as http:
         good_call = wait_for_call(http, good_id, lambda c: c["status"] == "ENDED")
         drops = wait_for_call(http, "e2e-drops", lambda c: c["status"] == "ENDED")
     assert good_call["participants"][0]["frames"] == 150
@@ -335,7 +339,9 @@ def test_end_to_end_enrollment_from_a_live_call_reaches_enrolled(live_server):
         url = ws_url(live_server)
         async with (
             connect(url, additional_headers={"x-ms-call-connection-id": call_id}) as socket,
-            httpx.AsyncClient(base_url=live_server.url, timeout=60) as http,
+            httpx.AsyncClient(
+                base_url=live_server.url, headers=live_server.headers, timeout=60
+            ) as http,
         ):
             for message in messages[:101]:
                 await socket.send(message)
@@ -356,7 +362,7 @@ def test_end_to_end_enrollment_from_a_live_call_reaches_enrolled(live_server):
     started = asyncio.run(scenario())
     assert started.status_code == 200, started.text
     assert started.json()["enrollment"]["call_speech_seconds"] > 1
-    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=30) as http:
         call = wait_for_call(
             http, call_id, lambda c: c["participants"][0]["enrollment"]["status"] == "ENROLLED"
         )
@@ -370,7 +376,7 @@ def test_end_to_end_the_call_simulator_claims_streams_and_prints_the_events(
 ):
     caller = tmp_path / "caller.wav"
     caller.write_bytes(wav_bytes(voice(4.0, "a", seed=9)))
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         enroll(http, "alice", "a", seed=1)
     status = cli.main(
         [

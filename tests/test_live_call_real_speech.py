@@ -47,7 +47,7 @@ def test_end_to_end_default_model_accepts_the_genuine_caller_and_rejects_an_impo
 ):
     assert live_server.settings.model_source == "bundled"
     enrollment, rest = utterances("1688")[:4], utterances("1688")[4:]
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         for data in enrollment:
             enrolled = http.post(
                 "/v1/speakers/reader-1688/enrollments",
@@ -89,7 +89,7 @@ def test_end_to_end_a_live_call_and_an_upload_of_the_same_speech_get_the_same_ve
     enrollment, rest = utterances("1688")[:4], utterances("1688")[4:]
     genuine = next(data for data in rest if 4.0 < len(speech_of(data)) / 16_000 < 9.5)
     impostor = next(data for data in utterances("367") if 4.0 < len(speech_of(data)) / 16_000 < 9.5)
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         for data in enrollment:
             http.post(
                 "/v1/speakers/reader-1688/enrollments",

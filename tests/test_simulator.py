@@ -300,7 +300,7 @@ def test_claims_are_sent_before_the_audio_and_events_followed_to_the_end(
     live_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caller = write_wav(tmp_path, "caller.wav", voice(3.0, "a", seed=5))
-    with httpx.Client(base_url=live_server.url) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers) as http:
         http.post("/v1/speakers", json={"speaker_id": "alice"}).raise_for_status()
     options = simulate.Options(
         url=live_server.url.replace("http://", "ws://") + "/ws/acs",
@@ -308,6 +308,7 @@ def test_claims_are_sent_before_the_audio_and_events_followed_to_the_end(
         call_id="call 7:x",  # travels in a header; URL-encoded in the API's paths
         claims=[(BOB, "alice"), ("8:acs:nobody", "nobody")],
         events=True,
+        api_key=live_server.api_key,  # claims, events and the socket
     )
     report = simulate.simulate(options, sys.stdout)
     out = capsys.readouterr().out.splitlines()

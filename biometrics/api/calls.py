@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from biometrics.api.auth import Guard
 from biometrics.api.speakers import check_speaker_id, json_object
 from biometrics.errors import (
     CallNotFound,
@@ -28,7 +29,7 @@ from biometrics.errors import (
 )
 from biometrics.events import Broker, sse
 from biometrics.snapshots import CallSummary, ParticipantSummary, SpeakerClaim
-from biometrics.statuses import SpeakerStatus
+from biometrics.statuses import Role, SpeakerStatus
 from biometrics.store import Database, queries
 from biometrics.store.calls import CallStore
 from biometrics.store.verdicts import VerdictHistory
@@ -56,16 +57,17 @@ class CallRoutes:
         self._database = database
         self._broker = broker
 
-    def routes(self) -> list[Route]:
-        participant = "/v1/calls/{call_id}/participants/{participant_raw_id:path}"
+    def routes(self, guard: Guard) -> list[Route]:
+        call = "/v1/calls/{call_id}"
+        participant = call + "/participants/{participant_raw_id:path}"
         # Raw ids may hold "/" once decoded: the suffixed routes come before the bare one.
         return [
-            Route("/v1/calls/{call_id}", self.get_call, methods=["GET"]),
-            Route("/v1/calls/{call_id}/events", self.call_events, methods=["GET"]),
-            Route(participant + "/verdicts", self.list_verdicts, methods=["GET"]),
-            Route(participant + "/claim", self.put_claim, methods=["PUT"]),
-            Route(participant + "/enroll", self.enroll_from_call, methods=["POST"]),
-            Route(participant, self.get_participant, methods=["GET"]),
+            guard.route(call, Role.READ, self.get_call, "GET"),
+            guard.route(call + "/events", Role.READ, self.call_events, "GET"),
+            guard.route(participant + "/verdicts", Role.READ, self.list_verdicts, "GET"),
+            guard.route(participant + "/claim", Role.VERIFY, self.put_claim, "PUT"),
+            guard.route(participant + "/enroll", Role.ENROLL, self.enroll_from_call, "POST"),
+            guard.route(participant, Role.READ, self.get_participant, "GET"),
         ]
 
     async def get_call(self, request: Request) -> Response:

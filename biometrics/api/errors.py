@@ -8,7 +8,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from biometrics.errors import BiometricsError
+from biometrics.errors import BiometricsError, Forbidden, Unauthenticated
+
+WWW_AUTHENTICATE = 'Bearer realm="biometrics"'
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,14 @@ async def biometrics_error(request: Request, exc: Exception) -> Response:
         "request refused",
         extra={"path": request.url.path, "error": exc.code, "detail": exc.detail},
     )
-    return error_response(exc.status_code, exc.code, exc.detail)
+    response = error_response(exc.status_code, exc.code, exc.detail)
+    if isinstance(exc, Unauthenticated | Forbidden):
+        response.headers["WWW-Authenticate"] = (
+            WWW_AUTHENTICATE
+            if isinstance(exc, Unauthenticated)
+            else f'{WWW_AUTHENTICATE}, error="insufficient_scope"'
+        )
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

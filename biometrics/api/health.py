@@ -20,11 +20,24 @@ async def healthz(request: Request) -> Response:
 
 
 class Readiness:
-    """``/readyz``: the model that runs, how it scores, and whether the database answers."""
+    """``/readyz``: the model that runs, how it scores, whether API keys are required, and
+    whether the database answers. Open to all, so it names no key and no secret."""
 
-    def __init__(self, database: Database, model: ModelIdentity, scorer: Scorer) -> None:
+    def __init__(
+        self,
+        database: Database,
+        model: ModelIdentity,
+        scorer: Scorer,
+        auth_warning: str | None = None,
+    ) -> None:
         self._database = database
-        self._body: dict[str, object] = {"model": model.as_dict(), "scoring": scorer.describe()}
+        self._body: dict[str, object] = {
+            "model": model.as_dict(),
+            "scoring": scorer.describe(),
+            "auth": "on" if auth_warning is None else "off",
+        }
+        if auth_warning is not None:
+            self._body["warnings"] = [auth_warning]
 
     async def readyz(self, request: Request) -> Response:
         try:

@@ -11,12 +11,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from biometrics.api.auth import Guard
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
 from biometrics.clock import isoformat, utcnow
 from biometrics.enrollment import Enroller, remaining_seconds
 from biometrics.errors import InvalidRequest
-from biometrics.statuses import SpeakerStatus
+from biometrics.statuses import Role, SpeakerStatus
 from biometrics.store import Database, Speaker, queries
 
 SPEAKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
@@ -61,14 +62,15 @@ class SpeakerRoutes:
         self._enroller = enroller
         self._max_audio_seconds = max_audio_seconds
 
-    def routes(self) -> list[Route]:
+    def routes(self, guard: Guard) -> list[Route]:
+        speaker = "/v1/speakers/{speaker_id}"
         return [
-            Route("/v1/speakers", self.create_speaker, methods=["POST"]),
-            Route("/v1/speakers", self.list_speakers, methods=["GET"]),
-            Route("/v1/speakers/{speaker_id}", self.get_speaker, methods=["GET"]),
-            Route("/v1/speakers/{speaker_id}", self.delete_speaker, methods=["DELETE"]),
-            Route("/v1/speakers/{speaker_id}/opt-out", self.opt_out, methods=["POST"]),
-            Route("/v1/speakers/{speaker_id}/enrollments", self.enroll, methods=["POST"]),
+            guard.route("/v1/speakers", Role.ENROLL, self.create_speaker, "POST"),
+            guard.route("/v1/speakers", Role.READ, self.list_speakers, "GET"),
+            guard.route(speaker, Role.READ, self.get_speaker, "GET"),
+            guard.route(speaker, Role.ADMIN, self.delete_speaker, "DELETE"),
+            guard.route(speaker + "/opt-out", Role.ENROLL, self.opt_out, "POST"),
+            guard.route(speaker + "/enrollments", Role.ENROLL, self.enroll, "POST"),
         ]
 
     def _json(self, speaker: Speaker) -> dict[str, Any]:

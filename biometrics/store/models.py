@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from biometrics.clock import utcnow
-from biometrics.statuses import CallStatus, SpeakerStatus
+from biometrics.statuses import CallStatus, Role, SpeakerStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -258,3 +258,29 @@ class VerdictRecord(Base):
     model_sha256: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ApiKey(Base):
+    """A key for the API. Only a salted hash of its secret is kept: the secret is shown
+    once, when the key is made."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # public, part of the key
+    name: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[Role] = mapped_column(
+        Enum(
+            Role,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda roles: [role.value for role in roles],
+        )
+    )
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

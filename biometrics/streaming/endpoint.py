@@ -2,8 +2,8 @@
 names (:mod:`biometrics.streaming.protocol` parses) and keeps no call state
 (:mod:`biometrics.streaming.session` does).
 
-The socket's life: accept; check the bearer token when an authenticator is given (close
-1008 otherwise); wait up to ``metadata_timeout_seconds`` for ``AudioMetadata`` (close 1008
+The socket's life: accept; check its credential, ACS's signed token or a ``stream`` API key
+(close 1008 without one); wait up to ``metadata_timeout_seconds`` for ``AudioMetadata`` (close 1008
 otherwise); name the call (``x-ms-call-connection-id``, else
 ``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
 until the peer closes. A message over ``max_message_bytes`` closes 1009; whatever
@@ -24,7 +24,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from biometrics.errors import TooManyCalls
-from biometrics.streaming.auth import SocketAuthenticator, Unauthorized
+from biometrics.streaming.auth import SocketGate, Unauthorized
 from biometrics.streaming.call import CallSession
 from biometrics.streaming.identity import call_id_problem, socket_identity
 from biometrics.streaming.protocol import (
@@ -56,12 +56,10 @@ class StreamLimits:
 class AcsStream:
     """The ``/ws/acs`` endpoint: :meth:`serve` runs once per socket."""
 
-    def __init__(
-        self, calls: CallRegistry, limits: StreamLimits, auth: SocketAuthenticator | None
-    ) -> None:
+    def __init__(self, calls: CallRegistry, limits: StreamLimits, gate: SocketGate) -> None:
         self._calls = calls
         self._limits = limits
-        self._auth = auth
+        self._gate = gate
 
     async def serve(self, websocket: WebSocket) -> None:
         identity = socket_identity(websocket.headers, websocket.query_params)
@@ -69,12 +67,15 @@ class AcsStream:
         call: CallSession | None = None
         call_id = identity.call_id
         await websocket.accept()
-        if self._auth is not None:
+        if not self._gate.open:
             try:
-                await run_in_threadpool(self._auth.check, websocket.headers.get("authorization"))
+                who = await run_in_threadpool(
+                    self._gate.check, websocket.headers, websocket.query_params
+                )
             except Unauthorized as refused:
                 await _close(websocket, call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser)
                 return
+            logger.info("call socket authenticated", extra={"call_id": call_id, "by": who})
         try:
             max_bytes = self._limits.max_message_bytes
             timeout = self._limits.metadata_timeout_seconds

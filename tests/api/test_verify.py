@@ -16,6 +16,7 @@ from biometrics.embedding import load_encoder
 from biometrics.store import Database
 from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
 from tests.api.helpers import VOICE_A, VOICE_B, enroll, speech_wav, verify
+from tests.conftest import bearer
 from tests.voices import synthetic_speech, wav_bytes
 
 VERDICT_FIELDS = {
@@ -143,7 +144,7 @@ def test_a_file_gets_the_same_verdict_whatever_came_before(client):
 
 
 def test_concurrent_verifications_of_one_file_are_identical(live_server):
-    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:
         http.post(
             "/v1/speakers/ada/enrollments",
             files={"audio": ("a.wav", speech_wav(10.0, 1), "audio/wav")},
@@ -152,7 +153,9 @@ def test_concurrent_verifications_of_one_file_are_identical(live_server):
     others = [speech_wav(4.0 + index, 20 + index, VOICE_B) for index in range(8)]
 
     def post(audio: bytes) -> dict:
-        with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        with httpx.Client(
+            base_url=live_server.url, headers=live_server.headers, timeout=60
+        ) as http:
             response = http.post(
                 "/v1/verify",
                 data={"speaker_id": "ada"},
@@ -170,13 +173,14 @@ def test_concurrent_verifications_of_one_file_are_identical(live_server):
     assert len(seen) == 1, seen
 
 
-def test_a_voiceprint_of_another_model_is_never_compared(client, settings, tmp_path):
+def test_a_voiceprint_of_another_model_is_never_compared(client, settings, tmp_path, admin_key):
     enrolled_once(client)
     other_folder = write_initialised_folder(
         tmp_path / "other-model", ecapa_hyperparams(channels=64, n_classes=8), seed=7
     )
     other = load_encoder(str(other_folder), tmp_path / "cache")
-    with TestClient(create_app(settings, encoder=other)) as other_client:
+    app = create_app(settings, encoder=other)
+    with TestClient(app, headers=bearer(admin_key)) as other_client:
         refused = verify_enrollment_audio(other_client).json()
         assert (refused["decision"], refused["score"]) == ("SPEAKER_NOT_ENROLLED", None)
         assert "another model" in refused["detail"] and "re-enroll" in refused["detail"]

@@ -13,6 +13,7 @@ from biometrics.cli import main
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
 from tests.api.helpers import enroll, verify
+from tests.conftest import admin_key_for, bearer
 from tests.voices import flac_bytes, synthetic_speech
 
 VOICES = [
@@ -57,7 +58,9 @@ def test_cohort_and_calibration_drive_the_service_decisions(
     )
     assert "AS-norm scores" in capsys.readouterr().out
 
-    with TestClient(create_app(settings, encoder=encoder)) as client:
+    with TestClient(
+        create_app(settings, encoder=encoder), headers=bearer(admin_key_for(settings.database_url))
+    ) as client:
         scoring = client.get("/readyz").json()["scoring"]
         assert scoring == {
             "calibrated": True,
@@ -88,7 +91,9 @@ def test_calibrating_raw_scores_ignores_the_cohort(
         )
         == 0
     )
-    with TestClient(create_app(settings, encoder=encoder)) as client:
+    with TestClient(
+        create_app(settings, encoder=encoder), headers=bearer(admin_key_for(settings.database_url))
+    ) as client:
         scoring = client.get("/readyz").json()["scoring"]
         assert scoring["calibrated"] is True
         assert scoring["normalization"] is None

@@ -15,7 +15,11 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from biometrics.app import create_app
+from biometrics.statuses import Role
+from biometrics.store import Database
+from biometrics.store.keys import KeyStore
 from biometrics.streaming.auth import ACS_ISSUER, SocketAuthenticator, Unauthorized
+from tests.conftest import bearer
 
 AUDIENCE = "00000000-1111-2222-3333-444444444444"
 METADATA = json.dumps(
@@ -96,16 +100,18 @@ def test_wrong_audience_issuer_expiry_or_key_are_refused(signing_key, jwks_url):
             authenticator.check(f"Bearer {bad}")
 
 
-def test_the_socket_closes_1008_without_a_valid_token(settings, encoder, signing_key, jwks_url):
+def test_the_socket_closes_1008_without_a_valid_token(
+    settings, encoder, signing_key, jwks_url, admin_key
+):
     secured = dataclasses.replace(settings, acs_audience=AUDIENCE, acs_jwks_url=jwks_url)
-    with TestClient(create_app(secured, encoder=encoder)) as client:
+    with TestClient(create_app(secured, encoder=encoder), headers=bearer(admin_key)) as client:
         with (
-            client.websocket_connect("/ws/acs") as socket,
+            client.websocket_connect("/ws/acs", headers={"Authorization": ""}) as socket,
             pytest.raises(WebSocketDisconnect) as closed,
         ):
             socket.receive_text()
         assert closed.value.code == 1008
-        assert "missing bearer token" in closed.value.reason
+        assert "ACS's signed token" in closed.value.reason
         headers = {"Authorization": f"Bearer {token(signing_key)}", "x-ms-call-connection-id": "c1"}
         with client.websocket_connect("/ws/acs", headers=headers) as socket:
             socket.send_text(METADATA)
@@ -114,3 +120,40 @@ def test_the_socket_closes_1008_without_a_valid_token(settings, encoder, signing
                 assert time.monotonic() < deadline, "the authorised call never started"
                 time.sleep(0.05)
             assert client.get("/v1/calls/c1").json()["status"] == "ONGOING"
+
+
+def refused_reason(client: TestClient, path: str, headers: dict[str, str]) -> str:
+    with (
+        client.websocket_connect(path, headers=headers) as socket,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        socket.receive_text()
+    assert closed.value.code == 1008
+    return closed.value.reason
+
+
+def test_by_default_a_socket_needs_a_stream_key(settings, encoder):
+    """No ACS audience configured: an API key with the stream role (or admin) opens the
+    socket, in ?token= (ACS's transportUrl may carry it) or a header; nothing else does."""
+    keys = KeyStore(Database(settings.database_url))
+    stream = keys.create(Role.STREAM, "acs")[1]
+    reader = keys.create(Role.READ, "dashboard")[1]
+    revoked_info, revoked = keys.create(Role.STREAM, "old")
+    keys.revoke(revoked_info.key_id)
+    with TestClient(create_app(settings, encoder=encoder)) as client:
+        no_auth = {"Authorization": ""}
+        assert "stream role" in refused_reason(client, "/ws/acs", no_auth)
+        assert "not stream" in refused_reason(client, f"/ws/acs?token={reader}", no_auth)
+        assert "revoked" in refused_reason(client, f"/ws/acs?token={revoked}", no_auth)
+        assert "unknown" in refused_reason(client, "/ws/acs?token=bmk_0_x", no_auth)
+        for path, headers in (
+            (f"/ws/acs?token={stream}&call_id=q1", no_auth),
+            ("/ws/acs?call_id=h1", bearer(stream)),
+            ("/ws/acs?call_id=x1", {"X-API-Key": stream}),
+        ):
+            with client.websocket_connect(path, headers=headers) as socket:
+                socket.send_text(METADATA)
+                socket.send_text(METADATA)  # a repeat: the socket is open and reading
+        # A stream key opens sockets only: the REST API refuses it.
+        refused = client.get("/v1/calls/q1", headers=bearer(stream))
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"

@@ -1,0 +1,75 @@
+"""Who may call the API: every ``/v1`` route names the role it needs, and a request carries
+an API key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+No key, or an unknown, revoked or expired one, is 401; a key whose role does not allow the
+route is 403; both with the JSON error body and a ``WWW-Authenticate`` header. With
+authentication turned off (a development setting, warned about at start and on
+``/readyz``) every route is open.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from biometrics.errors import Forbidden, Unauthenticated
+from biometrics.statuses import Role
+from biometrics.store.keys import KeyInfo, KeyStore, Refusal, key_from_headers
+
+logger = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Guard:
+    def __init__(self, keys: KeyStore, enabled: bool) -> None:
+        self._keys = keys
+        self.enabled = enabled
+
+    def requires(self, role: Role, endpoint: Endpoint) -> Endpoint:
+        """``endpoint``, answered only for a key whose role allows ``role``."""
+        if not self.enabled:
+            return endpoint
+
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> Response:
+            key = await self.authenticate(_presented(request))
+            if not key.role.allows(role):
+                raise Forbidden(
+                    f"API key {key.key_id} has the role {key.role}; this needs {role} (or admin)"
+                )
+            request.state.api_key = key
+            return await endpoint(request)
+
+        return guarded
+
+    def route(self, path: str, role: Role, endpoint: Endpoint, method: str) -> Route:
+        """A route whose endpoint needs ``role``."""
+        return Route(path, self.requires(role, endpoint), methods=[method])
+
+    async def authenticate(self, presented: str | None) -> KeyInfo:
+        """The key, or :class:`Unauthenticated` saying what is wrong with it."""
+        if presented is None:
+            raise Unauthenticated(
+                "an API key is required: send Authorization: Bearer <key> or X-API-Key"
+            )
+        found = await run_in_threadpool(self._keys.authenticate, presented)
+        if isinstance(found, Refusal):
+            raise Unauthenticated(found.reason)
+        return found
+
+
+def _presented(request: Request) -> str | None:
+    """The key a request carries; a bearer token that is not one of ours still counts as
+    presented, so that it is refused as unknown rather than as missing."""
+    key = key_from_headers(request.headers)
+    if key is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return key

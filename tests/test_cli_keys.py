@@ -1,0 +1,64 @@
+"""biometrics keys: make (the key alone on the last line), list (never a secret) and revoke
+API keys; the first start's admin key is made once."""
+
+from __future__ import annotations
+
+import pytest
+
+from biometrics import cli
+from biometrics.statuses import Role
+from biometrics.store import Database
+from biometrics.store.keys import KeyInfo, KeyStore
+
+
+@pytest.fixture
+def fresh_database(tmp_path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"  # not migrated: keys create does that
+    monkeypatch.setenv("BIOMETRICS_DATABASE_URL", url)
+    monkeypatch.setenv("BIOMETRICS_LOG_FORMAT", "console")
+    return url
+
+
+def test_keys_are_made_listed_and_revoked(fresh_database, capsys):
+    assert (
+        cli.main(["keys", "create", "--role", "stream", "--name", "acs", "--expires-in", "30"]) == 0
+    )
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("bmk_")
+    keys = KeyStore(Database(fresh_database))
+    found = keys.authenticate(key)
+    assert isinstance(found, KeyInfo) and found.role is Role.STREAM and found.expires_at
+
+    assert cli.main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert found.key_id in listing and "stream" in listing and "acs" in listing
+    assert key.split("_")[2] not in listing and "usable" in listing
+
+    assert cli.main(["keys", "revoke", found.key_id]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert not isinstance(keys.authenticate(key), KeyInfo)
+    assert cli.main(["keys", "list"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert cli.main(["keys", "revoke", "nosuchkey"]) == 2
+    assert "no API key 'nosuchkey'" in capsys.readouterr().err
+
+
+def test_a_role_is_required_and_checked(fresh_database, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["keys", "create", "--role", "root"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_first_admin_key_is_made_once(fresh_database, capsys):
+    database = Database(fresh_database)
+    database.upgrade()
+    keys = KeyStore(database)
+    cli._first_admin_key(keys, "127.0.0.1", 8000)
+    printed = capsys.readouterr().out
+    key = printed.strip().splitlines()[-1]
+    assert f"Authorization: Bearer {key}" in printed
+    assert isinstance(keys.authenticate(key), KeyInfo)
+    keys.revoke(keys.list()[0].key_id)
+    cli._first_admin_key(keys, "127.0.0.1", 8000)  # never again, even with none usable
+    assert capsys.readouterr().out == ""
+    assert len(keys.list()) == 1
