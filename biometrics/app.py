@@ -141,6 +141,7 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
                 StreamLimits(
                     max_message_bytes=settings.stream_max_message_bytes,
                     metadata_timeout_seconds=settings.stream_metadata_timeout_seconds,
+                    idle_timeout_seconds=settings.stream_idle_timeout_seconds,
                 ),
                 gate,
             ).serve,

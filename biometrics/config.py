@@ -48,6 +48,7 @@ class Settings:
     stream_step_seconds: float = 2.0
     stream_max_speech_seconds: float = 10.0
     stream_metadata_timeout_seconds: float = 10.0  # close 1008 if no AudioMetadata by then
+    stream_idle_timeout_seconds: float = 30.0  # close 1008 after this long without a message
     stream_max_message_bytes: int = 256 * 1024  # close 1009 above (GA frames are ~1.5 KB)
     stream_max_participants: int = 32  # per call; frames of further participants dropped
     stream_max_calls: int = 1000  # calls held in memory at once (pending, ongoing, recent)
@@ -113,6 +114,7 @@ class Settings:
         for name in (
             "stream_step_seconds",
             "stream_metadata_timeout_seconds",
+            "stream_idle_timeout_seconds",
             "webhook_backoff_seconds",
             "webhook_timeout_seconds",
         ):

@@ -1,15 +1,16 @@
 """The ACS audio-streaming WebSocket, ``/ws/acs``: owns the socket, knows no JSON field
 names (:mod:`biometrics.streaming.protocol` parses) and keeps no call state
-(:mod:`biometrics.streaming.session` does).
+(:mod:`biometrics.streaming.call` does).
 
-The socket's life: accept; check its credential, ACS's signed token or a ``stream`` API key
-(close 1008 without one); wait up to ``metadata_timeout_seconds`` for ``AudioMetadata`` (close 1008
-otherwise); name the call (``x-ms-call-connection-id``, else
+The socket's life: accept; check its credential, ACS's signed token or a ``stream`` API
+key (close 1008 without one); wait up to ``metadata_timeout_seconds`` for
+``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
 ``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
-until the peer closes. A message over ``max_message_bytes`` closes 1009; whatever
-the parser refuses closes with its code (1007 or 1008) and reason; anything unexpected
-closes 1011. However a socket ends, only its own call is touched, and the call ends (or
-waits for a reconnect) cleanly.
+until the peer closes, or until it sends nothing for ``idle_timeout_seconds`` (close
+1008). A message over ``max_message_bytes`` closes 1009; whatever the parser refuses
+closes with its code (1007 or 1008) and reason; anything unexpected closes 1011. However
+a socket ends, only its own call is touched, and the call ends (or waits for a
+reconnect) cleanly.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class _PeerGone(Exception):
 class StreamLimits:
     max_message_bytes: int  # close 1009 above (GA frames are about 1.5 KB)
     metadata_timeout_seconds: float  # close 1008 when no AudioMetadata came by then
+    idle_timeout_seconds: float  # close 1008 when no message came for this long after it
 
 
 class AcsStream:
@@ -99,8 +101,17 @@ class AcsStream:
                     "sockets": call.sockets,
                 },
             )
+            idle = self._limits.idle_timeout_seconds
             while True:
-                parsed = _feed(parser, await websocket.receive(), max_bytes)
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), idle)
+                except TimeoutError:
+                    # ACS sends a frame every 20 ms, silent ones included: a quiet socket is
+                    # a stalled peer, and would otherwise hold its call open for ever.
+                    raise ProtocolViolation(
+                        CLOSE_POLICY_VIOLATION, f"no message for {idle:g} s"
+                    ) from None
+                parsed = _feed(parser, message, max_bytes)
                 if isinstance(parsed, AudioFrame):
                     call.feed(parsed, audio_format.sample_rate)
         except _PeerGone:

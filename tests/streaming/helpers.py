@@ -33,6 +33,7 @@ def live_settings(settings: Settings, **changes: Any) -> Settings:
         stream_step_seconds=1.0,
         stream_max_speech_seconds=3.0,
         stream_metadata_timeout_seconds=1.0,
+        stream_idle_timeout_seconds=1.0,
         stream_max_message_bytes=16 * 1024,
         min_enroll_speech_seconds=4.0,
         **changes,

@@ -142,6 +142,20 @@ def test_no_metadata_in_time_closes_1008(client):
     assert time.monotonic() - started < 5
 
 
+def test_a_socket_that_stalls_after_its_metadata_is_closed_and_its_call_ends(client):
+    started = time.monotonic()
+    headers = {"x-ms-call-connection-id": "stalled"}
+    code, reason = closed_with(
+        client, [METADATA, *call_messages({ALICE: voice(0.5)})[1:]], headers=headers
+    )
+    assert code == 1008 and "no message for 1 s" in reason
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while client.get("/v1/calls/stalled").json()["status"] != "ENDED":
+        assert time.monotonic() < deadline, "the stalled call never ended"
+        time.sleep(0.05)
+
+
 def test_bad_frames_are_dropped_and_counted_and_the_call_goes_on(client):
     bad = [
         "{oops",
