@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from hypothesis.internal.conjecture import providers as hypothesis_providers
+from speechbrain.utils.importutils import LazyModule
 from starlette.testclient import TestClient
 
 from biometrics.app import create_app
@@ -39,9 +42,24 @@ POSTGRES_ADMIN_URL = os.environ.get(
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _hide_lazy_modules() -> None:
+    """Hypothesis reads constants out of every imported module, asking each for its
+    ``__file__``; SpeechBrain's lazy modules answer by importing optional integrations (k2,
+    ...) that are not installed, and raise. Marking them as read keeps Hypothesis from
+    asking them."""
+    lazy = [module for module in list(sys.modules.values()) if isinstance(module, LazyModule)]
+    hypothesis_providers._seen_modules.update(id(module) for module in lazy)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems() -> None:
+    _hide_lazy_modules()  # before Hypothesis's own hook reads the modules
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """The CLI configures the root logger; keep that from leaking into later tests."""
+    _hide_lazy_modules()  # modules a test imported since
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
