@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from biometrics.api import health
-from biometrics.api.auth import Guard
+from biometrics.api.auth import Guard, RateLimit
 from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodySizeLimit
@@ -114,7 +114,8 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
             settings.webhook_timeout_seconds,
         )
     keys = KeyStore(database)
-    guard = Guard(keys, enabled=settings.auth_enabled)
+    limit = RateLimit(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    guard = Guard(keys, enabled=settings.auth_enabled, limit=limit)
     acs = None
     if settings.acs_audience:
         acs = SocketAuthenticator(settings.acs_audience, settings.acs_issuer, settings.acs_jwks_url)

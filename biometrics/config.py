@@ -24,6 +24,7 @@ class Settings:
     # Every /v1 route and the live-call socket need an API key (or ACS's token). Turning
     # it off is for development only: the service warns at start and on /readyz.
     auth_enabled: bool = True
+    rate_limit_per_minute: int = 600  # requests a minute per API key (429 above); 0: none
     auto_migrate: bool = True
     # A Hugging Face id or a local folder in the spkrec-ecapa-voxceleb layout.
     model_source: str = DEFAULT_MODEL_SOURCE
@@ -97,6 +98,8 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}MAX_AUDIO_SECONDS must be at least {PREFIX}MIN_VERIFY_SPEECH_SECONDS"
             )
+        if self.rate_limit_per_minute < 0:
+            raise ConfigError(f"{PREFIX}RATE_LIMIT_PER_MINUTE must not be negative")
         if self.inference_threads < 1:
             raise ConfigError(f"{PREFIX}INFERENCE_THREADS must be at least 1")
         if self.log_format not in ("json", "console", "auto"):

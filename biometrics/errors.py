@@ -8,9 +8,10 @@ class BiometricsError(Exception):
     code = "internal_error"
     status_code = 500
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.retry_after = retry_after  # seconds, sent as Retry-After when set
 
 
 class ConfigError(BiometricsError):
@@ -115,3 +116,10 @@ class Forbidden(BiometricsError):
 class KeyNotFound(BiometricsError):
     code = "key_not_found"
     status_code = 404
+
+
+class RateLimited(BiometricsError):
+    """Too many requests from one key; ``retry_after`` says when the next one is taken."""
+
+    code = "rate_limited"
+    status_code = 429

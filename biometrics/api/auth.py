@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from biometrics.errors import Forbidden, Unauthenticated
+from biometrics.errors import Forbidden, RateLimited, Unauthenticated
 from biometrics.statuses import Role
 from biometrics.store.keys import KeyInfo, KeyStore, Refusal, key_from_headers
 
@@ -27,10 +28,35 @@ logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+class RateLimit:
+    """A token bucket per key: ``per_minute`` requests a minute, in bursts of as many."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
+
+    def take(self, key_id: str) -> None:
+        """Count one request of ``key_id``; :class:`RateLimited` when it has none left."""
+        now = self._clock()
+        tokens, at = self._buckets.get(key_id, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[key_id] = (tokens, now)
+            raise RateLimited(
+                f"API key {key_id} made more than {self._capacity:g} requests a minute "
+                "(BIOMETRICS_RATE_LIMIT_PER_MINUTE); slow down",
+                retry_after=(1.0 - tokens) / self._rate,
+            )
+        self._buckets[key_id] = (tokens - 1.0, now)
+
+
 class Guard:
-    def __init__(self, keys: KeyStore, enabled: bool) -> None:
+    def __init__(self, keys: KeyStore, enabled: bool, limit: RateLimit | None = None) -> None:
         self._keys = keys
         self.enabled = enabled
+        self._limit = limit
 
     def requires(self, role: Role, endpoint: Endpoint) -> Endpoint:
         """``endpoint``, answered only for a key whose role allows ``role``."""
@@ -44,6 +70,8 @@ class Guard:
                 raise Forbidden(
                     f"API key {key.key_id} has the role {key.role}; this needs {role} (or admin)"
                 )
+            if self._limit is not None:
+                self._limit.take(key.key_id)
             request.state.api_key = key
             return await endpoint(request)
 

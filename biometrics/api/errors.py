@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,6 +36,8 @@ async def biometrics_error(request: Request, exc: Exception) -> Response:
         extra={"path": request.url.path, "error": exc.code, "detail": exc.detail},
     )
     response = error_response(exc.status_code, exc.code, exc.detail)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if isinstance(exc, Unauthenticated | Forbidden):
         response.headers["WWW-Authenticate"] = (
             WWW_AUTHENTICATE

@@ -114,3 +114,31 @@ def test_turning_authentication_off_is_loud(settings, encoder, caplog):
         ready = open_client.get("/readyz").json()
         assert ready["auth"] == "off" and "development only" in ready["warnings"][0]
     assert "authentication is off" in caplog.text
+
+
+def test_a_key_over_its_rate_is_told_when_to_come_back(settings, encoder, keys):
+    limited = dataclasses.replace(settings, rate_limit_per_minute=3)
+    busy, calm = keys.create(Role.READ)[1], keys.create(Role.READ)[1]
+    with TestClient(create_app(limited, encoder=encoder)) as limited_client:
+        answers = [limited_client.get("/v1/speakers", headers=bearer(busy)) for _ in range(4)]
+        assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+        refused = answers[-1]
+        assert refused.json()["error"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 20
+        assert limited_client.get("/v1/speakers", headers=bearer(calm)).status_code == 200
+
+
+def test_the_bucket_refills_with_time():
+    from biometrics.api.auth import RateLimit
+    from biometrics.errors import RateLimited
+
+    now = [0.0]
+    limit = RateLimit(60, clock=lambda: now[0])  # one a second, bursts of 60
+    for _ in range(60):
+        limit.take("k")
+    with pytest.raises(RateLimited) as refused:
+        limit.take("k")
+    assert refused.value.retry_after == pytest.approx(1.0)
+    now[0] += 1.0
+    limit.take("k")
+    limit.take("other")  # keys do not share a bucket
