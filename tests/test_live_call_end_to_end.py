@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import urllib.parse
 
@@ -396,7 +397,10 @@ def test_end_to_end_the_call_simulator_claims_streams_and_prints_the_events(
     )
     printed = capsys.readouterr().out
     assert status == 0, printed
-    assert f"claim {PHONE} as alice: claimed (call ONGOING)" in printed
+    # The claim goes once the metadata is sent; the service may not have read it yet.
+    assert re.search(
+        rf"claim {re.escape(PHONE)} as alice: claimed \(call (PENDING|ONGOING)\)", printed
+    )
     assert "404" not in printed  # the events were followed once the call was known
     assert "event participant.joined:" in printed
     verdicts = [line for line in printed.splitlines() if line.startswith("event verdict.changed:")]
