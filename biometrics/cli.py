@@ -405,16 +405,20 @@ def _score(text: str) -> float:
 def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
-    from biometrics.app import create_app
+    from biometrics.app import create_app, open_cipher
 
     # Take the port first: a busy one is one line now, not a traceback after the model
     # loaded. The socket is handed to uvicorn, so nothing can take the port meanwhile.
     listener = _bind(host, port)
     with listener:
         database, encoder = _prepared(settings)
+        # A wrong encryption key stops the start here, before an API key is made.
+        cipher = open_cipher(settings, database)
         if settings.auth_enabled:
             _first_admin_key(KeyStore(database), host, port)
-        app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
+        app = create_app(
+            dataclasses.replace(settings, auto_migrate=False), encoder=encoder, cipher=cipher
+        )
         config = uvicorn.Config(
             app,
             host=host,
@@ -528,11 +532,13 @@ def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
 
 
 def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
+    from biometrics.app import open_cipher
     from biometrics.embedding.pooling import pool_speech
     from biometrics.evaluation.calibrate import build_cohort
 
     _require_folder(args.data)
     database, encoder = _prepared(settings)
+    cipher = open_cipher(settings, database)
     cohort = build_cohort(
         lambda speech: pool_speech(encoder.embed, speech)[0],
         args.data,
@@ -543,6 +549,7 @@ def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
     with database.session() as session:
         queries.save_cohort(
             session,
+            cipher,
             encoder.identity.checkpoint_sha256,
             cohort.embeddings,
             cohort.top_n,
@@ -553,7 +560,7 @@ def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
-    from biometrics.app import load_scorer
+    from biometrics.app import load_scorer, open_cipher
     from biometrics.evaluation.calibrate import as_norm_scorer, fit_calibration
     from biometrics.evaluation.protocol import cosine_trials, find_speakers, load_speech
     from biometrics.evaluation.run import encoder_embedder, evaluate
@@ -561,7 +568,9 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
     _require_folder(args.data)
     database, encoder = _prepared(settings)
     sha = encoder.identity.checkpoint_sha256
-    scorer = load_scorer(database, encoder, settings.target_far, None)
+    scorer = load_scorer(
+        database, open_cipher(settings, database), encoder, settings.target_far, None
+    )
     cohort = None if args.raw else scorer.cohort
     evaluations = evaluate(
         encoder_embedder(encoder, settings.model_source),

@@ -115,3 +115,10 @@ class Forbidden(BiometricsError):
 class KeyNotFound(BiometricsError):
     code = "key_not_found"
     status_code = 404
+
+
+class VoiceprintUnreadable(BiometricsError):
+    """A stored vector that does not decrypt: an unknown key, or sealed for another row."""
+
+    code = "voiceprint_unreadable"
+    status_code = 500
