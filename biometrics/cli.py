@@ -95,6 +95,16 @@ normally; 1 when the connection failed or the server closed it (its code and rea
 printed); 2 for usage errors (bad arguments, unreadable audio)."""
 
 
+ROTATE_DESCRIPTION = """\
+Re-encrypt every voiceprint and cohort under the current encryption key
+(BIOMETRICS_ENCRYPTION_KEY or BIOMETRICS_ENCRYPTION_KEY_FILE). The keys they are under now
+must still be configured: list them, comma-separated, in BIOMETRICS_ENCRYPTION_OLD_KEYS.
+
+Rows are re-encrypted in batches, each its own transaction, while the service runs. The run
+is safe to interrupt and resumable: rows already under the current key are skipped. Once it
+reports every row done, the old keys can be removed from BIOMETRICS_ENCRYPTION_OLD_KEYS."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -212,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list keys, never their secrets", formatter_class=_Formatter)
     revoke = actions.add_parser("revoke", help="revoke a key at once", formatter_class=_Formatter)
     revoke.add_argument("key_id", help="the key id, as `keys list` shows it")
+    rotate = actions.add_parser(
+        "rotate-voiceprints",
+        help="re-encrypt every voiceprint and cohort under the current encryption key",
+        description=ROTATE_DESCRIPTION,
+        formatter_class=_Formatter,
+    )
+    rotate.add_argument(
+        "--batch-size", type=_positive_int, default=200, help="rows per transaction"
+    )
 
     enroll = command(
         "enroll", "bulk-enroll recordings through a running service", ENROLL_DESCRIPTION
@@ -385,6 +404,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = _number(text, float)
     if not 0 < value < float("inf"):
@@ -468,6 +494,8 @@ def _first_admin_key(keys: KeyStore, host: str, port: int) -> None:
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "rotate-voiceprints":
+        return _rotate_voiceprints(settings, args.batch_size)
     keys = KeyStore(_open_database(settings))
     if args.action == "create":
         expires = None if args.expires_in is None else timedelta(days=args.expires_in)
@@ -497,6 +525,26 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+    return 0
+
+
+def _rotate_voiceprints(settings: Settings, batch_size: int) -> int:
+    from biometrics.app import open_cipher
+    from biometrics.store.vault import Progress, reencrypt
+
+    database = _open_database(settings)
+    cipher = open_cipher(settings, database)
+
+    def report(progress: Progress) -> None:
+        print(f"{progress.table}: {progress.done}/{progress.total} re-encrypted", flush=True)
+
+    done = reencrypt(database, cipher, batch_size=batch_size, report=report)
+    voiceprints = f"{done.voiceprints} voiceprint{'' if done.voiceprints == 1 else 's'}"
+    cohorts = f"{done.cohorts} cohort{'' if done.cohorts == 1 else 's'}"
+    print(
+        f"{voiceprints} and {cohorts} re-encrypted under key {cipher.key_id}; every "
+        "voiceprint and cohort is now under it"
+    )
     return 0
 
 
