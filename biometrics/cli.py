@@ -202,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = command(
         "keys",
-        "make, list and revoke API keys",
+        "make, list and revoke API keys; rotate the voiceprints' encryption key",
         "Make, list and revoke the API keys that every /v1 route and the live-call socket\n"
         "require. A key is shown once, when it is made; only a salted hash is stored.\n"
-        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only).",
+        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only).\n"
+        "rotate-voiceprints re-encrypts the stored voiceprints under the current\n"
+        "encryption key (BIOMETRICS_ENCRYPTION_KEY).",
     )
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser(

@@ -128,6 +128,8 @@ class Cipher:
                 f"{what} is encrypted under key {key_id}, which is not configured "
                 f"({KEY_VARIABLE}, {KEY_FILE_VARIABLE} or {OLD_KEYS_VARIABLE})"
             )
+        if len(sealed) < OVERHEAD:
+            raise VoiceprintUnreadable(f"{what} is {len(sealed)} bytes: too short to be sealed")
         try:
             return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
         except InvalidTag:

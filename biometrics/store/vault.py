@@ -98,9 +98,13 @@ def _check_keys(database: Database, cipher: Cipher) -> None:
                     f"encryption key {key_id} does not open the check value the database "
                     "keeps for it: it is not the key the voiceprints were sealed with"
                 )
-        in_use = set(
-            session.scalars(select(Voiceprint.key_id).where(Voiceprint.key_id.is_not(None)))
-        ) | set(session.scalars(select(ScoreCohort.key_id).where(ScoreCohort.key_id.is_not(None))))
+        in_use = {
+            key_id
+            for table in (Voiceprint, ScoreCohort)
+            for key_id in session.scalars(
+                select(table.key_id).where(table.key_id.is_not(None)).distinct()
+            )
+        }
     unknown = sorted(key_id for key_id in in_use if key_id is not None and not cipher.knows(key_id))
     if unknown:
         configured = ", ".join(cipher.keyring.keys)

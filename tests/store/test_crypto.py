@@ -119,3 +119,9 @@ def test_the_quick_start_key_file_is_made_beside_sqlite_once_with_mode_0600(tmp_
     with caplog.at_level(logging.WARNING, logger="biometrics.store.crypto"):
         assert load_keyring(None, None, [], url).current == made  # the same key, quietly
     assert not caplog.records
+
+
+def test_a_truncated_value_is_unreadable_not_a_crash():
+    cipher = Cipher(KeyRing(Key.generate()))
+    with pytest.raises(VoiceprintUnreadable, match="too short to be sealed"):
+        cipher.open(cipher.key_id, b"\0" * 8, b"aad", "it")

@@ -263,3 +263,25 @@ def test_the_quick_start_makes_a_key_file_beside_sqlite_and_postgresql_needs_a_k
         made.key_id
     ]
     database.dispose()
+
+
+def test_verifying_against_a_copied_voiceprint_is_a_clear_error_not_a_score(client, settings):
+    from tests.api.helpers import enroll, verify
+
+    for speaker_id in ("alice", "bob"):
+        assert enroll(client, speaker_id, seconds=10.0).status_code == 201
+    database = Database(settings.database_url)
+    with database.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE voiceprints SET vector = (SELECT v.vector FROM voiceprints v "
+                "JOIN speakers s ON s.id = v.speaker_pk WHERE s.speaker_id = 'alice') "
+                "WHERE speaker_pk = (SELECT id FROM speakers WHERE speaker_id = 'bob')"
+            )
+        )
+    database.dispose()
+    assert verify(client, "alice").status_code == 200
+    refused = verify(client, "bob")
+    assert refused.status_code == 500
+    assert refused.json()["error"] == "voiceprint_unreadable"
+    assert "the voiceprint of speaker 'bob' does not decrypt" in refused.json()["detail"]
