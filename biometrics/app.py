@@ -37,7 +37,9 @@ from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Role
 from biometrics.store import Database, queries
 from biometrics.store.calls import CallStore
+from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.keys import KeyStore
+from biometrics.store.vault import open_vault
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.auth import SocketAuthenticator, SocketGate
 from biometrics.streaming.endpoint import AcsStream, StreamLimits
@@ -55,22 +57,28 @@ AUTH_OFF_WARNING = (
 )
 
 
-def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Starlette:
-    """Build the application. A pre-loaded ``encoder`` skips loading the model."""
+def create_app(
+    settings: Settings, encoder: SpeakerEncoder | None = None, cipher: Cipher | None = None
+) -> Starlette:
+    """Build the application. A pre-loaded ``encoder`` skips loading the model; a
+    ``cipher`` already opened on this database skips checking the keys again."""
     database = Database(settings.database_url)
     if settings.auto_migrate:
         database.upgrade()
+    if cipher is None:
+        cipher = open_cipher(settings, database)
     if encoder is None:
         encoder = load_encoder(
             settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
         )
     worker = EmbeddingWorker(encoder)
-    scorer = load_scorer(database, encoder, settings.target_far, settings.threshold)
+    scorer = load_scorer(database, cipher, encoder, settings.target_far, settings.threshold)
     announce_scoring(encoder, scorer)
 
     history = VerdictHistory(database)
     verifier = VerificationService(
         database,
+        cipher,
         worker,
         scorer,
         VerificationPolicy(
@@ -80,7 +88,7 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
         ),
         history,
     )
-    enroller = Enroller(database, worker, settings.min_enroll_speech_seconds)
+    enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds)
 
     broker = Broker()
     call_store = CallStore(database)
@@ -173,14 +181,30 @@ def create_app(settings: Settings, encoder: SpeakerEncoder | None = None) -> Sta
     )
 
 
+def open_cipher(settings: Settings, database: Database) -> Cipher:
+    """The cipher of the configured keys, checked against the database (a wrong key stops
+    the start), after the database's plain vectors, if any, were encrypted."""
+    keyring = load_keyring(
+        settings.encryption_key,
+        settings.encryption_key_file,
+        settings.encryption_old_key_list,
+        settings.database_url,
+    )
+    return open_vault(database, Cipher(keyring))
+
+
 def load_scorer(
-    database: Database, encoder: SpeakerEncoder, target_far: float, fixed_threshold: float | None
+    database: Database,
+    cipher: Cipher,
+    encoder: SpeakerEncoder,
+    target_far: float,
+    fixed_threshold: float | None,
 ) -> Scorer:
     """The model's scoring policy: the cohort and calibration stored for it, else the
     calibration its folder ships, else none (cosine x 100)."""
     sha256 = encoder.identity.checkpoint_sha256
     with database.session() as session:
-        stored_cohort = queries.load_cohort(session, sha256)
+        stored_cohort = queries.load_cohort(session, cipher, sha256)
         stored_calibration = queries.load_calibration(session, sha256)
     cohort = (
         None if stored_cohort is None else Cohort(stored_cohort.embeddings, stored_cohort.top_n)

@@ -95,6 +95,16 @@ normally; 1 when the connection failed or the server closed it (its code and rea
 printed); 2 for usage errors (bad arguments, unreadable audio)."""
 
 
+ROTATE_DESCRIPTION = """\
+Re-encrypt every voiceprint and cohort under the current encryption key
+(BIOMETRICS_ENCRYPTION_KEY or BIOMETRICS_ENCRYPTION_KEY_FILE). The keys they are under now
+must still be configured: list them, comma-separated, in BIOMETRICS_ENCRYPTION_OLD_KEYS.
+
+Rows are re-encrypted in batches, each its own transaction, while the service runs. The run
+is safe to interrupt and resumable: rows already under the current key are skipped. Once it
+reports every row done, the old keys can be removed from BIOMETRICS_ENCRYPTION_OLD_KEYS."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -192,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = command(
         "keys",
-        "make, list and revoke API keys",
+        "make, list and revoke API keys; rotate the voiceprints' encryption key",
         "Make, list and revoke the API keys that every /v1 route and the live-call socket\n"
         "require. A key is shown once, when it is made; only a salted hash is stored.\n"
-        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only).",
+        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only).\n"
+        "rotate-voiceprints re-encrypts the stored voiceprints under the current\n"
+        "encryption key (BIOMETRICS_ENCRYPTION_KEY).",
     )
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser(
@@ -212,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list keys, never their secrets", formatter_class=_Formatter)
     revoke = actions.add_parser("revoke", help="revoke a key at once", formatter_class=_Formatter)
     revoke.add_argument("key_id", help="the key id, as `keys list` shows it")
+    rotate = actions.add_parser(
+        "rotate-voiceprints",
+        help="re-encrypt every voiceprint and cohort under the current encryption key",
+        description=ROTATE_DESCRIPTION,
+        formatter_class=_Formatter,
+    )
+    rotate.add_argument(
+        "--batch-size", type=_positive_int, default=200, help="rows per transaction"
+    )
 
     enroll = command(
         "enroll", "bulk-enroll recordings through a running service", ENROLL_DESCRIPTION
@@ -385,6 +406,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = _number(text, float)
     if not 0 < value < float("inf"):
@@ -405,16 +433,20 @@ def _score(text: str) -> float:
 def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
-    from biometrics.app import create_app
+    from biometrics.app import create_app, open_cipher
 
     # Take the port first: a busy one is one line now, not a traceback after the model
     # loaded. The socket is handed to uvicorn, so nothing can take the port meanwhile.
     listener = _bind(host, port)
     with listener:
         database, encoder = _prepared(settings)
+        # A wrong encryption key stops the start here, before an API key is made.
+        cipher = open_cipher(settings, database)
         if settings.auth_enabled:
             _first_admin_key(KeyStore(database), host, port)
-        app = create_app(dataclasses.replace(settings, auto_migrate=False), encoder=encoder)
+        app = create_app(
+            dataclasses.replace(settings, auto_migrate=False), encoder=encoder, cipher=cipher
+        )
         config = uvicorn.Config(
             app,
             host=host,
@@ -464,6 +496,8 @@ def _first_admin_key(keys: KeyStore, host: str, port: int) -> None:
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "rotate-voiceprints":
+        return _rotate_voiceprints(settings, args.batch_size)
     keys = KeyStore(_open_database(settings))
     if args.action == "create":
         expires = None if args.expires_in is None else timedelta(days=args.expires_in)
@@ -493,6 +527,26 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+    return 0
+
+
+def _rotate_voiceprints(settings: Settings, batch_size: int) -> int:
+    from biometrics.app import open_cipher
+    from biometrics.store.vault import Progress, reencrypt
+
+    database = _open_database(settings)
+    cipher = open_cipher(settings, database)
+
+    def report(progress: Progress) -> None:
+        print(f"{progress.table}: {progress.done}/{progress.total} re-encrypted", flush=True)
+
+    done = reencrypt(database, cipher, batch_size=batch_size, report=report)
+    voiceprints = f"{done.voiceprints} voiceprint{'' if done.voiceprints == 1 else 's'}"
+    cohorts = f"{done.cohorts} cohort{'' if done.cohorts == 1 else 's'}"
+    print(
+        f"{voiceprints} and {cohorts} re-encrypted under key {cipher.key_id}; every "
+        "voiceprint and cohort is now under it"
+    )
     return 0
 
 
@@ -528,11 +582,13 @@ def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
 
 
 def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
+    from biometrics.app import open_cipher
     from biometrics.embedding.pooling import pool_speech
     from biometrics.evaluation.calibrate import build_cohort
 
     _require_folder(args.data)
     database, encoder = _prepared(settings)
+    cipher = open_cipher(settings, database)
     cohort = build_cohort(
         lambda speech: pool_speech(encoder.embed, speech)[0],
         args.data,
@@ -543,6 +599,7 @@ def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
     with database.session() as session:
         queries.save_cohort(
             session,
+            cipher,
             encoder.identity.checkpoint_sha256,
             cohort.embeddings,
             cohort.top_n,
@@ -553,7 +610,7 @@ def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
-    from biometrics.app import load_scorer
+    from biometrics.app import load_scorer, open_cipher
     from biometrics.evaluation.calibrate import as_norm_scorer, fit_calibration
     from biometrics.evaluation.protocol import cosine_trials, find_speakers, load_speech
     from biometrics.evaluation.run import encoder_embedder, evaluate
@@ -561,7 +618,9 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
     _require_folder(args.data)
     database, encoder = _prepared(settings)
     sha = encoder.identity.checkpoint_sha256
-    scorer = load_scorer(database, encoder, settings.target_far, None)
+    scorer = load_scorer(
+        database, open_cipher(settings, database), encoder, settings.target_far, None
+    )
     cohort = None if args.raw else scorer.cohort
     evaluations = evaluate(
         encoder_embedder(encoder, settings.model_source),

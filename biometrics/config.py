@@ -67,6 +67,13 @@ class Settings:
     webhook_max_attempts: int = 6
     webhook_backoff_seconds: float = 1.0  # first retry delay; doubles up to a minute
     webhook_timeout_seconds: float = 5.0
+    # Voiceprints at rest: AES-256-GCM under this key (base64 of 32 random bytes), or the
+    # key held in this file. With neither, a SQLite database gets a key file beside it
+    # (biometrics.db.key) on first start; PostgreSQL refuses to start. Older keys
+    # (comma-separated base64) still decrypt until `biometrics keys rotate-voiceprints`.
+    encryption_key: str | None = dataclasses.field(default=None, repr=False)  # never logged
+    encryption_key_file: Path | None = None
+    encryption_old_keys: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +114,7 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         self._validate_streaming()
+        self._validate_encryption()
         if "://" not in self.database_url:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "
@@ -149,6 +157,16 @@ class Settings:
                 f"{PREFIX}WEBHOOK_SECRET is required with {PREFIX}WEBHOOK_URLS: receivers "
                 "check each event's X-Biometrics-Signature with it"
             )
+
+    def _validate_encryption(self) -> None:
+        if self.encryption_key is not None and self.encryption_key_file is not None:
+            raise ConfigError(
+                f"set {PREFIX}ENCRYPTION_KEY or {PREFIX}ENCRYPTION_KEY_FILE, not both"
+            )
+
+    @property
+    def encryption_old_key_list(self) -> list[str]:
+        return [key.strip() for key in self.encryption_old_keys.split(",") if key.strip()]
 
     @property
     def webhook_url_list(self) -> list[str]:

@@ -19,6 +19,7 @@ from biometrics.embedding.pooling import SpeechEmbedding, accumulate
 from biometrics.errors import InsufficientSpeech, ModelMismatch, SpeakerOptedOut
 from biometrics.statuses import SpeakerStatus
 from biometrics.store import Database, EnrollmentRecord, Speaker, Voiceprint, queries
+from biometrics.store.crypto import Cipher
 
 # Below this an upload adds noise rather than voice to the voiceprint.
 MIN_UPLOAD_SPEECH_SECONDS = 1.0
@@ -53,10 +54,12 @@ class Enroller:
     def __init__(
         self,
         database: Database,
+        cipher: Cipher,
         worker: EmbeddingWorker,
         min_enroll_speech_seconds: float,
     ) -> None:
         self._database = database
+        self._cipher = cipher  # voiceprints are read and written encrypted
         self._worker = worker
         self.minimum = min_enroll_speech_seconds
         # Serialises read-modify-write of one speaker's voiceprint in this process;
@@ -112,14 +115,15 @@ class Enroller:
                 )
             else:
                 previous = SpeechEmbedding(
-                    voiceprint.embedding, voiceprint.speech_seconds, voiceprint.segment_count
+                    voiceprint.embedding(self._cipher, speaker_id),
+                    voiceprint.speech_seconds,
+                    voiceprint.segment_count,
                 )
                 merged = accumulate(previous, embedding)
-            voiceprint.embedding = merged.vector
+            voiceprint.seal(self._cipher, speaker_id, identity.checkpoint_sha256, merged.vector)
             voiceprint.speech_seconds = merged.speech_seconds
             voiceprint.segment_count = merged.segment_count
             voiceprint.model_source = identity.source
-            voiceprint.model_sha256 = identity.checkpoint_sha256
             speaker.status = (
                 SpeakerStatus.ENROLLED
                 if merged.speech_seconds >= self.minimum

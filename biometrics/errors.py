@@ -123,3 +123,10 @@ class RateLimited(BiometricsError):
 
     code = "rate_limited"
     status_code = 429
+
+
+class VoiceprintUnreadable(BiometricsError):
+    """A stored vector that does not decrypt: an unknown key, or sealed for another row."""
+
+    code = "voiceprint_unreadable"
+    status_code = 500

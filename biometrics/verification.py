@@ -27,6 +27,7 @@ from biometrics.scoring import TrialFacts, decide, rule
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision
 from biometrics.store import Database, queries
+from biometrics.store.crypto import Cipher
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.verdicts import CallParticipantRef, Verdict, new_verdict_id
 
@@ -78,6 +79,7 @@ class VerificationService:
     def __init__(
         self,
         database: Database,
+        cipher: Cipher,
         worker: EmbeddingWorker,
         scorer: Scorer,
         policy: VerificationPolicy,
@@ -85,6 +87,7 @@ class VerificationService:
         audit: Audit = log_verdict,
     ) -> None:
         self._database = database
+        self._cipher = cipher
         self._worker = worker
         self.scorer = scorer
         self._policy = policy
@@ -149,7 +152,7 @@ class VerificationService:
         stored = None
         if speaker_id is not None:
             with self._database.session() as session:
-                stored = queries.load_claim(session, speaker_id)
+                stored = queries.load_claim(session, self._cipher, speaker_id)
         sha256 = None if stored is None else stored.voiceprint_sha256
         facts = TrialFacts(
             speaker_id=speaker_id,

@@ -26,6 +26,7 @@ from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.statuses import Role
 from biometrics.store import Database
+from biometrics.store.crypto import Cipher, Key, KeyRing
 from biometrics.store.keys import KeyStore
 from biometrics.store.models import Base
 from biometrics.training.folders import ecapa_hyperparams, write_initialised_folder
@@ -37,6 +38,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "BIOMETRICS_TEST_POSTGRES_URL",
     "postgresql+psycopg://biometrics_test:biometrics_test@127.0.0.1:5432/postgres",
 )
+
+# One fixed voiceprint key for the tests (the quick-start key file has tests of its own):
+# what a test writes with TEST_CIPHER, an application built from `settings` reads.
+TEST_CIPHER = Cipher(KeyRing(Key.of(bytes(range(32)))))
+TEST_ENCRYPTION_KEY = TEST_CIPHER.keyring.current.encoded()
 
 # No test may reach the network for model weights.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -145,6 +151,7 @@ def settings(database_url: str, model_folder: Path, tmp_path: Path) -> Settings:
         min_verify_speech_seconds=2.0,
         max_upload_bytes=4 * 1024 * 1024,
         max_audio_seconds=60.0,
+        encryption_key=TEST_ENCRYPTION_KEY,
     )
 
 

@@ -4,6 +4,7 @@ help, version and verify command in-process."""
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.metadata
 import json
 import os
@@ -19,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from biometrics import cli
+from biometrics.store.crypto import Key
 from tests.api.helpers import speech_wav
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +133,20 @@ def test_serve_runs_a_production_shaped_model_by_setting_the_source_alone(
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "huggingface.co" not in output
+    # The quick start made the voiceprints' key beside the database, for its owner alone.
+    key_file = tmp_path / "biometrics.db.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    # Started again with another key, it refuses, naming the key the voiceprints need.
+    stored = Key.of(base64.b64decode(key_file.read_text())).key_id
+    refused = run(
+        tmp_path,
+        *("serve", "--port", str(free_port())),
+        BIOMETRICS_MODEL_SOURCE=str(production_shaped_folder),
+        BIOMETRICS_ENCRYPTION_KEY=Key.generate().encoded(),
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"biometrics: error: voiceprints are encrypted under key {stored},")
 
 
 def _first_admin_key(server: subprocess.Popen) -> str:

@@ -8,6 +8,7 @@ import pytest
 from biometrics import cli
 from biometrics.statuses import Role
 from biometrics.store import Database
+from biometrics.store.crypto import Cipher, Key, KeyRing
 from biometrics.store.keys import KeyInfo, KeyStore
 
 
@@ -62,3 +63,35 @@ def test_the_first_admin_key_is_made_once(fresh_database, capsys):
     cli._first_admin_key(keys, "127.0.0.1", 8000)  # never again, even with none usable
     assert capsys.readouterr().out == ""
     assert len(keys.list()) == 1
+
+
+def test_rotate_voiceprints_moves_every_row_to_the_new_key(fresh_database, monkeypatch, capsys):
+    from tests.store.test_vault import enroll_all, raw
+
+    old, new = Key.generate(), Key.generate()
+    database = Database(fresh_database)
+    database.upgrade()
+    enroll_all(database, Cipher(KeyRing(old)))
+
+    monkeypatch.setenv("BIOMETRICS_ENCRYPTION_KEY", new.encoded())
+    assert cli.main(["keys", "rotate-voiceprints"]) == 2  # the old key is needed to read
+    assert f"voiceprints are encrypted under key {old.key_id}" in capsys.readouterr().err
+
+    monkeypatch.setenv(
+        "BIOMETRICS_ENCRYPTION_OLD_KEYS", f"{Key.generate().encoded()},{old.encoded()}"
+    )
+    assert cli.main(["keys", "rotate-voiceprints", "--batch-size", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "voiceprints: 2/5 re-encrypted",
+        "voiceprints: 4/5 re-encrypted",
+        "voiceprints: 5/5 re-encrypted",
+        "cohorts: 1/1 re-encrypted",
+        f"5 voiceprints and 1 cohort re-encrypted under key {new.key_id}; every voiceprint "
+        "and cohort is now under it",
+    ]
+    for table in ("voiceprints", "score_cohorts"):
+        assert {row.key_id for row in raw(database, f"SELECT key_id FROM {table}")} == {new.key_id}
+    assert cli.main(["keys", "rotate-voiceprints"]) == 0  # again: nothing left to do
+    assert capsys.readouterr().out.startswith("0 voiceprints and 0 cohorts re-encrypted")
+    database.dispose()

@@ -51,3 +51,24 @@ def test_environment_overrides_each_setting():
 def test_invalid_values_name_the_variable(variable, value, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({variable: value})
+
+
+def test_encryption_keys_are_read_and_never_shown():
+    settings = Settings.from_env(
+        {
+            "BIOMETRICS_ENCRYPTION_KEY_FILE": "~/voiceprints.key",
+            "BIOMETRICS_ENCRYPTION_OLD_KEYS": " b2xkLWtleS0x , b2xkLWtleS0y ,",
+        }
+    )
+    assert settings.encryption_key_file == Path("~/voiceprints.key").expanduser()
+    assert settings.encryption_old_key_list == ["b2xkLWtleS0x", "b2xkLWtleS0y"]
+    assert "b2xkLWtleS0x" not in repr(settings)
+    shown = repr(Settings.from_env({"BIOMETRICS_ENCRYPTION_KEY": "c2VjcmV0"}))
+    assert "c2VjcmV0" not in shown
+
+
+def test_a_key_and_a_key_file_are_not_both_set():
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEY or BIOMETRICS_ENCRYPTION_KEY_FILE"):
+        Settings.from_env(
+            {"BIOMETRICS_ENCRYPTION_KEY": "a2V5", "BIOMETRICS_ENCRYPTION_KEY_FILE": "/k"}
+        )

@@ -12,7 +12,7 @@ import pytest
 
 from biometrics.config import Settings
 from biometrics.embedding import load_encoder
-from tests.conftest import LIBRISPEECH
+from tests.conftest import LIBRISPEECH, TEST_ENCRYPTION_KEY
 
 DEV = LIBRISPEECH / "test-other-dev"
 pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared LibriSpeech excerpts absent")
@@ -25,7 +25,12 @@ def encoder(tmp_path_factory):
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    return Settings(database_url=database_url, model_cache_dir=tmp_path, auto_migrate=False)
+    return Settings(
+        database_url=database_url,
+        model_cache_dir=tmp_path,
+        auto_migrate=False,
+        encryption_key=TEST_ENCRYPTION_KEY,
+    )
 
 
 def utterances(speaker: str) -> list[Path]:

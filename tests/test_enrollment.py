@@ -14,6 +14,7 @@ from biometrics.enrollment import Enroller
 from biometrics.errors import InsufficientSpeech, ModelMismatch, SpeakerOptedOut
 from biometrics.statuses import SpeakerStatus
 from biometrics.store import Database, EnrollmentRecord, queries
+from tests.conftest import TEST_CIPHER
 from tests.streaming.fakes import FakeWorker
 
 
@@ -26,7 +27,8 @@ def speech(seconds: float) -> DetectedSpeech:
 def parts(database_url):
     database = Database(database_url)
     worker = FakeWorker()
-    yield Enroller(database, worker, min_enroll_speech_seconds=10.0), worker, database  # type: ignore[arg-type]
+    enroller = Enroller(database, TEST_CIPHER, worker, min_enroll_speech_seconds=10.0)  # type: ignore[arg-type]
+    yield enroller, worker, database
     database.dispose()
 
 
@@ -44,7 +46,7 @@ def test_uploads_accumulate_into_one_voiceprint_until_enrolled(parts):
         assert voiceprint is not None and voiceprint.segment_count == 2
         # Weighted by speech: 6 s of the first direction, 4 s of the second.
         expected = np.array([0.6, 0.4, 0.0, 0.0]) / np.linalg.norm([0.6, 0.4])
-        assert np.allclose(voiceprint.embedding, expected, atol=1e-6)
+        assert np.allclose(voiceprint.embedding(TEST_CIPHER, "ada"), expected, atol=1e-6)
         assert [(r.speech_seconds, r.audio_seconds) for r in records] == [(6.0, 8.0), (4.0, 6.0)]
 
 

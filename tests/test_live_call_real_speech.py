@@ -14,7 +14,7 @@ import pytest
 from biometrics.audio import SpeechDetector, decode_audio
 from biometrics.config import Settings
 from biometrics.embedding import load_encoder
-from tests.conftest import LIBRISPEECH
+from tests.conftest import LIBRISPEECH, TEST_ENCRYPTION_KEY
 from tests.streaming.helpers import call_messages
 from tests.test_live_call_end_to_end import send_call, wait_for_call, ws_url
 
@@ -31,7 +31,12 @@ def encoder(tmp_path_factory):
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    return Settings(database_url=database_url, model_cache_dir=tmp_path, auto_migrate=False)
+    return Settings(
+        database_url=database_url,
+        model_cache_dir=tmp_path,
+        auto_migrate=False,
+        encryption_key=TEST_ENCRYPTION_KEY,
+    )
 
 
 def utterances(speaker: str) -> list[bytes]:

@@ -19,6 +19,7 @@ from biometrics.store import Database, Voiceprint, queries
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.verdicts import CallParticipantRef, Verdict
 from biometrics.verification import LiveSpeech, VerificationPolicy, VerificationService
+from tests.conftest import TEST_CIPHER
 from tests.streaming.fakes import IDENTITY, UNIT, FakeWorker
 
 
@@ -39,10 +40,8 @@ class Service:
         with self.database.session() as session:
             speaker = queries.create_speaker(session, speaker_id, **fields)
             speaker.status = SpeakerStatus.ENROLLED
-            voiceprint = Voiceprint(
-                model_source="m", model_sha256=sha256, speech_seconds=30.0, segment_count=3
-            )
-            voiceprint.embedding = UNIT
+            voiceprint = Voiceprint(model_source="m", speech_seconds=30.0, segment_count=3)
+            voiceprint.seal(TEST_CIPHER, speaker_id, sha256, UNIT)
             speaker.voiceprint = voiceprint
 
     def verify(self, speaker_id: str | None, heard: DetectedSpeech, **options) -> Verdict:
@@ -57,6 +56,7 @@ def service(database_url):
     audited: list[Verdict] = []
     verifier = VerificationService(
         database,
+        TEST_CIPHER,
         worker,  # type: ignore[arg-type]
         Scorer(fixed_threshold=40.0),
         VerificationPolicy(min_speech_seconds=3.0, min_snr_db=3.0, max_clipping_ratio=0.01),

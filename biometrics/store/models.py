@@ -1,12 +1,19 @@
 """The tables. Speakers own their aliases, voiceprint and enrollment records: deleting a
 speaker deletes all of them (ORM cascade and ``ON DELETE CASCADE`` alike), and the
-queries delete the verdicts given on claims of them."""
+queries delete the verdicts given on claims of them.
+
+Voiceprints and cohorts are kept encrypted (:mod:`biometrics.store.crypto`): their vector
+columns hold nonce + AES-GCM ciphertext under the key named by ``key_id``, and are read
+and written only through methods that take the :class:`~biometrics.store.crypto.Cipher`.
+A NULL ``key_id`` marks a plain float32 vector written before revision 0006; the service
+encrypts those at start (:mod:`biometrics.store.vault`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -23,7 +30,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from biometrics.clock import utcnow
+from biometrics.errors import VoiceprintUnreadable
 from biometrics.statuses import CallStatus, Role, SpeakerStatus
+from biometrics.store.crypto import Cipher, cohort_aad, voiceprint_aad
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -97,7 +106,10 @@ class Voiceprint(Base):
     model_source: Mapped[str] = mapped_column(String(512))
     model_sha256: Mapped[str] = mapped_column(String(64))
     dimension: Mapped[int] = mapped_column(Integer)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, unit length
+    # Sealed float32 (little-endian, unit length): nonce + ciphertext + tag, or plain
+    # float32 while key_id is NULL.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(32))
     speech_seconds: Mapped[float] = mapped_column(Float)
     segment_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -105,15 +117,24 @@ class Voiceprint(Base):
 
     speaker: Mapped[Speaker] = relationship(back_populates="voiceprint")
 
-    @property
-    def embedding(self) -> np.ndarray:
-        return np.frombuffer(self.vector, dtype="<f4").copy()
+    def embedding(self, cipher: Cipher, speaker_id: str) -> npt.NDArray[np.float32]:
+        """The vector, decrypted; it opens only for its own speaker and model."""
+        what = f"the voiceprint of speaker {speaker_id!r}"
+        plain = cipher.open(
+            self.key_id, self.vector, voiceprint_aad(speaker_id, self.model_sha256), what
+        )
+        return _floats(plain, (self.dimension,), what)
 
-    @embedding.setter
-    def embedding(self, value: np.ndarray) -> None:
-        vector = np.asarray(value, dtype="<f4")
-        self.vector = vector.tobytes()
-        self.dimension = int(vector.shape[0])
+    def seal(
+        self, cipher: Cipher, speaker_id: str, model_sha256: str, vector: npt.ArrayLike
+    ) -> None:
+        """Store ``vector``, made by the model ``model_sha256``, sealed to the speaker."""
+        floats = np.asarray(vector, dtype="<f4")
+        self.model_sha256 = model_sha256
+        self.dimension = int(floats.shape[0])
+        self.key_id, self.vector = cipher.seal(
+            floats.tobytes(), voiceprint_aad(speaker_id, model_sha256)
+        )
 
 
 class EnrollmentRecord(Base):
@@ -141,20 +162,42 @@ class ScoreCohort(Base):
     description: Mapped[str] = mapped_column(String(512))
     size: Mapped[int] = mapped_column(Integer)
     dimension: Mapped[int] = mapped_column(Integer)
-    vectors: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, row-major
+    # Sealed float32 (little-endian, row-major), as Voiceprint.vector.
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(32))
     top_n: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    @property
-    def embeddings(self) -> np.ndarray:
-        flat = np.frombuffer(self.vectors, dtype="<f4")
-        return flat.reshape(self.size, self.dimension).copy()
+    def embeddings(self, cipher: Cipher) -> npt.NDArray[np.float32]:
+        """The (size, dimension) matrix, decrypted; it opens only for its own model."""
+        what = f"the score cohort of model {self.model_sha256[:12]}"
+        plain = cipher.open(self.key_id, self.vectors, cohort_aad(self.model_sha256), what)
+        return _floats(plain, (self.size, self.dimension), what)
 
-    @embeddings.setter
-    def embeddings(self, value: np.ndarray) -> None:
-        matrix = np.asarray(value, dtype="<f4")
+    def seal(self, cipher: Cipher, vectors: npt.ArrayLike) -> None:
+        """Store ``vectors`` (one per row) sealed to the cohort's model; set model_sha256
+        first."""
+        matrix = np.asarray(vectors, dtype="<f4")
         self.size, self.dimension = (int(n) for n in matrix.shape)
-        self.vectors = matrix.tobytes()
+        self.key_id, self.vectors = cipher.seal(matrix.tobytes(), cohort_aad(self.model_sha256))
+
+
+def _floats(plain: bytes, shape: tuple[int, ...], what: str) -> npt.NDArray[np.float32]:
+    expected = 4 * int(np.prod(shape))
+    if len(plain) != expected:
+        raise VoiceprintUnreadable(f"{what} holds {len(plain)} bytes, not the {expected} expected")
+    return np.frombuffer(plain, dtype="<f4").reshape(shape).astype(np.float32)
+
+
+class EncryptionKey(Base):
+    """Each key that has sealed vectors, with a constant sealed under it: a key configured
+    under an id it does not open is refused at start."""
+
+    __tablename__ = "encryption_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check_value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ScoreCalibration(Base):

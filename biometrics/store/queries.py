@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from biometrics.clock import utcnow
 from biometrics.errors import SpeakerExists, SpeakerNotFound
 from biometrics.statuses import SpeakerStatus
+from biometrics.store.crypto import Cipher
 from biometrics.store.models import (
     Call,
     CallParticipant,
@@ -114,15 +115,16 @@ class StoredClaim:
     expires_at: datetime | None
 
 
-def load_claim(session: Session, speaker_id: str) -> StoredClaim | None:
-    """The claimed speaker's status and voiceprint; None when there is no such speaker."""
+def load_claim(session: Session, cipher: Cipher, speaker_id: str) -> StoredClaim | None:
+    """The claimed speaker's status and voiceprint (decrypted); None when there is no such
+    speaker."""
     speaker = find_speaker(session, speaker_id)
     if speaker is None:
         return None
     voiceprint = speaker.voiceprint
     return StoredClaim(
         status=speaker.status,
-        voiceprint=None if voiceprint is None else voiceprint.embedding,
+        voiceprint=None if voiceprint is None else voiceprint.embedding(cipher, speaker_id),
         voiceprint_model=None
         if voiceprint is None
         else f"{voiceprint.model_source}@sha256:{voiceprint.model_sha256[:12]}",
@@ -145,11 +147,11 @@ class StoredCalibration:
     thresholds: dict[float, float]  # false-accept rate -> 0-100 threshold
 
 
-def load_cohort(session: Session, model_sha256: str) -> StoredCohort | None:
+def load_cohort(session: Session, cipher: Cipher, model_sha256: str) -> StoredCohort | None:
     row = session.scalars(
         select(ScoreCohort).where(ScoreCohort.model_sha256 == model_sha256)
     ).one_or_none()
-    return None if row is None else StoredCohort(row.embeddings, row.top_n)
+    return None if row is None else StoredCohort(row.embeddings(cipher), row.top_n)
 
 
 def load_calibration(session: Session, model_sha256: str) -> StoredCalibration | None:
@@ -168,15 +170,16 @@ def load_calibration(session: Session, model_sha256: str) -> StoredCalibration |
 
 def save_cohort(
     session: Session,
+    cipher: Cipher,
     model_sha256: str,
     embeddings: npt.NDArray[np.float32],
     top_n: int,
     description: str,
 ) -> None:
-    """Store the model's cohort, replacing any earlier one."""
+    """Store the model's cohort, encrypted, replacing any earlier one."""
     session.execute(delete(ScoreCohort).where(ScoreCohort.model_sha256 == model_sha256))
     row = ScoreCohort(model_sha256=model_sha256, description=description, top_n=top_n)
-    row.embeddings = embeddings
+    row.seal(cipher, embeddings)
     session.add(row)
 
 

@@ -38,6 +38,7 @@ def speech_folder(root: Path, first_seed: int) -> Path:
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     monkeypatch.setenv("BIOMETRICS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BIOMETRICS_ENCRYPTION_KEY", settings.encryption_key or "")
     monkeypatch.setenv("BIOMETRICS_MODEL_SOURCE", settings.model_source)
     monkeypatch.setenv("BIOMETRICS_LOG_FORMAT", "console")
 

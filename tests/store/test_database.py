@@ -10,6 +10,7 @@ from biometrics.statuses import SpeakerStatus
 from biometrics.store import Database, EnrollmentRecord, Voiceprint, queries
 from biometrics.store.database import alembic_config
 from biometrics.store.models import Base, VerdictRecord
+from tests.conftest import TEST_CIPHER
 
 
 def test_migrations_build_exactly_the_models_schema(database_url):
@@ -17,7 +18,7 @@ def test_migrations_build_exactly_the_models_schema(database_url):
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0005"
+        assert context.get_current_revision() == "0006"
 
 
 def test_migrations_downgrade_and_upgrade_again(database_url):
@@ -50,10 +51,10 @@ def enrolled_speaker(database: Database, speaker_id: str = "alice") -> None:
     with database.session() as session:
         speaker = queries.create_speaker(session, speaker_id, "Alice", ["+14255550123"])
         speaker.status = SpeakerStatus.ENROLLED
-        voiceprint = Voiceprint(
-            model_source="m", model_sha256="0" * 64, speech_seconds=25.0, segment_count=3
+        voiceprint = Voiceprint(model_source="m", speech_seconds=25.0, segment_count=3)
+        voiceprint.seal(
+            TEST_CIPHER, speaker_id, "0" * 64, np.linspace(-1, 1, 192, dtype=np.float32)
         )
-        voiceprint.embedding = np.linspace(-1, 1, 192, dtype=np.float32)
         speaker.voiceprint = voiceprint
         session.flush()
         session.add(
@@ -74,7 +75,9 @@ def test_voiceprint_vectors_round_trip_exactly(database_url):
     with database.session() as session:
         voiceprint = queries.get_speaker(session, "alice").voiceprint
         assert voiceprint.dimension == 192
-        assert np.array_equal(voiceprint.embedding, np.linspace(-1, 1, 192, dtype=np.float32))
+        assert np.array_equal(
+            voiceprint.embedding(TEST_CIPHER, "alice"), np.linspace(-1, 1, 192, dtype=np.float32)
+        )
 
 
 def test_deleting_a_speaker_deletes_everything_of_theirs(database_url):
@@ -135,7 +138,7 @@ def test_cohort_and_calibration_round_trip_through_the_store(database_url):
     calibration = queries.StoredCalibration(42.5, -12.25, True, {0.01: 71.5, 0.001: 93.0})
     database = Database(database_url)
     with database.session() as session:
-        queries.save_cohort(session, "a" * 64, vectors, 7, "cohort folder")
+        queries.save_cohort(session, TEST_CIPHER, "a" * 64, vectors, 7, "cohort folder")
         queries.save_calibration(
             session,
             "a" * 64,
@@ -146,11 +149,11 @@ def test_cohort_and_calibration_round_trip_through_the_store(database_url):
             nontarget_trials=3000,
         )
     with database.session() as session:  # saving again replaces, never duplicates
-        queries.save_cohort(session, "a" * 64, vectors[:10], 5, "cohort folder")
+        queries.save_cohort(session, TEST_CIPHER, "a" * 64, vectors[:10], 5, "cohort folder")
     with database.session() as session:
-        cohort = queries.load_cohort(session, "a" * 64)
+        cohort = queries.load_cohort(session, TEST_CIPHER, "a" * 64)
         loaded = queries.load_calibration(session, "a" * 64)
-        assert queries.load_cohort(session, "b" * 64) is None
+        assert queries.load_cohort(session, TEST_CIPHER, "b" * 64) is None
         assert queries.load_calibration(session, "b" * 64) is None
         assert session.scalar(sa.text("SELECT count(*) FROM score_cohorts")) == 1
     assert cohort is not None and np.array_equal(cohort.embeddings, vectors[:10])

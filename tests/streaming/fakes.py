@@ -30,6 +30,7 @@ from biometrics.streaming.protocol import AudioFrame
 from biometrics.streaming.schedule import DecisionSchedule
 from biometrics.verdicts import Verdict
 from biometrics.verification import VerificationPolicy, VerificationService
+from tests.conftest import TEST_CIPHER
 
 START = datetime(2024, 11, 15, 19, 16, 12, 925_000, tzinfo=UTC)
 IDENTITY = ModelIdentity("fake-model", "0" * 64)
@@ -105,6 +106,7 @@ class Backend:
         self.history = VerdictHistory(self.database)
         self.verifier = VerificationService(
             self.database,
+            TEST_CIPHER,
             self.worker,  # type: ignore[arg-type]
             Scorer(),
             VerificationPolicy(
@@ -137,12 +139,9 @@ class Backend:
                 speaker.voiceprint = None
                 return
             voiceprint = Voiceprint(
-                model_source=IDENTITY.source,
-                model_sha256=IDENTITY.checkpoint_sha256,
-                speech_seconds=20.0,
-                segment_count=2,
+                model_source=IDENTITY.source, speech_seconds=20.0, segment_count=2
             )
-            voiceprint.embedding = vector
+            voiceprint.seal(TEST_CIPHER, speaker_id, IDENTITY.checkpoint_sha256, vector)
             speaker.voiceprint = voiceprint
 
     async def find_alias(self, raw_id: str) -> str | None:
