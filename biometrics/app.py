@@ -126,7 +126,12 @@ def create_app(
     guard = Guard(keys, enabled=settings.auth_enabled, limit=limit)
     acs = None
     if settings.acs_audience:
-        acs = SocketAuthenticator(settings.acs_audience, settings.acs_issuer, settings.acs_jwks_url)
+        acs = SocketAuthenticator(
+            settings.acs_audience,
+            settings.acs_issuer,
+            settings.acs_jwks_url,
+            settings.acs_jwks_file,
+        )
     gate = SocketGate(keys if settings.auth_enabled else None, acs)
     if not settings.auth_enabled:
         logger.warning(AUTH_OFF_WARNING)

@@ -60,6 +60,8 @@ class Settings:
     acs_audience: str | None = None
     acs_issuer: str = "https://acscallautomation.communication.azure.com"
     acs_jwks_url: str = "https://acscallautomation.communication.azure.com/calling/keys"
+    # A JWKS file instead of the URL, for a service that cannot reach it.
+    acs_jwks_file: Path | None = None
     # Webhooks: comma-separated http(s) URLs that receive every call event as a
     # CloudEvent, signed with HMAC-SHA256 under the secret (required with URLs).
     webhook_urls: str = ""

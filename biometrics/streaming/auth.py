@@ -5,7 +5,12 @@ with the ``stream`` role. Either is checked before any audio is read."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import jwt
 
@@ -16,38 +21,103 @@ from biometrics.store.keys import PREFIX, KeyStore, Refusal, key_from_headers
 ACS_ISSUER = "https://acscallautomation.communication.azure.com"
 ACS_JWKS_URL = "https://acscallautomation.communication.azure.com/calling/keys"
 
+logger = logging.getLogger(__name__)
+
 
 class Unauthorized(BiometricsError):
     code = "unauthorized"
     status_code = 401
 
 
+class SigningKeys:
+    """Call Automation's public keys, from its JWKS URL or a JWKS file, cached. An unknown
+    key id reloads them (keys rotate), but at most once every ``min_refresh_seconds``, so
+    tokens with made-up key ids cannot make the service fetch keys on every socket."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        file: Path | None = None,
+        *,
+        min_refresh_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (url is None) == (file is None):
+            raise ValueError("signing keys come from a URL or a file, one of the two")
+        self._url = url
+        self._file = file
+        self._min_refresh = min_refresh_seconds
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._loaded_at: float | None = None
+        self._lock = threading.Lock()
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        """Blocking (the first call, and a reload, read the keys)."""
+        with self._lock:
+            if kid not in self._keys and self._may_reload():
+                self._keys = self._load()
+                self._loaded_at = self._clock()
+            found = self._keys.get(kid)
+        if found is None:
+            raise Unauthorized(f"the token's signing key {kid[:64]!r} is not one of ACS's")
+        return found
+
+    def _may_reload(self) -> bool:
+        return self._loaded_at is None or self._clock() - self._loaded_at >= self._min_refresh
+
+    def _load(self) -> dict[str, jwt.PyJWK]:
+        try:
+            if self._file is not None:
+                text = self._file.read_text(encoding="utf-8")
+            else:
+                assert self._url is not None
+                with urllib.request.urlopen(self._url, timeout=10) as response:
+                    text = response.read().decode("utf-8")
+            keys = jwt.PyJWKSet.from_json(text).keys
+        except (OSError, ValueError, jwt.PyJWTError) as error:
+            logger.warning("ACS signing keys unavailable", extra={"problem": str(error)})
+            raise Unauthorized("signing keys unavailable") from None
+        return {key.key_id: key for key in keys if key.key_id is not None}
+
+
 class SocketAuthenticator:
     """Validates ``Authorization: Bearer <JWT>``. Blocking: the first check (and
-    one after a key rotation) fetches the keys, so call it from a worker thread."""
+    one after a key rotation) reads the keys, so call it from a worker thread."""
 
-    def __init__(self, audience: str, issuer: str = ACS_ISSUER, jwks_url: str = ACS_JWKS_URL):
+    def __init__(
+        self,
+        audience: str,
+        issuer: str = ACS_ISSUER,
+        jwks_url: str | None = ACS_JWKS_URL,
+        jwks_file: Path | None = None,
+    ) -> None:
         self.audience = audience
         self.issuer = issuer
-        self._keys = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=10)
+        if jwks_file is not None:
+            self._keys = SigningKeys(file=jwks_file)
+        else:
+            self._keys = SigningKeys(url=jwks_url or ACS_JWKS_URL)
 
     def check(self, authorization: str | None) -> dict[str, object]:
         """The token's claims, or :class:`Unauthorized` saying what is wrong."""
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthorized("missing bearer token")
         try:
-            key = self._keys.get_signing_key_from_jwt(token.strip())
-            return jwt.decode(
-                token.strip(),
-                key.key,
+            kid = jwt.get_unverified_header(token).get("kid")
+            if not isinstance(kid, str):
+                raise Unauthorized("invalid token: it names no signing key (kid)")
+            claims: dict[str, object] = jwt.decode(
+                token,
+                self._keys.key(kid).key,
                 algorithms=["RS256"],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.PyJWKClientConnectionError:
-            raise Unauthorized("signing keys unavailable") from None
+            return claims
         except jwt.PyJWTError as error:
             raise Unauthorized(f"invalid token: {error}") from None
 

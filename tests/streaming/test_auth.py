@@ -18,7 +18,7 @@ from biometrics.app import create_app
 from biometrics.statuses import Role
 from biometrics.store import Database
 from biometrics.store.keys import KeyStore
-from biometrics.streaming.auth import ACS_ISSUER, SocketAuthenticator, Unauthorized
+from biometrics.streaming.auth import ACS_ISSUER, SigningKeys, SocketAuthenticator, Unauthorized
 from tests.conftest import bearer
 
 AUDIENCE = "00000000-1111-2222-3333-444444444444"
@@ -157,3 +157,37 @@ def test_by_default_a_socket_needs_a_stream_key(settings, encoder):
         # A stream key opens sockets only: the REST API refuses it.
         refused = client.get("/v1/calls/q1", headers=bearer(stream))
         assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+
+
+def jwks(*keys: tuple[str, rsa.RSAPrivateKey]) -> str:
+    listed = [
+        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
+        for kid, key in keys
+    ]
+    return json.dumps({"keys": listed})
+
+
+def test_keys_from_a_file_reload_on_an_unknown_kid_at_most_once_a_minute(signing_key, tmp_path):
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    keys_file = tmp_path / "acs-keys.json"
+    keys_file.write_text(jwks(("k1", signing_key)))
+    now = [0.0]
+    keys = SigningKeys(file=keys_file, clock=lambda: now[0])
+    assert keys.key("k1").key_id == "k1"
+    keys_file.write_text(jwks(("k1", signing_key), ("k2", rotated)))  # ACS rotates its keys
+    now[0] = 30.0
+    with pytest.raises(Unauthorized, match="not one of ACS's"):
+        keys.key("k2")  # within a minute of the last read: refused without reading again
+    now[0] = 100.0
+    assert keys.key("k2").key_id == "k2"  # a minute on, an unknown kid reads the keys again
+    keys_file.write_text("not json")
+    for made_up in ("made-up", "made-up-2"):  # the minute since that read: never read again
+        with pytest.raises(Unauthorized, match="not one of ACS's"):
+            keys.key(made_up)
+
+
+def test_a_jwks_file_authenticates_sockets_without_reaching_acs(signing_key, tmp_path):
+    keys_file = tmp_path / "acs-keys.json"
+    keys_file.write_text(jwks(("k1", signing_key)))
+    authenticator = SocketAuthenticator(AUDIENCE, jwks_file=keys_file)
+    assert authenticator.check(f"Bearer {token(signing_key)}")["aud"] == AUDIENCE
