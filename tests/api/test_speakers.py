@@ -167,3 +167,40 @@ def test_delete_removes_the_speaker_and_everything_of_theirs(client, settings):
         assert count("SELECT count(*) FROM verdicts WHERE speaker_id = 'ada'") == 0
         assert count("SELECT count(*) FROM verdicts WHERE speaker_id = 'bob'") == 1
     assert client.get("/v1/speakers/bob").json()["status"] == "ENROLLED"
+
+
+def test_delete_and_opt_out_leave_no_vector_of_the_speaker_anywhere(client, settings):
+    """Every table, every binary column: the sealed voiceprint is nowhere after deletion
+    or opt-out (the other speaker's stays)."""
+    from biometrics.store.models import Base
+
+    def binary_values(connection) -> list[bytes]:
+        found = []
+        for table in Base.metadata.sorted_tables:
+            columns = [c for c in table.columns if isinstance(c.type, sa.LargeBinary)]
+            for column in columns:
+                found += [v for v in connection.execute(sa.select(column)).scalars() if v]
+        return found
+
+    for speaker_id, seed in (("ada", 1), ("bob", 3), ("cy", 5)):
+        assert enroll(client, speaker_id, seconds=10.0, seed=seed).status_code == 201
+        verify(client, speaker_id)
+    engine = Database(settings.database_url).engine
+    with engine.connect() as connection:
+
+        def sealed(speaker_id: str) -> bytes:
+            return connection.execute(
+                sa.text(
+                    "SELECT v.vector FROM voiceprints v JOIN speakers s ON s.id = v.speaker_pk "
+                    "WHERE s.speaker_id = :speaker"
+                ),
+                {"speaker": speaker_id},
+            ).scalar_one()
+
+        vectors = {speaker_id: sealed(speaker_id) for speaker_id in ("ada", "bob", "cy")}
+    assert client.delete("/v1/speakers/ada").status_code == 204
+    assert client.post("/v1/speakers/bob/opt-out").status_code == 200
+    with engine.connect() as connection:
+        remaining = binary_values(connection)
+    assert vectors["ada"] not in remaining and vectors["bob"] not in remaining
+    assert vectors["cy"] in remaining
