@@ -8,6 +8,7 @@ import pytest
 from biometrics import cli
 from biometrics.statuses import Role
 from biometrics.store import Database
+from biometrics.store.audit import AuditLog
 from biometrics.store.crypto import Cipher, Key, KeyRing
 from biometrics.store.keys import KeyInfo, KeyStore
 
@@ -54,13 +55,14 @@ def test_the_first_admin_key_is_made_once(fresh_database, capsys):
     database = Database(fresh_database)
     database.upgrade()
     keys = KeyStore(database)
-    cli._first_admin_key(keys, "127.0.0.1", 8000)
+    cli._first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
     printed = capsys.readouterr().out
     key = printed.strip().splitlines()[-1]
     assert f"Authorization: Bearer {key}" in printed
     assert isinstance(keys.authenticate(key), KeyInfo)
     keys.revoke(keys.list()[0].key_id)
-    cli._first_admin_key(keys, "127.0.0.1", 8000)  # never again, even with none usable
+    # never again, even with none usable
+    cli._first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
     assert capsys.readouterr().out == ""
     assert len(keys.list()) == 1
 

@@ -32,6 +32,7 @@ ROUTES = [
     ("GET", "/v1/calls/c1/participants/p1/verdicts", Role.READ, {}),
     ("PUT", "/v1/calls/c1/participants/p1/claim", Role.VERIFY, {"json": {"speaker_id": "ada"}}),
     ("POST", "/v1/calls/c1/participants/p1/enroll", Role.ENROLL, {"json": {"speaker_id": "x"}}),
+    ("GET", "/v1/audit", Role.ADMIN, {}),
 ]
 
 
