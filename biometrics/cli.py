@@ -513,7 +513,7 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         try:
             info = keys.revoke(args.key_id)
         except KeyNotFound as error:
-            audit.record(COMMAND_LINE, "key.revoke", args.key_id[:256], error.code)
+            audit.record(COMMAND_LINE, "key.revoke", args.key_id, error.code)
             raise
         audit.record(COMMAND_LINE, "key.revoke", info.key_id, "ok")
         print(f"key {info.key_id} ({info.role}) revoked at {isoformat(info.revoked_at)}")

@@ -74,7 +74,7 @@ class Guard:
 
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            where = f"{request.method} {request.url.path}"[:256]
+            where = f"{request.method} {request.url.path}"
             try:
                 key = await self.authenticate(_presented(request))
             except Unauthenticated as refused:

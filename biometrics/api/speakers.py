@@ -134,7 +134,7 @@ class SpeakerRoutes:
             with self._database.session() as session:
                 queries.delete_speaker(session, speaker_id)
 
-        async with self._auditor.act(request, "speaker.delete", speaker_id[:256]):
+        async with self._auditor.act(request, "speaker.delete", speaker_id):
             await run_in_threadpool(delete)
         return Response(status_code=204)
 
@@ -161,10 +161,10 @@ class SpeakerRoutes:
 
     async def enroll(self, request: Request) -> Response:
         speaker_id = check_speaker_id(request.path_params["speaker_id"])
-        upload = await read_audio_upload(request, self._max_audio_seconds)
-        replace = _flag(upload.fields.get("replace"), "replace")
-        speech = await run_in_threadpool(detect_speech, upload.samples)
         async with self._auditor.act(request, "speaker.enroll", speaker_id) as outcome:
+            upload = await read_audio_upload(request, self._max_audio_seconds)
+            replace = _flag(upload.fields.get("replace"), "replace")
+            speech = await run_in_threadpool(detect_speech, upload.samples)
             result = await self._enroller.enroll(speaker_id, speech, replace=replace)
             outcome.append(result.status.value)
         return JSONResponse(result.as_dict(), status_code=201)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import select
 
@@ -81,14 +81,14 @@ class AuditLog:
             session.add(
                 AuditRecord(
                     at=utcnow(),
-                    actor=origin.actor,
+                    actor=_text(origin.actor, 64),
                     action=action,
-                    subject=subject,
-                    call_id=call_id,
-                    participant_raw_id=participant_raw_id,
-                    outcome=outcome,
-                    request_id=origin.request_id,
-                    source=origin.source,
+                    subject=_text(subject, 256),
+                    call_id=_text(call_id, 256),
+                    participant_raw_id=_text(participant_raw_id, 256),
+                    outcome=_text(outcome, 64),
+                    request_id=_text(origin.request_id, 128),
+                    source=_text(origin.source, 64),
                 )
             )
 
@@ -107,6 +107,19 @@ class AuditLog:
             statement = statement.where(AuditRecord.id > query.after)
         with self._database.session() as session:
             return [_entry(row) for row in session.scalars(statement)]
+
+
+@overload
+def _text(value: str, limit: int) -> str: ...
+@overload
+def _text(value: str | None, limit: int) -> str | None: ...
+def _text(value: str | None, limit: int) -> str | None:
+    """``value`` as a column takes it: cut to ``limit``, anything unprintable (a NUL from a
+    decoded path, say) as ``?``, so that a hostile id cannot keep its row from being
+    written."""
+    if value is None:
+        return None
+    return "".join(c if c.isprintable() else "?" for c in value[:limit])
 
 
 def _entry(row: AuditRecord) -> AuditEntry:

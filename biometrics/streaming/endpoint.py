@@ -143,7 +143,7 @@ class AcsStream:
             websocket.scope.get("state", {}).get("request_id"),
             None if client is None else client.host,
         )
-        subject = f"WS {websocket.url.path}"[:256]
+        subject = f"WS {websocket.url.path}"
         self._audit.record(origin, "auth.refused", subject, code, call_id=call_id)
 
 

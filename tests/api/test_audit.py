@@ -4,6 +4,8 @@ requests and sockets leave ``auth.refused`` rows without the presented key, and
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -122,7 +124,7 @@ def test_refused_requests_and_sockets_leave_rows_without_the_key(settings, encod
         ("anonymous", "WS /ws/acs", "unauthorized"),
     ]
     assert {r["source"] for r in found} == {"testclient"}
-    assert found[-1]["call_id"] == "c9"
+    assert found[-1]["call_id"] == "c9" and found[-1]["request_id"]
     table = dump(settings.database_url)
     for presented in (forged, unknown, reader, admin_key):
         assert presented not in table
@@ -161,3 +163,21 @@ def test_the_trail_filters_by_subject_action_and_time_and_pages(client):
         response = client.get("/v1/audit", params=bad)
         assert response.status_code == 400 and response.json()["error"] == "invalid_request"
     assert client.get("/v1/audit", params={"limit": 0}).status_code == 400
+
+
+def test_with_auth_off_the_actor_is_anonymous(settings, encoder):
+    with TestClient(
+        create_app(dataclasses.replace(settings, auth_enabled=False), encoder=encoder)
+    ) as client:
+        client.post("/v1/speakers", json={"speaker_id": "ann"})
+        assert acts(client) == [("anonymous", "speaker.create", "ann", "ok")]
+
+
+def test_a_hostile_path_is_recorded_printable(settings, encoder):
+    with TestClient(create_app(settings, encoder=encoder)) as client:
+        assert client.delete("/v1/speakers/a%00b" + "x" * 400).status_code == 401
+    database = Database(settings.database_url)
+    with database.engine.connect() as connection:
+        subject = connection.execute(sa.text("SELECT subject FROM audit_log")).scalar_one()
+    database.dispose()
+    assert subject.startswith("DELETE /v1/speakers/a?bxx") and len(subject) == 256
