@@ -74,13 +74,14 @@ class Auditor:
         participant_raw_id: str | None = None,
     ) -> AsyncIterator[list[str]]:
         """One row for the block: ``ok`` (or what the block puts in the yielded list), or
-        the code of the service error it raised."""
+        the code of the error it raised (``internal_error`` for one not of the service)."""
         outcome = ["ok"]
         where = {"call_id": call_id, "participant_raw_id": participant_raw_id}
         try:
             yield outcome
-        except BiometricsError as error:
-            await self.record(origin_of(request), action, subject, error.code, **where)
+        except Exception as error:
+            code = error.code if isinstance(error, BiometricsError) else "internal_error"
+            await self.record(origin_of(request), action, subject, code, **where)
             raise
         await self.record(origin_of(request), action, subject, outcome[-1], **where)
 

@@ -41,8 +41,9 @@ class VerifyRoute:
             verdict = await self._verifier.verify(
                 speaker_id, speech, threshold=threshold, origin=origin
             )
-        except BiometricsError as error:  # no verdict: the row says why
-            await self._auditor.record(origin, "speaker.verify", speaker_id, error.code)
+        except Exception as error:  # no verdict: the row says why
+            code = error.code if isinstance(error, BiometricsError) else "internal_error"
+            await self._auditor.record(origin, "speaker.verify", speaker_id, code)
             raise
         return JSONResponse(verdict.as_dict())
 
