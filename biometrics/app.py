@@ -18,10 +18,12 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from biometrics.api import health
+from biometrics.api.audit import Auditor, AuditRoutes
 from biometrics.api.auth import Guard, RateLimit
 from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodySizeLimit
+from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
 from biometrics.config import Settings
@@ -36,6 +38,7 @@ from biometrics.scoring.normalization import Cohort
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Role
 from biometrics.store import Database, queries
+from biometrics.store.audit import AuditLog
 from biometrics.store.calls import CallStore
 from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.keys import KeyStore
@@ -47,7 +50,7 @@ from biometrics.streaming.identity import AliasDirectory
 from biometrics.streaming.participant import CallServices
 from biometrics.streaming.registry import CallLimits, CallRegistry
 from biometrics.streaming.schedule import DecisionSchedule
-from biometrics.verification import VerificationPolicy, VerificationService
+from biometrics.verification import VerdictAudit, VerificationPolicy, VerificationService
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ def create_app(
     announce_scoring(encoder, scorer)
 
     history = VerdictHistory(database)
+    audit_log = AuditLog(database)
+    auditor = Auditor(audit_log)
     verifier = VerificationService(
         database,
         cipher,
@@ -87,6 +92,7 @@ def create_app(
             max_clipping_ratio=settings.max_clipping_ratio,
         ),
         history,
+        audit=VerdictAudit(audit_log),
     )
     enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds)
 
@@ -123,7 +129,7 @@ def create_app(
         )
     keys = KeyStore(database)
     limit = RateLimit(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    guard = Guard(keys, enabled=settings.auth_enabled, limit=limit)
+    guard = Guard(keys, enabled=settings.auth_enabled, auditor=auditor, limit=limit)
     acs = None
     if settings.acs_audience:
         acs = SocketAuthenticator(
@@ -136,7 +142,7 @@ def create_app(
     if not settings.auth_enabled:
         logger.warning(AUTH_OFF_WARNING)
 
-    verify = VerifyRoute(verifier, settings.max_audio_seconds).verify
+    verify = VerifyRoute(verifier, settings.max_audio_seconds, auditor).verify
     auth_warning = None if settings.auth_enabled else AUTH_OFF_WARNING
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -145,9 +151,10 @@ def create_app(
             health.Readiness(database, encoder.identity, scorer, auth_warning).readyz,
             methods=["GET"],
         ),
-        *SpeakerRoutes(database, enroller, settings.max_audio_seconds).routes(guard),
+        *SpeakerRoutes(database, enroller, settings.max_audio_seconds, auditor).routes(guard),
         Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
-        *CallRoutes(calls, call_store, history, database, broker).routes(guard),
+        *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
+        *AuditRoutes(audit_log).routes(guard),
         WebSocketRoute(
             "/ws/acs",
             AcsStream(
@@ -158,6 +165,7 @@ def create_app(
                     idle_timeout_seconds=settings.stream_idle_timeout_seconds,
                 ),
                 gate,
+                audit_log,
             ).serve,
         ),
     ]
@@ -180,7 +188,10 @@ def create_app(
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)],
+        middleware=[
+            Middleware(RequestId),
+            Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

@@ -36,10 +36,11 @@ from biometrics.client import (
 from biometrics.clock import isoformat, utcnow
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
-from biometrics.errors import BiometricsError, ConfigError
+from biometrics.errors import BiometricsError, ConfigError, KeyNotFound
 from biometrics.logs import configure_logging
 from biometrics.statuses import Role
 from biometrics.store import Database, queries
+from biometrics.store.audit import COMMAND_LINE, AuditLog
 from biometrics.store.keys import KeyStore
 
 logger = logging.getLogger("biometrics")
@@ -443,7 +444,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         # A wrong encryption key stops the start here, before an API key is made.
         cipher = open_cipher(settings, database)
         if settings.auth_enabled:
-            _first_admin_key(KeyStore(database), host, port)
+            _first_admin_key(KeyStore(database), host, port, AuditLog(database))
         app = create_app(
             dataclasses.replace(settings, auto_migrate=False), encoder=encoder, cipher=cipher
         )
@@ -479,11 +480,12 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-def _first_admin_key(keys: KeyStore, host: str, port: int) -> None:
+def _first_admin_key(keys: KeyStore, host: str, port: int, audit: AuditLog) -> None:
     """On a database that never had a key, make one admin key and show it, once."""
     if keys.count():
         return
-    _, secret = keys.create(Role.ADMIN, name="first admin key")
+    info, secret = keys.create(Role.ADMIN, name="first admin key")
+    audit.record(COMMAND_LINE, "key.create", info.key_id, "ok")
     url = f"http://{host}:{port}"
     print(
         "\nThis is the first start on this database: an admin API key was made. It is shown\n"
@@ -498,15 +500,22 @@ def _first_admin_key(keys: KeyStore, host: str, port: int) -> None:
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "rotate-voiceprints":
         return _rotate_voiceprints(settings, args.batch_size)
-    keys = KeyStore(_open_database(settings))
+    database = _open_database(settings)
+    keys, audit = KeyStore(database), AuditLog(database)
     if args.action == "create":
         expires = None if args.expires_in is None else timedelta(days=args.expires_in)
         info, secret = keys.create(Role(args.role), args.name, expires)
+        audit.record(COMMAND_LINE, "key.create", info.key_id, "ok")
         print(f"key {info.key_id} ({info.role}) made; it is shown this once:")
         print(secret)
         return 0
     if args.action == "revoke":
-        info = keys.revoke(args.key_id)
+        try:
+            info = keys.revoke(args.key_id)
+        except KeyNotFound as error:
+            audit.record(COMMAND_LINE, "key.revoke", args.key_id, error.code)
+            raise
+        audit.record(COMMAND_LINE, "key.revoke", info.key_id, "ok")
         print(f"key {info.key_id} ({info.role}) revoked at {isoformat(info.revoked_at)}")
         return 0
     rows = [
@@ -541,6 +550,8 @@ def _rotate_voiceprints(settings: Settings, batch_size: int) -> int:
         print(f"{progress.table}: {progress.done}/{progress.total} re-encrypted", flush=True)
 
     done = reencrypt(database, cipher, batch_size=batch_size, report=report)
+    # The subject is the voiceprint key now in use: its id, never the key.
+    AuditLog(database).record(COMMAND_LINE, "key.rotate", cipher.key_id, "ok")
     voiceprints = f"{done.voiceprints} voiceprint{'' if done.voiceprints == 1 else 's'}"
     cohorts = f"{done.cohorts} cohort{'' if done.cohorts == 1 else 's'}"
     print(

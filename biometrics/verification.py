@@ -5,8 +5,8 @@ In: who is claimed (and the threshold, if the caller set one), speech that was a
 found by a speech detector (:class:`~biometrics.audio.DetectedSpeech`), and for a live call
 whose speech it is. It reads the claimed speaker from the store, climbs the decision
 ladder (:func:`biometrics.scoring.rule`), embeds and scores only when the ladder reaches
-the score, records the verdict in the history, and hands it to the audit hook. Streaming
-only decides *when* to ask.
+the score, records the verdict in the history, and hands it to the audit hook (with who
+asked, for a REST verdict). Streaming only decides *when* to ask.
 """
 
 from __future__ import annotations
@@ -27,17 +27,20 @@ from biometrics.scoring import TrialFacts, decide, rule
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision
 from biometrics.store import Database, queries
+from biometrics.store.audit import SERVICE, AuditLog, Origin
 from biometrics.store.crypto import Cipher
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.verdicts import CallParticipantRef, Verdict, new_verdict_id
 
 audit_logger = logging.getLogger("biometrics.audit")
 
-Audit = Callable[[Verdict], None]
+# Blocking: the service calls it from a worker thread.
+Audit = Callable[[Verdict, Origin | None], None]
 
 
-def log_verdict(verdict: Verdict) -> None:
-    """The default audit hook: one structured line per verdict."""
+def log_verdict(verdict: Verdict, origin: Origin | None = None) -> None:
+    """The audit hook of a service built without an audit trail: one structured line per
+    verdict."""
     participant = verdict.participant
     audit_logger.info(
         "verdict",
@@ -48,8 +51,30 @@ def log_verdict(verdict: Verdict) -> None:
             "score": verdict.score,
             "source": "rest" if participant is None else "call",
             "call_id": None if participant is None else participant.call_id,
+            "actor": SERVICE if origin is None else origin.actor,
         },
     )
+
+
+class VerdictAudit:
+    """The service's audit hook: the log line, and a row in the audit trail, which keeps
+    the decision but not the score. A REST verdict is ``speaker.verify`` by whoever asked;
+    a live call's is ``call.verdict`` by the service, naming the call and participant."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    def __call__(self, verdict: Verdict, origin: Origin | None) -> None:
+        log_verdict(verdict, origin)
+        participant = verdict.participant
+        self._log.record(
+            origin or Origin(SERVICE),
+            "speaker.verify" if participant is None else "call.verdict",
+            verdict.speaker_id,
+            verdict.decision.value,
+            call_id=None if participant is None else participant.call_id,
+            participant_raw_id=None if participant is None else participant.participant_raw_id,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +126,7 @@ class VerificationService:
         *,
         threshold: float | None = None,
         live: LiveSpeech | None = None,
+        origin: Origin | None = None,
     ) -> Verdict:
         quality = speech.quality.gate(self._policy.min_snr_db, self._policy.max_clipping_ratio)
         claimed = await run_in_threadpool(self._claimed, speaker_id, speech, quality.issues)
@@ -142,7 +168,7 @@ class VerificationService:
                 created_at=utcnow(),
             )
         await run_in_threadpool(self._history.record, verdict)
-        self._audit(verdict)
+        await run_in_threadpool(self._audit, verdict, origin)
         return verdict
 
     def _claimed(

@@ -8,6 +8,7 @@ import pytest
 from biometrics import cli
 from biometrics.statuses import Role
 from biometrics.store import Database
+from biometrics.store.audit import AuditLog, AuditQuery
 from biometrics.store.crypto import Cipher, Key, KeyRing
 from biometrics.store.keys import KeyInfo, KeyStore
 
@@ -33,7 +34,7 @@ def test_keys_are_made_listed_and_revoked(fresh_database, capsys):
     assert cli.main(["keys", "list"]) == 0
     listing = capsys.readouterr().out
     assert found.key_id in listing and "stream" in listing and "acs" in listing
-    assert key.split("_")[2] not in listing and "usable" in listing
+    assert key.split("_", 2)[2] not in listing and "usable" in listing
 
     assert cli.main(["keys", "revoke", found.key_id]) == 0
     assert "revoked" in capsys.readouterr().out
@@ -42,6 +43,14 @@ def test_keys_are_made_listed_and_revoked(fresh_database, capsys):
     assert "revoked" in capsys.readouterr().out
     assert cli.main(["keys", "revoke", "nosuchkey"]) == 2
     assert "no API key 'nosuchkey'" in capsys.readouterr().err
+
+    trail = AuditLog(Database(fresh_database)).query(AuditQuery(limit=100))
+    assert [(row.actor, row.action, row.subject, row.outcome) for row in trail] == [
+        ("cli", "key.create", found.key_id, "ok"),
+        ("cli", "key.revoke", found.key_id, "ok"),
+        ("cli", "key.revoke", "nosuchkey", "key_not_found"),
+    ]
+    assert key.split("_", 2)[2] not in repr(trail)
 
 
 def test_a_role_is_required_and_checked(fresh_database, capsys):
@@ -54,15 +63,20 @@ def test_the_first_admin_key_is_made_once(fresh_database, capsys):
     database = Database(fresh_database)
     database.upgrade()
     keys = KeyStore(database)
-    cli._first_admin_key(keys, "127.0.0.1", 8000)
+    cli._first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
     printed = capsys.readouterr().out
     key = printed.strip().splitlines()[-1]
     assert f"Authorization: Bearer {key}" in printed
     assert isinstance(keys.authenticate(key), KeyInfo)
     keys.revoke(keys.list()[0].key_id)
-    cli._first_admin_key(keys, "127.0.0.1", 8000)  # never again, even with none usable
+    # never again, even with none usable
+    cli._first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
     assert capsys.readouterr().out == ""
     assert len(keys.list()) == 1
+    trail = AuditLog(database).query(AuditQuery())
+    assert [(row.actor, row.action, row.subject) for row in trail] == [
+        ("cli", "key.create", keys.list()[0].key_id)
+    ]
 
 
 def test_rotate_voiceprints_moves_every_row_to_the_new_key(fresh_database, monkeypatch, capsys):
@@ -94,4 +108,8 @@ def test_rotate_voiceprints_moves_every_row_to_the_new_key(fresh_database, monke
         assert {row.key_id for row in raw(database, f"SELECT key_id FROM {table}")} == {new.key_id}
     assert cli.main(["keys", "rotate-voiceprints"]) == 0  # again: nothing left to do
     assert capsys.readouterr().out.startswith("0 voiceprints and 0 cohorts re-encrypted")
+    trail = AuditLog(database).query(AuditQuery(action="key.rotate"))
+    assert [(row.actor, row.subject, row.outcome) for row in trail] == [
+        ("cli", new.key_id, "ok")
+    ] * 2
     database.dispose()

@@ -61,7 +61,7 @@ def service(database_url):
         Scorer(fixed_threshold=40.0),
         VerificationPolicy(min_speech_seconds=3.0, min_snr_db=3.0, max_clipping_ratio=0.01),
         history,
-        audit=audited.append,
+        audit=lambda verdict, origin: audited.append(verdict),
     )
     yield Service(verifier, worker, database, history, audited)
     database.dispose()

@@ -2,7 +2,9 @@
 an API key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 
 No key, or an unknown, revoked or expired one, is 401; a key whose role does not allow the
-route is 403; both with the JSON error body and a ``WWW-Authenticate`` header. With
+route is 403; both with the JSON error body and a ``WWW-Authenticate`` header, and both
+leave an ``auth.refused`` row in the audit trail (the key id when the key was genuine,
+never the presented text). With
 authentication turned off (a development setting, warned about at start and on
 ``/readyz``) every route is open.
 """
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from biometrics.api.audit import Auditor, origin_of
 from biometrics.errors import Forbidden, RateLimited, Unauthenticated
 from biometrics.statuses import Role
 from biometrics.store.keys import KeyInfo, KeyStore, Refusal, key_from_headers
@@ -52,10 +55,16 @@ class RateLimit:
         self._buckets[key_id] = (tokens - 1.0, now)
 
 
+REFUSED = "auth.refused"
+
+
 class Guard:
-    def __init__(self, keys: KeyStore, enabled: bool, limit: RateLimit | None = None) -> None:
+    def __init__(
+        self, keys: KeyStore, enabled: bool, auditor: Auditor, limit: RateLimit | None = None
+    ) -> None:
         self._keys = keys
         self.enabled = enabled
+        self._auditor = auditor
         self._limit = limit
 
     def requires(self, role: Role, endpoint: Endpoint) -> Endpoint:
@@ -65,8 +74,16 @@ class Guard:
 
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            key = await self.authenticate(_presented(request))
+            where = f"{request.method} {request.url.path}"
+            try:
+                key = await self.authenticate(_presented(request))
+            except Unauthenticated as refused:
+                await self._auditor.record(origin_of(request), REFUSED, where, refused.code)
+                raise
             if not key.role.allows(role):
+                await self._auditor.record(
+                    origin_of(request, key.key_id), REFUSED, where, Forbidden.code
+                )
                 raise Forbidden(
                     f"API key {key.key_id} has the role {key.role}; this needs {role} (or admin)"
                 )

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from biometrics.api.audit import Auditor
 from biometrics.api.auth import Guard
 from biometrics.api.speakers import check_speaker_id, json_object
 from biometrics.errors import (
@@ -50,7 +51,9 @@ class CallRoutes:
         history: VerdictHistory,
         database: Database,
         broker: Broker,
+        auditor: Auditor,
     ) -> None:
+        self._auditor = auditor
         self._calls = calls
         self._store = store
         self._history = history
@@ -109,20 +112,25 @@ class CallRoutes:
     async def enroll_from_call(self, request: Request) -> Response:
         """Enroll a speaker from a participant's speech so far, then from each further chunk
         until the speaker is ENROLLED. 200 once the speech so far is enrolled; 202 when
-        there is too little speech yet (enrollment starts as it arrives)."""
+        there is too little speech yet (enrollment starts as it arrives). The audit row's
+        outcome is ``ok``, or ``started`` for a 202."""
         call_id, raw_id = _call_id(request), _raw_id(request)
         body = await json_object(request)
         speaker_id = _speaker_id(body)
-        if await self._calls.summary(call_id) is None:
-            raise CallNotFound(f"call {call_id!r} is not known")
-        call = await self._calls.obtain(call_id)
-        participant = call.participants.get(raw_id)
-        if participant is None:
-            raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
-        await run_in_threadpool(self._prepare_enrollment, speaker_id)
-        task = participant.start_enrollment(speaker_id)
-        if task is not None:
-            await asyncio.shield(task)  # the enrollment goes on if the client leaves
+        where = {"call_id": call_id, "participant_raw_id": raw_id}
+        async with self._auditor.act(request, "speaker.enroll", speaker_id, **where) as outcome:
+            if await self._calls.summary(call_id) is None:
+                raise CallNotFound(f"call {call_id!r} is not known")
+            call = await self._calls.obtain(call_id)
+            participant = call.participants.get(raw_id)
+            if participant is None:
+                raise ParticipantNotFound(f"call {call_id!r} has no participant {raw_id!r}")
+            await run_in_threadpool(self._prepare_enrollment, speaker_id)
+            task = participant.start_enrollment(speaker_id)
+            if task is None:
+                outcome.append("started")
+            else:
+                await asyncio.shield(task)  # the enrollment goes on if the client leaves
         return JSONResponse(
             _participant_json(call.summary(), participant.summary()),
             status_code=202 if task is None else 200,

@@ -1,4 +1,5 @@
-"""Speakers: create, list, read, delete, opt out, and enroll their voices."""
+"""Speakers: create, list, read, delete, opt out, and enroll their voices. Creating,
+deleting, opting out and enrolling each leave a row in the audit trail."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from biometrics.api.audit import Auditor
 from biometrics.api.auth import Guard
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
@@ -57,10 +59,17 @@ def check_speaker_id(speaker_id: str) -> str:
 class SpeakerRoutes:
     """Speakers and their enrollment, over the database and the enroller they are given."""
 
-    def __init__(self, database: Database, enroller: Enroller, max_audio_seconds: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        enroller: Enroller,
+        max_audio_seconds: float,
+        auditor: Auditor,
+    ) -> None:
         self._database = database
         self._enroller = enroller
         self._max_audio_seconds = max_audio_seconds
+        self._auditor = auditor
 
     def routes(self, guard: Guard) -> list[Route]:
         speaker = "/v1/speakers/{speaker_id}"
@@ -90,7 +99,9 @@ class SpeakerRoutes:
                 )
                 return self._json(speaker)
 
-        return JSONResponse(await run_in_threadpool(create), status_code=201)
+        async with self._auditor.act(request, "speaker.create", speaker_id):
+            created = await run_in_threadpool(create)
+        return JSONResponse(created, status_code=201)
 
     async def list_speakers(self, request: Request) -> Response:
         limit = _page_size(request.query_params.get("limit"))
@@ -123,7 +134,8 @@ class SpeakerRoutes:
             with self._database.session() as session:
                 queries.delete_speaker(session, speaker_id)
 
-        await run_in_threadpool(delete)
+        async with self._auditor.act(request, "speaker.delete", speaker_id):
+            await run_in_threadpool(delete)
         return Response(status_code=204)
 
     async def opt_out(self, request: Request) -> Response:
@@ -143,14 +155,18 @@ class SpeakerRoutes:
                 session.flush()
                 return self._json(speaker)
 
-        return JSONResponse(await run_in_threadpool(withdraw))
+        async with self._auditor.act(request, "speaker.opt_out", speaker_id):
+            withdrawn = await run_in_threadpool(withdraw)
+        return JSONResponse(withdrawn)
 
     async def enroll(self, request: Request) -> Response:
         speaker_id = check_speaker_id(request.path_params["speaker_id"])
-        upload = await read_audio_upload(request, self._max_audio_seconds)
-        replace = _flag(upload.fields.get("replace"), "replace")
-        speech = await run_in_threadpool(detect_speech, upload.samples)
-        result = await self._enroller.enroll(speaker_id, speech, replace=replace)
+        async with self._auditor.act(request, "speaker.enroll", speaker_id) as outcome:
+            upload = await read_audio_upload(request, self._max_audio_seconds)
+            replace = _flag(upload.fields.get("replace"), "replace")
+            speech = await run_in_threadpool(detect_speech, upload.samples)
+            result = await self._enroller.enroll(speaker_id, speech, replace=replace)
+            outcome.append(result.status.value)
         return JSONResponse(result.as_dict(), status_code=201)
 
 

@@ -9,19 +9,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from biometrics.api.audit import Auditor, origin_of
 from biometrics.api.speakers import check_speaker_id
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
-from biometrics.errors import InvalidRequest
+from biometrics.errors import BiometricsError, InvalidRequest
 from biometrics.verification import VerificationService
 
 
 class VerifyRoute:
     """``POST /v1/verify``: multipart ``speaker_id`` and ``audio``, optional ``threshold``."""
 
-    def __init__(self, verifier: VerificationService, max_audio_seconds: float) -> None:
+    def __init__(
+        self, verifier: VerificationService, max_audio_seconds: float, auditor: Auditor
+    ) -> None:
         self._verifier = verifier
         self._max_audio_seconds = max_audio_seconds
+        self._auditor = auditor
 
     async def verify(self, request: Request) -> Response:
         upload = await read_audio_upload(request, self._max_audio_seconds)
@@ -29,10 +33,18 @@ class VerifyRoute:
         if not speaker_id:
             raise InvalidRequest("speaker_id is required (a form field or query parameter)")
         threshold = _threshold(upload.fields.get("threshold"))
+        speaker_id = check_speaker_id(speaker_id)
         speech = await run_in_threadpool(detect_speech, upload.samples)
-        verdict = await self._verifier.verify(
-            check_speaker_id(speaker_id), speech, threshold=threshold
-        )
+        origin = origin_of(request)
+        try:
+            # The verdict's audit row is the verification service's to write.
+            verdict = await self._verifier.verify(
+                speaker_id, speech, threshold=threshold, origin=origin
+            )
+        except Exception as error:  # no verdict: the row says why
+            code = error.code if isinstance(error, BiometricsError) else "internal_error"
+            await self._auditor.record(origin, "speaker.verify", speaker_id, code)
+            raise
         return JSONResponse(verdict.as_dict())
 
 

@@ -327,3 +327,23 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class AuditRecord(Base):
+    """One act on the service, kept for its audit trail: who (a key id, ``acs``, ``cli``,
+    ``anonymous`` or ``service``), did what, to whom, with what outcome, in which request
+    and from where. Ids and outcomes only, never a secret, a vector, a score or audio; keyed
+    by ids rather than foreign keys, so that a row outlives the speaker or key it names."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    subject: Mapped[str | None] = mapped_column(String(256), index=True)
+    call_id: Mapped[str | None] = mapped_column(String(256))
+    participant_raw_id: Mapped[str | None] = mapped_column(String(256))
+    outcome: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str | None] = mapped_column(String(64))  # the client's address

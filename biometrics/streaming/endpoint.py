@@ -25,6 +25,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from biometrics.errors import TooManyCalls
+from biometrics.store.audit import ANONYMOUS, AuditLog, Origin
 from biometrics.streaming.auth import SocketGate, Unauthorized
 from biometrics.streaming.call import CallSession
 from biometrics.streaming.identity import call_id_problem, socket_identity
@@ -58,10 +59,13 @@ class StreamLimits:
 class AcsStream:
     """The ``/ws/acs`` endpoint: :meth:`serve` runs once per socket."""
 
-    def __init__(self, calls: CallRegistry, limits: StreamLimits, gate: SocketGate) -> None:
+    def __init__(
+        self, calls: CallRegistry, limits: StreamLimits, gate: SocketGate, audit: AuditLog
+    ) -> None:
         self._calls = calls
         self._limits = limits
         self._gate = gate
+        self._audit = audit
 
     async def serve(self, websocket: WebSocket) -> None:
         identity = socket_identity(websocket.headers, websocket.query_params)
@@ -75,6 +79,7 @@ class AcsStream:
                     self._gate.check, websocket.headers, websocket.query_params
                 )
             except Unauthorized as refused:
+                await run_in_threadpool(self._refused, websocket, call_id, refused.code)
                 await _close(websocket, call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser)
                 return
             logger.info("call socket authenticated", extra={"call_id": call_id, "by": who})
@@ -130,6 +135,16 @@ class AcsStream:
                     "call socket closed",
                     extra={"call_id": call.call_id, "status": call.status, **parser.counters},
                 )
+
+    def _refused(self, websocket: WebSocket, call_id: str | None, code: str) -> None:
+        client = websocket.client
+        origin = Origin(
+            ANONYMOUS,
+            websocket.scope.get("state", {}).get("request_id"),
+            None if client is None else client.host,
+        )
+        subject = f"WS {websocket.url.path}"
+        self._audit.record(origin, "auth.refused", subject, code, call_id=call_id)
 
 
 async def _read_metadata(

@@ -125,6 +125,15 @@ def test_a_call_with_claims_gets_verdicts_by_the_schedule_and_keeps_their_histor
     latest = client.get(path("c2", CALLER, "verdicts"), params={"limit": 1}).json()
     assert [v["final"] for v in latest["verdicts"]] == [True]
 
+    # Every live verdict leaves its audit row, by the service, naming call and participant.
+    audited = client.get("/v1/audit", params={"action": "call.verdict", "limit": 500}).json()
+    for raw_id, speaker_id in ((CALLER, "alice"), (AGENT, "bob")):
+        history = client.get(path("c2", raw_id, "verdicts")).json()["verdicts"]
+        mine = [row for row in audited["entries"] if row["participant_raw_id"] == raw_id]
+        assert [(row["actor"], row["subject"], row["call_id"], row["outcome"]) for row in mine] == [
+            ("service", speaker_id, "c2", verdict["decision"]) for verdict in history
+        ]
+
 
 def test_the_events_of_a_call_replay_as_server_sent_events(client):
     enroll(client, "alice")
@@ -166,6 +175,11 @@ def test_enrollment_from_a_call_reaches_enrolled(client):
     assert enrollment["active"] is False and enrollment["remaining_speech_seconds"] == 0.0
     speaker = client.get("/v1/speakers/carol").json()
     assert speaker["status"] == "ENROLLED" and speaker["enrolled_speech_seconds"] >= 4.0
+    audited = client.get("/v1/audit", params={"action": "speaker.enroll"}).json()["entries"]
+    assert [
+        (row["subject"], row["call_id"], row["participant_raw_id"], row["outcome"])
+        for row in audited
+    ] == [("carol", "c4", CALLER, "ok")]
 
 
 def test_enrollment_from_a_call_is_refused_when_it_cannot_work(client):

@@ -1,0 +1,145 @@
+"""The audit trail over REST: who a request is (:func:`origin_of`), the rows its acts
+write (:class:`Auditor`), and ``GET /v1/audit`` (admin only) to read them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from biometrics.api.request_id import request_id_of
+from biometrics.errors import BiometricsError, InvalidRequest
+from biometrics.statuses import Role
+from biometrics.store.audit import ANONYMOUS, AuditLog, AuditQuery, Origin
+
+if TYPE_CHECKING:
+    from biometrics.api.auth import Guard
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def origin_of(connection: HTTPConnection, actor: str | None = None) -> Origin:
+    """The request's (or socket's) origin: ``actor``, else the key the guard let in, else
+    ``anonymous``; its request id; the client's address."""
+    if actor is None:
+        key = getattr(connection.state, "api_key", None)
+        actor = ANONYMOUS if key is None else key.key_id
+    request_id = getattr(connection.state, "request_id", None) or request_id_of(connection.headers)
+    client = connection.client
+    return Origin(actor, request_id, None if client is None else client.host)
+
+
+class Auditor:
+    """Writes the rows of a request's acts, from a worker thread."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    async def record(
+        self,
+        origin: Origin,
+        action: str,
+        subject: str | None,
+        outcome: str,
+        *,
+        call_id: str | None = None,
+        participant_raw_id: str | None = None,
+    ) -> None:
+        await run_in_threadpool(
+            lambda: self.log.record(
+                origin,
+                action,
+                subject,
+                outcome,
+                call_id=call_id,
+                participant_raw_id=participant_raw_id,
+            )
+        )
+
+    @contextlib.asynccontextmanager
+    async def act(
+        self,
+        request: Request,
+        action: str,
+        subject: str | None,
+        *,
+        call_id: str | None = None,
+        participant_raw_id: str | None = None,
+    ) -> AsyncIterator[list[str]]:
+        """One row for the block: ``ok`` (or what the block puts in the yielded list), or
+        the code of the error it raised (``internal_error`` for one not of the service)."""
+        outcome = ["ok"]
+        where = {"call_id": call_id, "participant_raw_id": participant_raw_id}
+        try:
+            yield outcome
+        except Exception as error:
+            code = error.code if isinstance(error, BiometricsError) else "internal_error"
+            await self.record(origin_of(request), action, subject, code, **where)
+            raise
+        await self.record(origin_of(request), action, subject, outcome[-1], **where)
+
+
+class AuditRoutes:
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    def routes(self, guard: Guard) -> list[Route]:
+        return [guard.route("/v1/audit", Role.ADMIN, self.list_audit, "GET")]
+
+    async def list_audit(self, request: Request) -> Response:
+        """Rows oldest first, ``limit`` a page, ``next_cursor`` to the next page; filtered by
+        ``subject``, ``action``, and ``since`` (inclusive) / ``until`` (exclusive)."""
+        params = request.query_params
+        limit = _page_size(params.get("limit"))
+        query = AuditQuery(
+            subject=params.get("subject") or None,
+            action=params.get("action") or None,
+            since=_time(params.get("since"), "since"),
+            until=_time(params.get("until"), "until"),
+            after=_cursor(params.get("cursor")),
+            limit=limit + 1,
+        )
+        rows = await run_in_threadpool(self._log.query, query)
+        shown = rows[:limit]
+        body: dict[str, Any] = {
+            "entries": [row.as_dict() for row in shown],
+            "next_cursor": str(shown[-1].id) if len(rows) > limit else None,
+        }
+        return JSONResponse(body)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidRequest(
+            f"{name} must be an RFC 3339 time with a zone, e.g. 2026-12-01T00:00:00Z"
+        )
+    return moment
+
+
+def _cursor(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidRequest("cursor must be a next_cursor this route returned")
+    return int(value)
+
+
+def _page_size(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(value)

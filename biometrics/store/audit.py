@@ -1,0 +1,137 @@
+"""The audit trail: rows are added and read, never changed or removed here. Blocking; call
+from a worker thread.
+
+A row says who acted (:class:`Origin`), what they did (``speaker.enroll``, ``key.revoke``,
+``auth.refused``, ...), to whom (a speaker id, a key id, a call's participant) and how it
+ended (a decision, ``ok``, an error code). It holds no secret, no vector, no score and no
+audio, so it may outlive the speaker it names: deleting a speaker keeps its rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, overload
+
+from sqlalchemy import select
+
+from biometrics.clock import isoformat, utcnow
+from biometrics.store.database import Database
+from biometrics.store.models import AuditRecord
+
+ANONYMOUS = "anonymous"  # authentication off, or no key given
+CLI = "cli"  # the command line, run by whoever holds the database
+SERVICE = "service"  # the service itself: a live call's verdicts
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Who acts, in which request, from which address."""
+
+    actor: str
+    request_id: str | None = None
+    source: str | None = None
+
+
+COMMAND_LINE = Origin(CLI)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    call_id: str | None
+    participant_raw_id: str | None
+    outcome: str
+    request_id: str | None
+    source: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "at": isoformat(self.at)}
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditQuery:
+    subject: str | None = None
+    action: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    after: int | None = None  # the cursor: rows after this id
+    limit: int = 50
+
+
+class AuditLog:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def record(
+        self,
+        origin: Origin,
+        action: str,
+        subject: str | None,
+        outcome: str,
+        *,
+        call_id: str | None = None,
+        participant_raw_id: str | None = None,
+    ) -> None:
+        with self._database.session() as session:
+            session.add(
+                AuditRecord(
+                    at=utcnow(),
+                    actor=_text(origin.actor, 64),
+                    action=action,
+                    subject=_text(subject, 256),
+                    call_id=_text(call_id, 256),
+                    participant_raw_id=_text(participant_raw_id, 256),
+                    outcome=_text(outcome, 64),
+                    request_id=_text(origin.request_id, 128),
+                    source=_text(origin.source, 64),
+                )
+            )
+
+    def query(self, query: AuditQuery) -> list[AuditEntry]:
+        """Rows in the order they were written, oldest first."""
+        statement = select(AuditRecord).order_by(AuditRecord.id).limit(query.limit)
+        if query.subject is not None:
+            statement = statement.where(AuditRecord.subject == query.subject)
+        if query.action is not None:
+            statement = statement.where(AuditRecord.action == query.action)
+        if query.since is not None:
+            statement = statement.where(AuditRecord.at >= query.since)
+        if query.until is not None:
+            statement = statement.where(AuditRecord.at < query.until)
+        if query.after is not None:
+            statement = statement.where(AuditRecord.id > query.after)
+        with self._database.session() as session:
+            return [_entry(row) for row in session.scalars(statement)]
+
+
+@overload
+def _text(value: str, limit: int) -> str: ...
+@overload
+def _text(value: str | None, limit: int) -> str | None: ...
+def _text(value: str | None, limit: int) -> str | None:
+    """``value`` as a column takes it: cut to ``limit``, anything unprintable (a NUL from a
+    decoded path, say) as ``?``, so that a hostile id cannot keep its row from being
+    written."""
+    if value is None:
+        return None
+    return "".join(c if c.isprintable() else "?" for c in value[:limit])
+
+
+def _entry(row: AuditRecord) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        call_id=row.call_id,
+        participant_raw_id=row.participant_raw_id,
+        outcome=row.outcome,
+        request_id=row.request_id,
+        source=row.source,
+    )
