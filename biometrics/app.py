@@ -90,6 +90,8 @@ def create_app(
             min_speech_seconds=settings.min_verify_speech_seconds,
             min_snr_db=settings.min_snr_db,
             max_clipping_ratio=settings.max_clipping_ratio,
+            lockout_failures=settings.lockout_failures,
+            lockout_window_seconds=settings.lockout_window_seconds,
         ),
         history,
         audit=VerdictAudit(audit_log),

@@ -39,6 +39,11 @@ class Settings:
     max_clipping_ratio: float = 0.01
     min_enroll_speech_seconds: float = 20.0
     min_verify_speech_seconds: float = 3.0
+    # Brute force: after this many failed verifications of one speaker (REST or calls)
+    # within the window, none is judged until the oldest leaves it, or an admin clears
+    # the lockout. 0 turns it off.
+    lockout_failures: int = 5
+    lockout_window_seconds: float = 900.0
     max_upload_bytes: int = 25 * 1024 * 1024
     max_audio_seconds: float = 300.0
     log_level: str = "INFO"
@@ -106,6 +111,11 @@ class Settings:
         if self.max_audio_seconds < self.min_verify_speech_seconds:
             raise ConfigError(
                 f"{PREFIX}MAX_AUDIO_SECONDS must be at least {PREFIX}MIN_VERIFY_SPEECH_SECONDS"
+            )
+        if self.lockout_failures < 0 or self.lockout_window_seconds <= 0:
+            raise ConfigError(
+                f"{PREFIX}LOCKOUT_FAILURES must not be negative and "
+                f"{PREFIX}LOCKOUT_WINDOW_SECONDS must be positive"
             )
         if self.rate_limit_per_minute < 0:
             raise ConfigError(f"{PREFIX}RATE_LIMIT_PER_MINUTE must not be negative")

@@ -130,3 +130,10 @@ class VoiceprintUnreadable(BiometricsError):
 
     code = "voiceprint_unreadable"
     status_code = 500
+
+
+class SpeakerLockedOut(BiometricsError):
+    """Too many failed verifications of one speaker lately; ``retry_after`` says when."""
+
+    code = "speaker_locked_out"
+    status_code = 429

@@ -42,6 +42,9 @@ class Verdict:
     first_audio_at: datetime | None = None  # the audio a live verdict covers
     last_audio_at: datetime | None = None
     final: bool = True  # an upload's verdict is final; a call's is until the schedule's last
+    # Set when the speaker is locked out: REST answers 429 then. Not part of the JSON (the
+    # detail says it) nor of the history.
+    locked_until: datetime | None = None
 
     @property
     def scored(self) -> bool:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from biometrics.audio import DetectedSpeech
@@ -29,7 +30,7 @@ from biometrics.statuses import Decision
 from biometrics.store import Database, queries
 from biometrics.store.audit import SERVICE, AuditLog, Origin
 from biometrics.store.crypto import Cipher
-from biometrics.store.verdicts import VerdictHistory
+from biometrics.store.verdicts import VerdictHistory, failures_since
 from biometrics.verdicts import CallParticipantRef, Verdict, new_verdict_id
 
 audit_logger = logging.getLogger("biometrics.audit")
@@ -82,6 +83,10 @@ class VerificationPolicy:
     min_speech_seconds: float  # net speech before anything is scored
     min_snr_db: float  # the quality gate
     max_clipping_ratio: float
+    # Brute force: after this many failed (scored, rejected) verifications of one speaker
+    # within the window, none is judged until the oldest of them leaves it. 0: never.
+    lockout_failures: int = 0
+    lockout_window_seconds: float = 900.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +158,12 @@ class VerificationService:
         )
         ruling = rule(claimed.facts, self._policy.min_speech_seconds)
         if ruling is not None:
-            verdict = dataclasses.replace(verdict, decision=ruling.decision, detail=ruling.detail)
+            verdict = dataclasses.replace(
+                verdict,
+                decision=ruling.decision,
+                detail=ruling.detail,
+                locked_until=ruling.locked_until,
+            )
         else:
             assert claimed.voiceprint is not None and threshold is not None
             embedding = await self._worker.embed_speech(speech.samples)
@@ -176,9 +186,12 @@ class VerificationService:
     ) -> _Claimed:
         """Blocking: what the store knows of the claim, as the ladder's facts."""
         stored = None
+        locked_until = None
         if speaker_id is not None:
             with self._database.session() as session:
                 stored = queries.load_claim(session, self._cipher, speaker_id)
+                if stored is not None:
+                    locked_until = self._locked_until(session, speaker_id, stored)
         sha256 = None if stored is None else stored.voiceprint_sha256
         facts = TrialFacts(
             speaker_id=speaker_id,
@@ -191,5 +204,24 @@ class VerificationService:
             quality_issues=issues,
             voiceprint_model=None if stored is None else stored.voiceprint_model,
             model_compatible=sha256 is not None and self._worker.identity.compatible_with(sha256),
+            locked_until=locked_until,
         )
         return _Claimed(facts, None if stored is None else stored.voiceprint)
+
+    def _locked_until(
+        self, session: Session, speaker_id: str, stored: queries.StoredClaim
+    ) -> datetime | None:
+        """When a lockout of the speaker ends, if one is on: ``lockout_failures`` failed
+        attempts in the window since their latest success or an admin's clearing."""
+        needed = self._policy.lockout_failures
+        if needed < 1:
+            return None
+        window = timedelta(seconds=self._policy.lockout_window_seconds)
+        now = utcnow()
+        since = now - window
+        if stored.lockout_cleared_at is not None:
+            since = max(since, stored.lockout_cleared_at)
+        failures = failures_since(session, speaker_id, since)
+        if len(failures) < needed:
+            return None
+        return failures[needed - 1] + window

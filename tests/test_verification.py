@@ -59,7 +59,13 @@ def service(database_url):
         TEST_CIPHER,
         worker,  # type: ignore[arg-type]
         Scorer(fixed_threshold=40.0),
-        VerificationPolicy(min_speech_seconds=3.0, min_snr_db=3.0, max_clipping_ratio=0.01),
+        VerificationPolicy(
+            min_speech_seconds=3.0,
+            min_snr_db=3.0,
+            max_clipping_ratio=0.01,
+            lockout_failures=3,
+            lockout_window_seconds=900.0,
+        ),
         history,
         audit=lambda verdict, origin: audited.append(verdict),
     )
@@ -139,3 +145,35 @@ def test_a_live_verdict_says_whose_speech_it_judged(service):
     assert verdict.participant == participant and verdict.final is False
     assert (verdict.first_audio_at, verdict.last_audio_at) == (live.first_audio_at, now)
     assert service.history.of_participant("call-1", "4:+14255550123", 10) == [verdict]
+
+
+def test_repeated_failures_lock_a_speaker_out_until_a_success_or_the_window(service):
+    service.add("alice")
+    service.worker.vector = np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32)  # an impostor
+    failures = [service.verify("alice", speech(4.0)) for _ in range(3)]
+    assert [(v.decision, v.locked_until) for v in failures] == [(Decision.REJECT, None)] * 3
+    locked = service.verify("alice", speech(4.0))
+    assert (locked.decision, locked.score) == (Decision.REJECT, None)
+    assert locked.locked_until is not None and "locked out" in (locked.detail or "")
+    assert abs(locked.locked_until - (failures[0].created_at + timedelta(minutes=15))) < timedelta(
+        seconds=1
+    )
+    service.worker.vector = UNIT  # even the genuine voice waits: nothing is scored meanwhile
+    assert service.verify("alice", speech(4.0)).score is None
+    assert len(service.worker.embedded) == 3
+    with service.database.session() as session:  # an admin clears it
+        queries.get_speaker(session, "alice").lockout_cleared_at = utcnow()
+    assert service.verify("alice", speech(4.0)).decision is Decision.ACCEPT
+
+
+def test_a_live_participant_counts_as_one_attempt_however_many_verdicts(service):
+    service.add("alice")
+    service.worker.vector = np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32)
+    for raw_id in ("4:+1", "4:+2"):
+        for step in range(5):  # verdicts at each step of one caller's speech
+            live = LiveSpeech(CallParticipantRef("call-1", raw_id), None, None, final=step == 4)
+            verdict = service.verify("alice", speech(4.0), live=live)
+            assert verdict.locked_until is None and verdict.score is not None
+    # Two attempts so far (one per caller); one upload more makes three, then locked.
+    assert service.verify("alice", speech(4.0)).locked_until is None
+    assert service.verify("alice", speech(4.0)).locked_until is not None

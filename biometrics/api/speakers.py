@@ -80,6 +80,7 @@ class SpeakerRoutes:
             guard.route(speaker, Role.ADMIN, self.delete_speaker, "DELETE"),
             guard.route(speaker + "/opt-out", Role.ENROLL, self.opt_out, "POST"),
             guard.route(speaker + "/enrollments", Role.ENROLL, self.enroll, "POST"),
+            guard.route(speaker + "/lockout", Role.ADMIN, self.clear_lockout, "DELETE"),
         ]
 
     def _json(self, speaker: Speaker) -> dict[str, Any]:
@@ -137,6 +138,20 @@ class SpeakerRoutes:
         async with self._auditor.act(request, "speaker.delete", speaker_id):
             await run_in_threadpool(delete)
         return Response(status_code=204)
+
+    async def clear_lockout(self, request: Request) -> Response:
+        """Judge the speaker again at once: failed attempts before now no longer count."""
+        speaker_id = request.path_params["speaker_id"]
+
+        def clear() -> dict[str, Any]:
+            with self._database.session() as session:
+                speaker = queries.get_speaker(session, speaker_id, for_update=True)
+                speaker.lockout_cleared_at = utcnow()
+                return self._json(speaker)
+
+        async with self._auditor.act(request, "speaker.clear_lockout", speaker_id):
+            cleared = await run_in_threadpool(clear)
+        return JSONResponse(cleared)
 
     async def opt_out(self, request: Request) -> Response:
         """Delete the voiceprint and refuse future enrollment. An unknown speaker is

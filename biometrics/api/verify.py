@@ -13,7 +13,8 @@ from biometrics.api.audit import Auditor, origin_of
 from biometrics.api.speakers import check_speaker_id
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
-from biometrics.errors import BiometricsError, InvalidRequest
+from biometrics.clock import utcnow
+from biometrics.errors import BiometricsError, InvalidRequest, SpeakerLockedOut
 from biometrics.verification import VerificationService
 
 
@@ -45,6 +46,11 @@ class VerifyRoute:
             code = error.code if isinstance(error, BiometricsError) else "internal_error"
             await self._auditor.record(origin, "speaker.verify", speaker_id, code)
             raise
+        if verdict.locked_until is not None:  # recorded and audited as a REJECT already
+            raise SpeakerLockedOut(
+                verdict.detail or "locked out",
+                retry_after=(verdict.locked_until - utcnow()).total_seconds(),
+            )
         return JSONResponse(verdict.as_dict())
 
 

@@ -3,7 +3,8 @@ a decision out; no database, model or server here.
 
 Every verdict, uploaded or live, climbs the same rungs and stops at the first that
 applies: no claim, opted out, not enrolled (no such speaker, or no voiceprint yet),
-expired, not enough speech, poor audio quality, a voiceprint of another model, and only
+expired, locked out (too many failed attempts lately: REJECT without a score), not
+enough speech, poor audio quality, a voiceprint of another model, and only
 then the score against the threshold (ACCEPT or REJECT). Only the last rung needs an
 embedding, so a caller asks :func:`rule` first and embeds only when it returns None.
 """
@@ -11,7 +12,9 @@ embedding, so a caller asks :func:`rule` first and embeds only when it returns N
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
+from biometrics.clock import isoformat
 from biometrics.statuses import Decision, SpeakerStatus
 
 # Speech is counted in 20 ms frames; this keeps 150 frames (3.0000000000000004 s) at 3 s.
@@ -30,12 +33,14 @@ class TrialFacts:
     quality_issues: tuple[str, ...]
     voiceprint_model: str | None  # the model that made the voiceprint, for people
     model_compatible: bool  # the voiceprint was made by the running model
+    locked_until: datetime | None = None  # too many failed attempts: none judged till then
 
 
 @dataclasses.dataclass(frozen=True)
 class Ruling:
     decision: Decision
     detail: str | None = None
+    locked_until: datetime | None = None
 
 
 def rule(facts: TrialFacts, min_speech_seconds: float) -> Ruling | None:
@@ -53,6 +58,13 @@ def rule(facts: TrialFacts, min_speech_seconds: float) -> Ruling | None:
         )
     if facts.expired:
         return Ruling(Decision.SPEAKER_EXPIRED, f"the voiceprint of speaker {who} has expired")
+    if facts.locked_until is not None:
+        return Ruling(
+            Decision.REJECT,
+            f"speaker {who} is locked out after repeated failed verifications until "
+            f"{isoformat(facts.locked_until)}; an admin may clear it sooner",
+            facts.locked_until,
+        )
     if facts.speech_seconds + _SECONDS_TOLERANCE < min_speech_seconds:
         return Ruling(
             Decision.NOT_ENOUGH_SPEECH,

@@ -70,6 +70,7 @@ class Speaker(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_accessed_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]  # past it, verdicts are SPEAKER_EXPIRED
+    lockout_cleared_at: Mapped[datetime | None]  # failed attempts before it do not count
 
     aliases: Mapped[list[SpeakerAlias]] = relationship(
         back_populates="speaker", cascade="all, delete-orphan", order_by="SpeakerAlias.alias"

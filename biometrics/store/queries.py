@@ -113,6 +113,7 @@ class StoredClaim:
     voiceprint_model: str | None  # source@sha256, for people
     voiceprint_sha256: str | None
     expires_at: datetime | None
+    lockout_cleared_at: datetime | None
 
 
 def load_claim(session: Session, cipher: Cipher, speaker_id: str) -> StoredClaim | None:
@@ -130,6 +131,7 @@ def load_claim(session: Session, cipher: Cipher, speaker_id: str) -> StoredClaim
         else f"{voiceprint.model_source}@sha256:{voiceprint.model_sha256[:12]}",
         voiceprint_sha256=None if voiceprint is None else voiceprint.model_sha256,
         expires_at=speaker.expires_at,
+        lockout_cleared_at=speaker.lockout_cleared_at,
     )
 
 

@@ -7,6 +7,7 @@ transaction, so the two never disagree. Blocking: call from a worker thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,6 +54,33 @@ class VerdictHistory:
                 .limit(limit)
             )
             return [_verdict(row) for row in session.scalars(query)]
+
+
+def failures_since(session: Session, speaker_id: str, since: datetime) -> list[datetime]:
+    """The speaker's failed attempts after ``since`` (and after their latest ACCEPT), newest
+    first: an upload's scored REJECT is one attempt, and so are all the scored REJECTs of
+    one participant of one call (a live verdict is re-made as speech grows)."""
+    accepted = session.scalar(
+        select(func.max(VerdictRecord.created_at)).where(
+            VerdictRecord.speaker_id == speaker_id, VerdictRecord.decision == "ACCEPT"
+        )
+    )
+    start = since if accepted is None else max(since, accepted)
+    query = (
+        select(VerdictRecord)
+        .where(
+            VerdictRecord.speaker_id == speaker_id,
+            VerdictRecord.decision == "REJECT",
+            VerdictRecord.score.is_not(None),
+            VerdictRecord.created_at > start,
+        )
+        .order_by(VerdictRecord.created_at.desc())
+    )
+    attempts: dict[tuple[str, str | None], datetime] = {}
+    for row in session.scalars(query):
+        attempt = (row.call_id, row.participant_raw_id) if row.call_id else (row.verdict_id, None)
+        attempts.setdefault(attempt, row.created_at)  # newest first: keep its latest
+    return sorted(attempts.values(), reverse=True)
 
 
 def latest_of_call(session: Session, call_id: str) -> dict[str, Verdict]:

@@ -24,6 +24,7 @@ ROUTES = [
     ("GET", "/v1/speakers/ada", Role.READ, {}),
     ("DELETE", "/v1/speakers/ada", Role.ADMIN, {}),
     ("POST", "/v1/speakers/ada/opt-out", Role.ENROLL, {}),
+    ("DELETE", "/v1/speakers/ada/lockout", Role.ADMIN, {}),
     ("POST", "/v1/speakers/ada/enrollments", Role.ENROLL, {"files": AUDIO}),
     ("POST", "/v1/verify", Role.VERIFY, {"files": AUDIO, "data": {"speaker_id": "ada"}}),
     ("GET", "/v1/calls/c1", Role.READ, {}),

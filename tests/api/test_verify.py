@@ -5,6 +5,7 @@ a speaker enrolled with matches their voiceprint (cosine 1), a strict threshold 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 
 import httpx
 import numpy as np
@@ -190,3 +191,22 @@ def test_a_voiceprint_of_another_model_is_never_compared(client, settings, tmp_p
         replaced = enroll(other_client, "ada", seconds=10.0, seed=1, replace="true")
         assert replaced.status_code == 201
         assert verify_enrollment_audio(other_client).json()["decision"] == "ACCEPT"
+
+
+def test_a_speaker_locked_out_after_failures_is_429_until_an_admin_clears_it(
+    settings, encoder, admin_key
+):
+    strict = dataclasses.replace(settings, lockout_failures=2)
+    with TestClient(create_app(strict, encoder=encoder), headers=bearer(admin_key)) as locked:
+        enrolled_once(locked)
+        for _ in range(2):  # another utterance never reaches 100: two failed attempts
+            failed = verify(locked, "ada", seconds=6.0, seed=4, threshold="100").json()
+            assert failed["decision"] == "REJECT" and failed["score"] is not None
+        refused = verify_enrollment_audio(locked)
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "speaker_locked_out"
+        assert 800 <= int(refused.headers["retry-after"]) <= 900
+        assert locked.delete("/v1/speakers/ada/lockout").status_code == 200
+        assert verify_enrollment_audio(locked).json()["decision"] == "ACCEPT"
+        audit = locked.get("/v1/audit", params={"action": "speaker.clear_lockout"}).json()
+        assert [row["subject"] for row in audit["entries"]] == ["ada"]
