@@ -48,7 +48,7 @@ TEST_ENCRYPTION_KEY = TEST_CIPHER.keyring.current.encoded()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _hide_lazy_modules() -> None:
+def hide_lazy_modules() -> None:
     """Hypothesis reads constants out of every imported module, asking each for its
     ``__file__``; SpeechBrain's lazy modules answer by importing optional integrations (k2,
     ...) that are not installed, and raise. Marking them as read keeps Hypothesis from
@@ -59,13 +59,12 @@ def _hide_lazy_modules() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems() -> None:
-    _hide_lazy_modules()  # before Hypothesis's own hook reads the modules
+    hide_lazy_modules()  # before Hypothesis's own hook reads the modules
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """The CLI configures the root logger; keep that from leaking into later tests."""
-    _hide_lazy_modules()  # modules a test imported since
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield

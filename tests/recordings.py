@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import soundfile
 
+from tests.conftest import bearer
 from tests.voices import RATE, flac_bytes, synthetic_speech, wav_bytes
 
 ALICE = {"pitch_hz": 120.0, "formants": (700.0, 1200.0, 2500.0)}
@@ -45,7 +46,7 @@ def two_speaker_folder(root: Path) -> Path:
 
 def key_headers() -> dict[str, str]:
     """The live_server fixture's admin key, from where the client commands look too."""
-    return {"Authorization": f"Bearer {os.environ['BIOMETRICS_API_KEY']}"}
+    return bearer(os.environ["BIOMETRICS_API_KEY"])
 
 
 def server_speaker(url: str, speaker_id: str) -> dict[str, Any] | None:

@@ -10,27 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from biometrics.config import Settings
-from biometrics.embedding import load_encoder
-from tests.conftest import LIBRISPEECH, TEST_ENCRYPTION_KEY
+from tests.conftest import LIBRISPEECH
+from tests.default_config import encoder, settings  # noqa: F401 (fixtures)
 
 DEV = LIBRISPEECH / "test-other-dev"
 pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared LibriSpeech excerpts absent")
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    return load_encoder("bundled", tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture
-def settings(database_url, tmp_path):
-    return Settings(
-        database_url=database_url,
-        model_cache_dir=tmp_path,
-        auto_migrate=False,
-        encryption_key=TEST_ENCRYPTION_KEY,
-    )
 
 
 def utterances(speaker: str) -> list[Path]:

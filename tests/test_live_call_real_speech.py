@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from biometrics.audio import SpeechDetector, decode_audio
-from biometrics.config import Settings
-from biometrics.embedding import load_encoder
-from tests.conftest import LIBRISPEECH, TEST_ENCRYPTION_KEY
+from tests.conftest import LIBRISPEECH
+from tests.default_config import encoder, settings  # noqa: F401 (fixtures)
 from tests.streaming.helpers import call_messages
 from tests.test_live_call_end_to_end import send_call, wait_for_call, ws_url
 
@@ -22,21 +21,6 @@ DEV = LIBRISPEECH / "test-other-dev"
 pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared LibriSpeech excerpts absent")
 
 GENUINE, IMPOSTOR, AGENT, OTHER = "4:+14255550101", "4:+14255550102", "8:acs:agent", "8:acs:x"
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    return load_encoder("bundled", tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture
-def settings(database_url, tmp_path):
-    return Settings(
-        database_url=database_url,
-        model_cache_dir=tmp_path,
-        auto_migrate=False,
-        encryption_key=TEST_ENCRYPTION_KEY,
-    )
 
 
 def utterances(speaker: str) -> list[bytes]:

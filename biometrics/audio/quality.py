@@ -71,17 +71,20 @@ class QualityMeter:
         self._energies: list[float] | None = []  # every frame's, until pauses suffice
 
     def add(self, frame: npt.NDArray[np.float32], is_speech: bool) -> None:
-        self._samples += len(frame)
-        self._clipped += int(np.count_nonzero(np.abs(frame) >= CLIPPING_LEVEL))
-        energy = float(np.mean(np.square(frame, dtype=np.float64)))
-        if is_speech:
-            self._speech_frames += 1
-            self._speech_energy += energy
-        else:
-            self._pause_frames += 1
-            self._pause_energy += energy
+        """One frame of a live stream."""
+        self.add_frames(frame[None, :], np.array([is_speech]))
+
+    def add_frames(self, frames: npt.NDArray[np.float32], is_speech: npt.NDArray[np.bool_]) -> None:
+        """Frames in order, one row each: a whole recording at once, without a Python loop."""
+        self._samples += frames.size
+        self._clipped += int(np.count_nonzero(np.abs(frames) >= CLIPPING_LEVEL))
+        energies = np.mean(np.square(frames, dtype=np.float64), axis=1)
+        self._speech_frames += int(np.count_nonzero(is_speech))
+        self._speech_energy += float(energies[is_speech].sum())
+        self._pause_frames += int(np.count_nonzero(~is_speech))
+        self._pause_energy += float(energies[~is_speech].sum())
         if self._energies is not None:
-            self._energies.append(energy)
+            self._energies.extend(energies.tolist())
             if self._pause_frames >= MIN_PAUSE_FRAMES:
                 self._energies = None
 

@@ -69,8 +69,7 @@ class SpeechSegments:
 
     def detected(self) -> DetectedSpeech:
         meter = QualityMeter()
-        for frame, is_speech in zip(self.frames(), self.speech_mask, strict=True):
-            meter.add(frame, bool(is_speech))
+        meter.add_frames(self.frames(), self.speech_mask)
         return DetectedSpeech(self.speech(), meter.measure(), self.total_seconds)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -100,8 +100,11 @@ def delete_speaker(session: Session, speaker_id: str) -> None:
     session.execute(delete(VerdictRecord).where(VerdictRecord.speaker_id == speaker_id))
 
 
-def touch(speaker: Speaker) -> None:
-    speaker.last_accessed_at = utcnow()
+def touch_speaker(session: Session, speaker_id: str) -> None:
+    """Mark the speaker as used now; nothing when there is no such speaker."""
+    session.execute(
+        update(Speaker).where(Speaker.speaker_id == speaker_id).values(last_accessed_at=utcnow())
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,9 +29,7 @@ class VerdictHistory:
         with self._database.session() as session:
             session.add(_row(verdict))
             if verdict.speaker_id is not None:
-                speaker = queries.find_speaker(session, verdict.speaker_id)
-                if speaker is not None:
-                    queries.touch(speaker)
+                queries.touch_speaker(session, verdict.speaker_id)
 
     def of_participant(self, call_id: str, raw_id: str, limit: int) -> list[Verdict]:
         """The participant's most recent ``limit`` verdicts, oldest first."""
@@ -67,7 +65,12 @@ def failures_since(session: Session, speaker_id: str, since: datetime) -> list[d
     )
     start = since if accepted is None else max(since, accepted)
     query = (
-        select(VerdictRecord)
+        select(
+            VerdictRecord.verdict_id,
+            VerdictRecord.call_id,
+            VerdictRecord.participant_raw_id,
+            VerdictRecord.created_at,
+        )
         .where(
             VerdictRecord.speaker_id == speaker_id,
             VerdictRecord.decision == "REJECT",
@@ -77,9 +80,9 @@ def failures_since(session: Session, speaker_id: str, since: datetime) -> list[d
         .order_by(VerdictRecord.created_at.desc())
     )
     attempts: dict[tuple[str, str | None], datetime] = {}
-    for row in session.scalars(query):
-        attempt = (row.call_id, row.participant_raw_id) if row.call_id else (row.verdict_id, None)
-        attempts.setdefault(attempt, row.created_at)  # newest first: keep its latest
+    for verdict_id, call_id, raw_id, created_at in session.execute(query):
+        attempt = (call_id, raw_id) if call_id else (verdict_id, None)
+        attempts.setdefault(attempt, created_at)  # newest first: keep its latest
     return sorted(attempts.values(), reverse=True)
 
 

@@ -309,8 +309,7 @@ class ParticipantStream:
     def _start_enrolling(self, buffer: SpeechBuffer) -> asyncio.Task[None]:
         samples = buffer.speech()
         quality = QualityMeter()
-        for frame in samples.reshape(buffer.frames, -1):
-            quality.add(frame, True)
+        quality.add_frames(samples.reshape(buffer.frames, -1), np.ones(buffer.frames, dtype=bool))
         speech = DetectedSpeech(samples, quality.measure(), buffer.speech_seconds)
         self._enrolling = self._spawn(self._enroll(speech))
         return self._enrolling
