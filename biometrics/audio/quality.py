@@ -71,20 +71,48 @@ class QualityMeter:
         self._energies: list[float] | None = []  # every frame's, until pauses suffice
 
     def add(self, frame: npt.NDArray[np.float32], is_speech: bool) -> None:
-        """One frame of a live stream."""
-        self.add_frames(frame[None, :], np.array([is_speech]))
+        """One frame of a live stream: runs on the event loop per 20 ms, so no arrays are
+        made for it beyond one float64 copy."""
+        samples = frame.astype(np.float64)
+        energy = float(samples @ samples) / len(samples)
+        clipped = int(np.count_nonzero(np.abs(frame) >= CLIPPING_LEVEL))
+        if is_speech:
+            self._count(len(frame), clipped, [energy], 1, energy, 0, 0.0)
+        else:
+            self._count(len(frame), clipped, [energy], 0, 0.0, 1, energy)
 
     def add_frames(self, frames: npt.NDArray[np.float32], is_speech: npt.NDArray[np.bool_]) -> None:
         """Frames in order, one row each: a whole recording at once, without a Python loop."""
-        self._samples += frames.size
-        self._clipped += int(np.count_nonzero(np.abs(frames) >= CLIPPING_LEVEL))
-        energies = np.mean(np.square(frames, dtype=np.float64), axis=1)
-        self._speech_frames += int(np.count_nonzero(is_speech))
-        self._speech_energy += float(energies[is_speech].sum())
-        self._pause_frames += int(np.count_nonzero(~is_speech))
-        self._pause_energy += float(energies[~is_speech].sum())
+        samples = frames.astype(np.float64)
+        energies = np.einsum("ij,ij->i", samples, samples) / frames.shape[1]
+        self._count(
+            frames.size,
+            int(np.count_nonzero(np.abs(frames) >= CLIPPING_LEVEL)),
+            energies.tolist(),
+            int(np.count_nonzero(is_speech)),
+            float(energies[is_speech].sum()),
+            int(np.count_nonzero(~is_speech)),
+            float(energies[~is_speech].sum()),
+        )
+
+    def _count(
+        self,
+        samples: int,
+        clipped: int,
+        energies: list[float],
+        speech_frames: int,
+        speech_energy: float,
+        pause_frames: int,
+        pause_energy: float,
+    ) -> None:
+        self._samples += samples
+        self._clipped += clipped
+        self._speech_frames += speech_frames
+        self._speech_energy += speech_energy
+        self._pause_frames += pause_frames
+        self._pause_energy += pause_energy
         if self._energies is not None:
-            self._energies.extend(energies.tolist())
+            self._energies.extend(energies)
             if self._pause_frames >= MIN_PAUSE_FRAMES:
                 self._energies = None
 
