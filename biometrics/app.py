@@ -22,7 +22,7 @@ from biometrics.api.audit import Auditor, AuditRoutes
 from biometrics.api.auth import Guard, RateLimit
 from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
-from biometrics.api.limits import BodySizeLimit
+from biometrics.api.limits import BodyLimits
 from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
@@ -44,7 +44,7 @@ from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.keys import KeyStore
 from biometrics.store.vault import open_vault
 from biometrics.store.verdicts import VerdictHistory
-from biometrics.streaming.auth import SocketAuthenticator, SocketGate
+from biometrics.streaming.auth import SocketAuthenticator, SocketGate, SocketQuota
 from biometrics.streaming.endpoint import AcsStream, StreamLimits
 from biometrics.streaming.identity import AliasDirectory
 from biometrics.streaming.participant import CallServices
@@ -167,6 +167,7 @@ def create_app(
                     idle_timeout_seconds=settings.stream_idle_timeout_seconds,
                 ),
                 gate,
+                SocketQuota(settings.stream_max_sockets_per_key),
                 audit_log,
             ).serve,
         ),
@@ -192,7 +193,11 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(RequestId),
-            Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes),
+            Middleware(
+                BodyLimits,
+                max_bytes=settings.max_upload_bytes,
+                timeout_seconds=settings.upload_timeout_seconds,
+            ),
         ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,

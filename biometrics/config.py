@@ -59,6 +59,11 @@ class Settings:
     stream_max_participants: int = 32  # per call; frames of further participants dropped
     stream_max_calls: int = 1000  # calls held in memory at once (pending, ongoing, recent)
     stream_retention_seconds: float = 300.0  # an ended call stays resumable this long
+    # Hostile clients: open call sockets one API key may hold in this process (close 1013
+    # above; 0: no limit; ACS-signed sockets are bounded by STREAM_MAX_CALLS instead), and
+    # how long a request body may take to arrive, trickled or stalled (408 past it).
+    stream_max_sockets_per_key: int = 64
+    upload_timeout_seconds: float = 60.0
     # ACS signs each audio socket with a JWT whose audience is your ACS resource id; set
     # it to require and check that token (unset: the socket is open to anyone who can
     # reach it, so keep it behind a gateway).
@@ -157,6 +162,12 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.stream_max_message_bytes < 4096:
             raise ConfigError(f"{PREFIX}STREAM_MAX_MESSAGE_BYTES must be at least 4096")
+        if self.stream_max_sockets_per_key < 0:
+            raise ConfigError(
+                f"{PREFIX}STREAM_MAX_SOCKETS_PER_KEY must not be negative (0: no limit)"
+            )
+        if self.upload_timeout_seconds <= 0:
+            raise ConfigError(f"{PREFIX}UPLOAD_TIMEOUT_SECONDS must be positive")
         if self.stream_retention_seconds < 0:
             raise ConfigError(f"{PREFIX}STREAM_RETENTION_SECONDS must not be negative")
         for url in self.webhook_url_list:

@@ -137,3 +137,10 @@ class SpeakerLockedOut(BiometricsError):
 
     code = "speaker_locked_out"
     status_code = 429
+
+
+class RequestTimeout(BiometricsError):
+    """The request body did not all arrive in time: a stalled or trickling client."""
+
+    code = "request_timeout"
+    status_code = 408

@@ -75,7 +75,10 @@ def _restore_logging() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small random-init ECAPA in the exact spkrec-ecapa-voxceleb layout."""
-    folder = tmp_path_factory.mktemp("model") / "ecapa-small"
+    return write_small_model(tmp_path_factory.mktemp("model") / "ecapa-small")
+
+
+def write_small_model(folder: Path) -> Path:
     return write_initialised_folder(folder, ecapa_hyperparams(channels=64, n_classes=8), seed=0)
 
 
@@ -127,9 +130,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database: a fresh SQLite file, or the run's PostgreSQL
     database emptied before the test."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'biometrics.db'}"
-        Database(url).upgrade()
-        return url
+        return migrated_sqlite(tmp_path)
     url = request.getfixturevalue("postgres_url")
     database = Database(url)
     with database.session() as session:
@@ -139,12 +140,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def migrated_sqlite(folder: Path) -> str:
+    """The URL of a new, migrated SQLite database in ``folder``."""
+    url = f"sqlite:///{folder / 'biometrics.db'}"
+    Database(url).upgrade()
+    return url
+
+
 @pytest.fixture
 def settings(database_url: str, model_folder: Path, tmp_path: Path) -> Settings:
+    return settings_for(database_url, model_folder, tmp_path)
+
+
+def settings_for(database_url: str, model_folder: Path, folder: Path) -> Settings:
+    """The tests' settings: short speech minimums, small limits, the test voiceprint key
+    (also what scripts/fuzz.py serves)."""
     return Settings(
         database_url=database_url,
         model_source=str(model_folder),
-        model_cache_dir=tmp_path / "cache",
+        model_cache_dir=folder / "cache",
         auto_migrate=False,
         min_enroll_speech_seconds=8.0,
         min_verify_speech_seconds=2.0,

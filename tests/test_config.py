@@ -46,6 +46,8 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_AUTO_MIGRATE", "maybe", "not a valid bool"),
         ("BIOMETRICS_DATABASE_URL", "biometrics.db", "SQLAlchemy URL"),
         ("BIOMETRICS_LOG_FORMAT", "xml", "json, console or auto"),
+        ("BIOMETRICS_STREAM_MAX_SOCKETS_PER_KEY", "-1", "must not be negative"),
+        ("BIOMETRICS_UPLOAD_TIMEOUT_SECONDS", "0", "must be positive"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):

@@ -4,7 +4,7 @@ an API key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 No key, or an unknown, revoked or expired one, is 401; a key whose role does not allow the
 route is 403; both with the JSON error body and a ``WWW-Authenticate`` header, and both
 leave an ``auth.refused`` row in the audit trail (the key id when the key was genuine,
-never the presented text). With
+never the presented text). A key over its rate is 429, audited at most once a minute. With
 authentication turned off (a development setting, warned about at start and on
 ``/readyz``) every route is open.
 """
@@ -24,6 +24,7 @@ from starlette.routing import Route
 from biometrics.api.audit import Auditor, origin_of
 from biometrics.errors import Forbidden, RateLimited, Unauthenticated
 from biometrics.statuses import Role
+from biometrics.store.audit import RefusalThrottle
 from biometrics.store.keys import KeyInfo, KeyStore, Refusal, key_from_headers
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,15 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class RateLimit:
-    """A token bucket per key: ``per_minute`` requests a minute, in bursts of as many."""
+    """A token bucket per key: ``per_minute`` requests a minute, in bursts of as many. A key's
+    refusals are audited at most once a minute (``refusals``)."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = float(per_minute)
         self._rate = per_minute / 60.0
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
+        self.refusals = RefusalThrottle(60.0, clock)
 
     def take(self, key_id: str) -> None:
         """Count one request of ``key_id``; :class:`RateLimited` when it has none left."""
@@ -88,11 +91,20 @@ class Guard:
                     f"API key {key.key_id} has the role {key.role}; this needs {role} (or admin)"
                 )
             if self._limit is not None:
-                self._limit.take(key.key_id)
+                await self._take(self._limit, request, key.key_id, where)
             request.state.api_key = key
             return await endpoint(request)
 
         return guarded
+
+    async def _take(self, limit: RateLimit, request: Request, key_id: str, where: str) -> None:
+        """One request of ``key_id`` counted; a refusal audited as its first of the minute."""
+        try:
+            limit.take(key_id)
+        except RateLimited as refused:
+            if limit.refusals.first(key_id):
+                await self._auditor.record(origin_of(request, key_id), REFUSED, where, refused.code)
+            raise
 
     def route(self, path: str, role: Role, endpoint: Endpoint, method: str) -> Route:
         """A route whose endpoint needs ``role``."""

@@ -10,6 +10,8 @@ audio, so it may outlive the speaker it names: deleting a speaker keeps its rows
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, overload
 
@@ -34,6 +36,28 @@ class Origin:
 
 
 COMMAND_LINE = Origin(CLI)
+
+
+class RefusalThrottle:
+    """Which of an actor's repeated refusals get a row: the first in each ``window_seconds``.
+    A key over its rate, or over its sockets, would otherwise write a row per refused
+    attempt, and the trail itself would become the cheapest way to load the database. The
+    refusals it skips are still logged. Actors are genuine key ids (a refusal of this kind
+    comes after authentication), so what it remembers is bounded by the number of keys."""
+
+    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window_seconds
+        self._clock = clock
+        self._written: dict[str, float] = {}  # actor -> when its last row was written
+
+    def first(self, actor: str) -> bool:
+        """True (and the window starts again) when ``actor``'s refusal is to be written."""
+        now = self._clock()
+        last = self._written.get(actor)
+        if last is not None and now - last < self._window:
+            return False
+        self._written[actor] = now
+        return True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,25 +1,30 @@
 """Who may stream audio: ACS signs each WebSocket connection with a bearer JWT (RS256, issuer
 Call Automation, audience your ACS resource id), checked against Call Automation's published
 keys; other platforms (and ACS through a ``transportUrl`` query string) present an API key
-with the ``stream`` role. Either is checked before any audio is read."""
+with the ``stream`` role. Either is checked before any audio is read, and so is the key's
+quota of open sockets (:class:`SocketQuota`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import jwt
 
 from biometrics.errors import BiometricsError
 from biometrics.statuses import Role
+from biometrics.store.audit import RefusalThrottle
 from biometrics.store.keys import PREFIX, KeyStore, Refusal, key_from_headers
 
 ACS_ISSUER = "https://acscallautomation.communication.azure.com"
 ACS_JWKS_URL = "https://acscallautomation.communication.azure.com/calling/keys"
+ACS = "acs"  # who streams when ACS's signed token let the socket in
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +32,44 @@ logger = logging.getLogger(__name__)
 class Unauthorized(BiometricsError):
     code = "unauthorized"
     status_code = 401
+
+
+class TooManySockets(BiometricsError):
+    code = "too_many_sockets"
+    status_code = 503
+
+
+class SocketQuota:
+    """Open call sockets per API key, in this process: a key that holds ``per_key`` of them
+    gets no more until one closes (0: no limit). Sockets that ACS's signed token let in are
+    not counted here: they all come from your own ACS resource, and the calls a process
+    holds (``BIOMETRICS_STREAM_MAX_CALLS``) bound them. A key's refusals are audited at most
+    once a minute (``refusals``)."""
+
+    def __init__(self, per_key: int) -> None:
+        self._per_key = per_key
+        self._open: Counter[str] = Counter()
+        self.refusals = RefusalThrottle(60.0)
+
+    @contextlib.contextmanager
+    def hold(self, who: str | None) -> Iterator[None]:
+        """One socket of ``who`` (a key id; ``acs`` or None are not counted) while the block
+        runs, however it ends; :class:`TooManySockets` when the key holds its quota."""
+        if who is None or who == ACS or not self._per_key:
+            yield
+            return
+        if self._open[who] >= self._per_key:
+            raise TooManySockets(
+                f"API key {who} holds {self._per_key} open call sockets "
+                "(BIOMETRICS_STREAM_MAX_SOCKETS_PER_KEY); try again later"
+            )
+        self._open[who] += 1
+        try:
+            yield
+        finally:
+            self._open[who] -= 1
+            if not self._open[who]:
+                del self._open[who]
 
 
 class SigningKeys:
@@ -142,7 +185,7 @@ class SocketGate:
         authorization = headers.get("authorization")
         if self._acs is not None and authorization:
             self._acs.check(authorization)
-            return "acs"
+            return ACS
         wanted = "ACS's signed token (Authorization: Bearer) or " if self._acs else ""
         if self._keys is None:
             raise Unauthorized(f"this socket needs {wanted}a valid credential")

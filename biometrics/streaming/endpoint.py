@@ -3,14 +3,16 @@ names (:mod:`biometrics.streaming.protocol` parses) and keeps no call state
 (:mod:`biometrics.streaming.call` does).
 
 The socket's life: accept; check its credential, ACS's signed token or a ``stream`` API
-key (close 1008 without one); wait up to ``metadata_timeout_seconds`` for
+key (close 1008 without one), and the key's quota of open sockets (close 1013 when it holds
+them all, before any audio is read); wait up to ``metadata_timeout_seconds`` for
 ``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
 ``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
 until the peer closes, or until it sends nothing for ``idle_timeout_seconds`` (close
 1008). A message over ``max_message_bytes`` closes 1009; whatever the parser refuses
 closes with its code (1007 or 1008) and reason; anything unexpected closes 1011. However
-a socket ends, only its own call is touched, and the call ends (or waits for a
-reconnect) cleanly.
+a socket ends, only its own call is touched, the call ends (or waits for a reconnect)
+cleanly, and its key's quota is given back. A socket that joined its call leaves two
+``call.socket`` rows in the audit trail: ``accepted``, then ``closed <code>``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from biometrics.errors import TooManyCalls
 from biometrics.store.audit import ANONYMOUS, AuditLog, Origin
-from biometrics.streaming.auth import SocketGate, Unauthorized
+from biometrics.streaming.auth import SocketGate, SocketQuota, TooManySockets, Unauthorized
 from biometrics.streaming.call import CallSession
-from biometrics.streaming.identity import call_id_problem, socket_identity
+from biometrics.streaming.identity import SocketIdentity, call_id_problem, socket_identity
 from biometrics.streaming.protocol import (
     CLOSE_POLICY_VIOLATION,
     AudioFormat,
@@ -40,13 +42,21 @@ from biometrics.streaming.registry import CallRegistry
 
 logger = logging.getLogger(__name__)
 
+SOCKET = "call.socket"  # the audit action of a socket that joined its call
+
+CLOSE_NO_STATUS = 1005  # the peer's close frame named no code
+CLOSE_ABNORMAL = 1006  # no close at all: the handler was cancelled (the server stopping)
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class _PeerGone(Exception):
-    """The peer closed the socket (or the connection dropped)."""
+    """The peer closed the socket (or the connection dropped), with ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,18 +70,23 @@ class AcsStream:
     """The ``/ws/acs`` endpoint: :meth:`serve` runs once per socket."""
 
     def __init__(
-        self, calls: CallRegistry, limits: StreamLimits, gate: SocketGate, audit: AuditLog
+        self,
+        calls: CallRegistry,
+        limits: StreamLimits,
+        gate: SocketGate,
+        quota: SocketQuota,
+        audit: AuditLog,
     ) -> None:
         self._calls = calls
         self._limits = limits
         self._gate = gate
+        self._quota = quota
         self._audit = audit
 
     async def serve(self, websocket: WebSocket) -> None:
         identity = socket_identity(websocket.headers, websocket.query_params)
         parser = StreamParser()
-        call: CallSession | None = None
-        call_id = identity.call_id
+        who: str | None = None
         await websocket.accept()
         if not self._gate.open:
             try:
@@ -79,10 +94,33 @@ class AcsStream:
                     self._gate.check, websocket.headers, websocket.query_params
                 )
             except Unauthorized as refused:
-                await run_in_threadpool(self._refused, websocket, call_id, refused.code)
-                await _close(websocket, call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser)
+                await self._refused(websocket, ANONYMOUS, identity.call_id, refused.code)
+                await _close(
+                    websocket, identity.call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser
+                )
                 return
-            logger.info("call socket authenticated", extra={"call_id": call_id, "by": who})
+            logger.info("call socket authenticated", extra={"call_id": identity.call_id, "by": who})
+        try:
+            with self._quota.hold(who):
+                joined = await self._stream(websocket, identity, parser, who or ANONYMOUS)
+        except TooManySockets as refused:
+            assert who is not None  # only a key is counted
+            if self._quota.refusals.first(who):
+                await self._refused(websocket, who, identity.call_id, refused.code)
+            await _close(websocket, identity.call_id, CLOSE_TRY_AGAIN_LATER, refused.detail, parser)
+            return
+        if joined is not None:  # written once the key's quota has its socket back
+            call_id, code = joined
+            await self._record(websocket, who or ANONYMOUS, call_id, f"closed {code}")
+
+    async def _stream(
+        self, websocket: WebSocket, identity: SocketIdentity, parser: StreamParser, who: str
+    ) -> tuple[str, int] | None:
+        """The authenticated socket, from its metadata to its close: the call it joined and
+        the code it closed with, or None if it never joined one."""
+        call: CallSession | None = None
+        call_id = identity.call_id
+        closed_with = CLOSE_ABNORMAL  # unless the socket ends by a close (it was cancelled)
         try:
             max_bytes = self._limits.max_message_bytes
             timeout = self._limits.metadata_timeout_seconds
@@ -106,6 +144,7 @@ class AcsStream:
                     "sockets": call.sockets,
                 },
             )
+            await self._record(websocket, who, call_id, "accepted")
             idle = self._limits.idle_timeout_seconds
             while True:
                 try:
@@ -119,12 +158,14 @@ class AcsStream:
                 parsed = _feed(parser, message, max_bytes)
                 if isinstance(parsed, AudioFrame):
                     call.feed(parsed, audio_format.sample_rate)
-        except _PeerGone:
-            pass
+        except _PeerGone as gone:
+            closed_with = gone.code
         except ProtocolViolation as violation:
+            closed_with = violation.close_code
             await _close(websocket, call_id, violation.close_code, violation.reason, parser)
         except Exception:
             logger.exception("call socket failed", extra={"call_id": call_id})
+            closed_with = CLOSE_INTERNAL_ERROR
             await _close(
                 websocket, call_id, CLOSE_INTERNAL_ERROR, "internal error; see the log", parser
             )
@@ -135,16 +176,29 @@ class AcsStream:
                     "call socket closed",
                     extra={"call_id": call.call_id, "status": call.status, **parser.counters},
                 )
+        return None if call is None else (call.call_id, closed_with)
 
-    def _refused(self, websocket: WebSocket, call_id: str | None, code: str) -> None:
-        client = websocket.client
-        origin = Origin(
-            ANONYMOUS,
-            websocket.scope.get("state", {}).get("request_id"),
-            None if client is None else client.host,
-        )
+    async def _refused(
+        self, websocket: WebSocket, actor: str, call_id: str | None, code: str
+    ) -> None:
+        origin = _origin(websocket, actor)
         subject = f"WS {websocket.url.path}"
-        self._audit.record(origin, "auth.refused", subject, code, call_id=call_id)
+        await run_in_threadpool(
+            self._audit.record, origin, "auth.refused", subject, code, call_id=call_id
+        )
+
+    async def _record(self, websocket: WebSocket, who: str, call_id: str, outcome: str) -> None:
+        """A ``call.socket`` row: the socket joined its call, or how it closed."""
+        origin = _origin(websocket, who)
+        await run_in_threadpool(
+            self._audit.record, origin, SOCKET, call_id, outcome, call_id=call_id
+        )
+
+
+def _origin(websocket: WebSocket, actor: str) -> Origin:
+    client = websocket.client
+    request_id = websocket.scope.get("state", {}).get("request_id")
+    return Origin(actor, request_id, None if client is None else client.host)
 
 
 async def _read_metadata(
@@ -170,7 +224,7 @@ async def _read_metadata(
 def _feed(parser: StreamParser, message: Message, max_bytes: int) -> object:
     """One ASGI WebSocket message into the parser; the parsed value, if any."""
     if message["type"] == "websocket.disconnect":
-        raise _PeerGone
+        raise _PeerGone(int(message.get("code", CLOSE_NO_STATUS)))
     text, data = message.get("text"), message.get("bytes")
     size = len(text) if text is not None else len(data or b"")  # characters: ACS sends ASCII
     if size > max_bytes:
