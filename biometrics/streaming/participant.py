@@ -43,6 +43,7 @@ from biometrics.errors import (
 from biometrics.events.call_events import CallEvent, EnrollmentChanged, VerdictChanged
 from biometrics.snapshots import EnrollmentProgress, ParticipantSummary, SpeakerClaim
 from biometrics.statuses import SpeakerStatus
+from biometrics.store.database import is_unavailable
 from biometrics.streaming.protocol import AudioFrame
 from biometrics.streaming.schedule import DecisionSchedule
 from biometrics.verdicts import CallParticipantRef, Verdict
@@ -243,9 +244,12 @@ class ParticipantStream:
         speaker_id = None
         try:
             speaker_id = await self._services.find_alias(self.raw_id)
-        except Exception:
-            logger.exception(
+        except Exception as error:
+            away = is_unavailable(error)  # expected in an outage: no traceback
+            logger.log(
+                logging.WARNING if away else logging.ERROR,
                 "alias look-up failed; the participant stays unclaimed",
+                exc_info=not away,
                 extra={"call_id": self.call_id, "participant": self.raw_id},
             )
         if self.claim is not None:
