@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
@@ -41,7 +42,8 @@ from biometrics.store import Database, queries
 from biometrics.store.audit import AuditLog
 from biometrics.store.calls import CallStore
 from biometrics.store.crypto import Cipher, load_keyring
-from biometrics.store.keys import KeyStore
+from biometrics.store.keys import KeyStore, RecentKeyStore
+from biometrics.store.spool import Spool
 from biometrics.store.vault import open_vault
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.auth import SocketAuthenticator, SocketGate, SocketQuota
@@ -60,11 +62,27 @@ AUTH_OFF_WARNING = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """The application, and what its server calls when it starts to stop: before the
+    sockets close, so that the calls they end get their final verdicts."""
+
+    app: Starlette
+    drain: Callable[[], None]
+
+
 def create_app(
     settings: Settings, encoder: SpeakerEncoder | None = None, cipher: Cipher | None = None
 ) -> Starlette:
     """Build the application. A pre-loaded ``encoder`` skips loading the model; a
     ``cipher`` already opened on this database skips checking the keys again."""
+    return create_service(settings, encoder, cipher).app
+
+
+def create_service(
+    settings: Settings, encoder: SpeakerEncoder | None = None, cipher: Cipher | None = None
+) -> Service:
+    """:func:`create_app`, with the server's hook to drain the live calls."""
     database = Database(settings.database_url)
     if settings.auto_migrate:
         database.upgrade()
@@ -78,8 +96,10 @@ def create_app(
     scorer = load_scorer(database, cipher, encoder, settings.target_far, settings.threshold)
     announce_scoring(encoder, scorer)
 
-    history = VerdictHistory(database)
-    audit_log = AuditLog(database)
+    # Verdicts and audit rows wait here while the database is unreachable.
+    spool = Spool(database, settings.spool_max_rows)
+    history = VerdictHistory(database, spool)
+    audit_log = AuditLog(database, spool)
     auditor = Auditor(audit_log)
     verifier = VerificationService(
         database,
@@ -140,7 +160,8 @@ def create_app(
             settings.acs_jwks_url,
             settings.acs_jwks_file,
         )
-    gate = SocketGate(keys if settings.auth_enabled else None, acs)
+    # Sockets remember the keys checked lately, so that calls reconnect through an outage.
+    gate = SocketGate(RecentKeyStore(database) if settings.auth_enabled else None, acs)
     if not settings.auth_enabled:
         logger.warning(AUTH_OFF_WARNING)
 
@@ -150,10 +171,12 @@ def create_app(
         Route("/healthz", health.healthz, methods=["GET"]),
         Route(
             "/readyz",
-            health.Readiness(database, encoder.identity, scorer, auth_warning).readyz,
+            health.Readiness(database, encoder.identity, scorer, auth_warning, spool).readyz,
             methods=["GET"],
         ),
-        *SpeakerRoutes(database, enroller, settings.max_audio_seconds, auditor).routes(guard),
+        *SpeakerRoutes(
+            database, enroller, settings.max_audio_seconds, auditor, verifier.claims.forget
+        ).routes(guard),
         Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
         *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
         *AuditRoutes(audit_log).routes(guard),
@@ -175,21 +198,36 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        spool.start()
         calls.start()
         if webhooks is not None:
             webhooks.start()
         try:
             yield
         finally:
-            await calls.stop()
+            # Calls first (their last verdicts, written or spooled), then the rows that
+            # waited for the database, then the events still to deliver.
+            finalised = await calls.stop()
+            spooled = await run_in_threadpool(spool.stop)
             if webhooks is not None:
                 await webhooks.stop()
             broker.close()
             worker.close()
             call_store.close()
             database.dispose()
+            logger.info(
+                "shutdown complete",
+                extra={
+                    "calls_finalised": finalised.calls,
+                    "final_verdicts": finalised.final_verdicts,
+                    "spool_written": spooled.written,
+                    "spool_left": spooled.pending,
+                    "spool_dropped": spooled.dropped,
+                    "calls_unsaved": call_store.unsaved,
+                },
+            )
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestId),
@@ -202,6 +240,7 @@ def create_app(
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+    return Service(app, calls.drain)
 
 
 def open_cipher(settings: Settings, database: Database) -> Cipher:

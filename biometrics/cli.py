@@ -17,6 +17,7 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -434,7 +435,8 @@ def _score(text: str) -> float:
 def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
-    from biometrics.app import create_app, open_cipher
+    from biometrics.app import create_service, open_cipher
+    from biometrics.serving import GracefulServer
 
     # Take the port first: a busy one is one line now, not a traceback after the model
     # loaded. The socket is handed to uvicorn, so nothing can take the port meanwhile.
@@ -445,17 +447,19 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         cipher = open_cipher(settings, database)
         if settings.auth_enabled:
             _first_admin_key(KeyStore(database), host, port, AuditLog(database))
-        app = create_app(
+        service = create_service(
             dataclasses.replace(settings, auto_migrate=False), encoder=encoder, cipher=cipher
         )
         config = uvicorn.Config(
-            app,
+            service.app,
             host=host,
             port=port,
             log_config=None,
             ws_max_size=settings.stream_max_message_bytes,
+            # How long live calls get to end (their final verdicts) once a stop is asked.
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
         )
-        uvicorn.Server(config).run(sockets=[listener])
+        GracefulServer(config, service.drain).run(sockets=[listener])
     return 0
 
 

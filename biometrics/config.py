@@ -86,6 +86,12 @@ class Settings:
     encryption_key: str | None = dataclasses.field(default=None, repr=False)  # never logged
     encryption_key_file: Path | None = None
     encryption_old_keys: str = dataclasses.field(default="", repr=False)
+    # Outages and shutdown: verdict and audit rows that wait in memory while the database
+    # is unreachable (the oldest dropped, counted and logged, past it); how long live calls
+    # get to make their final verdicts when the service stops (uvicorn's graceful
+    # shutdown), before webhooks drain and the process exits.
+    spool_max_rows: int = 10_000
+    shutdown_timeout_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +136,11 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json, console or auto")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.spool_max_rows < 1 or self.shutdown_timeout_seconds <= 0:
+            raise ConfigError(
+                f"{PREFIX}SPOOL_MAX_ROWS must be at least 1 and "
+                f"{PREFIX}SHUTDOWN_TIMEOUT_SECONDS must be positive"
+            )
         self._validate_streaming()
         self._validate_encryption()
         if "://" not in self.database_url:

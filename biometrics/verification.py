@@ -7,12 +7,23 @@ whose speech it is. It reads the claimed speaker from the store, climbs the deci
 ladder (:func:`biometrics.scoring.rule`), embeds and scores only when the ladder reaches
 the score, records the verdict in the history, and hands it to the audit hook (with who
 asked, for a REST verdict). Streaming only decides *when* to ask.
+
+Through a database outage live calls keep their verdicts: the service remembers the last
+claim it read for each speaker (:class:`RecentClaims`), and when the claim cannot be read
+because the database is unreachable, and only then, a live verdict is judged on the one
+remembered, lockout included as it was then. A speaker never read before gets an unscored
+REJECT saying why, and the next step of speech tries again. ``POST /v1/verify`` never uses
+what is remembered: it fails with :class:`~biometrics.store.database.DatabaseUnavailable`
+(503). The verdict is published at once either way; the history and the audit trail write
+it when the database is back (:mod:`biometrics.store.spool`).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -30,10 +41,14 @@ from biometrics.statuses import Decision
 from biometrics.store import Database, queries
 from biometrics.store.audit import SERVICE, AuditLog, Origin
 from biometrics.store.crypto import Cipher
+from biometrics.store.database import DatabaseUnavailable, is_unavailable
 from biometrics.store.verdicts import VerdictHistory, failures_since
 from biometrics.verdicts import CallParticipantRef, Verdict, new_verdict_id
 
 audit_logger = logging.getLogger("biometrics.audit")
+logger = logging.getLogger(__name__)
+
+RECENT_CLAIMS = 10_000  # speakers whose last read claim is remembered for an outage
 
 # Blocking: the service calls it from a worker thread.
 Audit = Callable[[Verdict, Origin | None], None]
@@ -103,6 +118,45 @@ class LiveSpeech:
 class _Claimed:
     facts: TrialFacts
     voiceprint: npt.NDArray[np.float32] | None
+    unavailable: str | None = None  # why nothing could be judged: the database is away
+
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    stored: queries.StoredClaim
+    locked_until: datetime | None
+
+
+class RecentClaims:
+    """The claims read last, least recently used dropped past ``size``; thread-safe. Only
+    a database outage reads them, so a change in the database (a deletion, an opt-out, a
+    new voiceprint) counts from the first verdict after it; the routes that delete or
+    withdraw a voiceprint also forget it here at once."""
+
+    def __init__(self, size: int = RECENT_CLAIMS) -> None:
+        self._size = size
+        self._claims: collections.OrderedDict[str, _Read] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, speaker_id: str, read: _Read | None) -> None:
+        with self._lock:
+            if read is None:
+                self._claims.pop(speaker_id, None)
+                return
+            self._claims[speaker_id] = read
+            self._claims.move_to_end(speaker_id)
+            if len(self._claims) > self._size:
+                self._claims.popitem(last=False)
+
+    def recall(self, speaker_id: str) -> _Read | None:
+        with self._lock:
+            read = self._claims.get(speaker_id)
+            if read is not None:
+                self._claims.move_to_end(speaker_id)
+            return read
+
+    def forget(self, speaker_id: str) -> None:
+        self.remember(speaker_id, None)
 
 
 class VerificationService:
@@ -115,6 +169,7 @@ class VerificationService:
         policy: VerificationPolicy,
         history: VerdictHistory,
         audit: Audit = log_verdict,
+        claims: RecentClaims | None = None,
     ) -> None:
         self._database = database
         self._cipher = cipher
@@ -123,6 +178,7 @@ class VerificationService:
         self._policy = policy
         self._history = history
         self._audit = audit
+        self.claims = RecentClaims() if claims is None else claims
 
     async def verify(
         self,
@@ -134,7 +190,9 @@ class VerificationService:
         origin: Origin | None = None,
     ) -> Verdict:
         quality = speech.quality.gate(self._policy.min_snr_db, self._policy.max_clipping_ratio)
-        claimed = await run_in_threadpool(self._claimed, speaker_id, speech, quality.issues)
+        claimed = await run_in_threadpool(
+            self._claimed, speaker_id, speech, quality.issues, live is not None
+        )
         if speaker_id is not None and threshold is None:
             threshold = self.scorer.default_threshold
         verdict = Verdict(
@@ -157,7 +215,11 @@ class VerificationService:
             final=True if live is None else live.final,
         )
         ruling = rule(claimed.facts, self._policy.min_speech_seconds)
-        if ruling is not None:
+        if claimed.unavailable is not None:
+            verdict = dataclasses.replace(
+                verdict, decision=Decision.REJECT, detail=claimed.unavailable
+            )
+        elif ruling is not None:
             verdict = dataclasses.replace(
                 verdict,
                 decision=ruling.decision,
@@ -182,16 +244,38 @@ class VerificationService:
         return verdict
 
     def _claimed(
-        self, speaker_id: str | None, speech: DetectedSpeech, issues: tuple[str, ...]
+        self, speaker_id: str | None, speech: DetectedSpeech, issues: tuple[str, ...], live: bool
     ) -> _Claimed:
-        """Blocking: what the store knows of the claim, as the ladder's facts."""
+        """Blocking: what the store knows of the claim, as the ladder's facts; for a live
+        verdict while the database is unreachable, what it knew last."""
         stored = None
         locked_until = None
+        unavailable = None
         if speaker_id is not None:
-            with self._database.session() as session:
-                stored = queries.load_claim(session, self._cipher, speaker_id)
-                if stored is not None:
-                    locked_until = self._locked_until(session, speaker_id, stored)
+            try:
+                read = self._read_claim(speaker_id)
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                if not live:
+                    raise DatabaseUnavailable(
+                        f"the database is unreachable: speaker {speaker_id!r} cannot be "
+                        "verified now; try again shortly"
+                    ) from None
+                read = self.claims.recall(speaker_id)
+                logger.warning(
+                    "database unreachable: a live verdict uses the claim read last",
+                    extra={"speaker_id": speaker_id, "remembered": read is not None},
+                )
+                if read is None:
+                    unavailable = (
+                        f"the database is unreachable and speaker {speaker_id!r} was not "
+                        "read lately: not judged; the next step of speech tries again"
+                    )
+            if read is not None:
+                stored, locked_until = read.stored, read.locked_until
+                if locked_until is not None and locked_until <= utcnow():
+                    locked_until = None  # a remembered lockout that has run out since
         sha256 = None if stored is None else stored.voiceprint_sha256
         facts = TrialFacts(
             speaker_id=speaker_id,
@@ -206,7 +290,17 @@ class VerificationService:
             model_compatible=sha256 is not None and self._worker.identity.compatible_with(sha256),
             locked_until=locked_until,
         )
-        return _Claimed(facts, None if stored is None else stored.voiceprint)
+        return _Claimed(facts, None if stored is None else stored.voiceprint, unavailable)
+
+    def _read_claim(self, speaker_id: str) -> _Read | None:
+        """Blocking: the claim and its lockout as the database has them now, remembered."""
+        with self._database.session() as session:
+            stored = queries.load_claim(session, self._cipher, speaker_id)
+            read = None
+            if stored is not None:
+                read = _Read(stored, self._locked_until(session, speaker_id, stored))
+        self.claims.remember(speaker_id, read)
+        return read
 
     def _locked_until(
         self, session: Session, speaker_id: str, stored: queries.StoredClaim

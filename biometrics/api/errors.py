@@ -1,15 +1,22 @@
-"""Every error leaves as ``{"error": code, "detail": text}`` with a fitting status."""
+"""Every error leaves as ``{"error": code, "detail": text}`` with a fitting status.
+
+A database that cannot be reached is 503 ``database_unavailable`` with ``Retry-After``,
+answered like any other error, so the client's keep-alive connection stays open (an error
+left to the server's last-resort handler would close it).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from biometrics.errors import BiometricsError, Forbidden, Unauthenticated
+from biometrics.store.database import DatabaseUnavailable, is_unavailable
 
 WWW_AUTHENTICATE = 'Bearer realm="biometrics"'
 
@@ -53,6 +60,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+async def database_error(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):
+        return await biometrics_error(request, DatabaseUnavailable())
+    return await unexpected_error(request, exc)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error", extra={"path": request.url.path})
     return error_response(500, "internal_error", "the server failed; see its log")
@@ -61,5 +74,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 exception_handlers = {
     BiometricsError: biometrics_error,
     HTTPException: http_error,
+    sa_exc.DBAPIError: database_error,
+    sa_exc.TimeoutError: database_error,
     Exception: unexpected_error,
 }

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from biometrics.embedding import ModelIdentity
 from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database
+from biometrics.store.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +21,9 @@ async def healthz(request: Request) -> Response:
 
 
 class Readiness:
-    """``/readyz``: the model that runs, how it scores, whether API keys are required, and
-    whether the database answers. Open to all, so it names no key and no secret."""
+    """``/readyz``: the model that runs, how it scores, whether API keys are required,
+    whether the database answers, and the rows waiting for it after an outage (``spool``:
+    pending now, written late, dropped). Open to all, so it names no key and no secret."""
 
     def __init__(
         self,
@@ -29,8 +31,10 @@ class Readiness:
         model: ModelIdentity,
         scorer: Scorer,
         auth_warning: str | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._database = database
+        self._spool = spool
         self._body: dict[str, object] = {
             "model": model.as_dict(),
             "scoring": scorer.describe(),
@@ -40,11 +44,14 @@ class Readiness:
             self._body["warnings"] = [auth_warning]
 
     async def readyz(self, request: Request) -> Response:
+        body = dict(self._body)
+        if self._spool is not None:
+            body["spool"] = self._spool.counts().as_dict()
         try:
             await run_in_threadpool(self._database.ping)
         except Exception as error:
-            logger.warning("database unreachable", extra={"error": str(error)})
-            return JSONResponse(
-                {**self._body, "status": "unavailable", "database": "unreachable"}, 503
+            logger.warning(
+                "database unreachable", extra={"error": str(error), "spool": body.get("spool")}
             )
-        return JSONResponse({**self._body, "status": "ready", "database": "ok"})
+            return JSONResponse({**body, "status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({**body, "status": "ready", "database": "ok"})

@@ -4,6 +4,7 @@ deleting, opting out and enrolling each leave a row in the audit trail."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -65,11 +66,15 @@ class SpeakerRoutes:
         enroller: Enroller,
         max_audio_seconds: float,
         auditor: Auditor,
+        forget_claim: Callable[[str], None] | None = None,
     ) -> None:
         self._database = database
         self._enroller = enroller
         self._max_audio_seconds = max_audio_seconds
         self._auditor = auditor
+        # What the verification service remembers of a speaker for an outage; dropped
+        # when their voiceprint is deleted or withdrawn, or their lockout cleared.
+        self._forget_claim = forget_claim or (lambda speaker_id: None)
 
     def routes(self, guard: Guard) -> list[Route]:
         speaker = "/v1/speakers/{speaker_id}"
@@ -137,6 +142,7 @@ class SpeakerRoutes:
 
         async with self._auditor.act(request, "speaker.delete", speaker_id):
             await run_in_threadpool(delete)
+        self._forget_claim(speaker_id)
         return Response(status_code=204)
 
     async def clear_lockout(self, request: Request) -> Response:
@@ -151,6 +157,7 @@ class SpeakerRoutes:
 
         async with self._auditor.act(request, "speaker.clear_lockout", speaker_id):
             cleared = await run_in_threadpool(clear)
+        self._forget_claim(speaker_id)
         return JSONResponse(cleared)
 
     async def opt_out(self, request: Request) -> Response:
@@ -172,6 +179,7 @@ class SpeakerRoutes:
 
         async with self._auditor.act(request, "speaker.opt_out", speaker_id):
             withdrawn = await run_in_threadpool(withdraw)
+        self._forget_claim(speaker_id)
         return JSONResponse(withdrawn)
 
     async def enroll(self, request: Request) -> Response:

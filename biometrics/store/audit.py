@@ -5,6 +5,9 @@ A row says who acted (:class:`Origin`), what they did (``speaker.enroll``, ``key
 ``auth.refused``, ...), to whom (a speaker id, a key id, a call's participant) and how it
 ended (a decision, ``ok``, an error code). It holds no secret, no vector, no score and no
 audio, so it may outlive the speaker it names: deleting a speaker keeps its rows.
+
+With a :class:`~biometrics.store.spool.Spool`, a row that cannot be written while the
+database is unreachable waits there, in order, and is written when it answers.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from datetime import datetime
 from typing import Any, overload
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from biometrics.clock import isoformat, utcnow
 from biometrics.store.database import Database
 from biometrics.store.models import AuditRecord
+from biometrics.store.spool import Spool
 
 ANONYMOUS = "anonymous"  # authentication off, or no key given
 CLI = "cli"  # the command line, run by whoever holds the database
@@ -88,8 +93,9 @@ class AuditQuery:
 
 
 class AuditLog:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, spool: Spool | None = None) -> None:
         self._database = database
+        self._spool = spool
 
     def record(
         self,
@@ -101,20 +107,26 @@ class AuditLog:
         call_id: str | None = None,
         participant_raw_id: str | None = None,
     ) -> None:
+        fields = {
+            "at": utcnow(),  # when it happened, however late it is written
+            "actor": _text(origin.actor, 64),
+            "action": action,
+            "subject": _text(subject, 256),
+            "call_id": _text(call_id, 256),
+            "participant_raw_id": _text(participant_raw_id, 256),
+            "outcome": _text(outcome, 64),
+            "request_id": _text(origin.request_id, 128),
+            "source": _text(origin.source, 64),
+        }
+
+        def write(session: Session) -> None:
+            session.add(AuditRecord(**fields))  # a new row each try
+
+        if self._spool is not None:
+            self._spool.submit("audit", write)
+            return
         with self._database.session() as session:
-            session.add(
-                AuditRecord(
-                    at=utcnow(),
-                    actor=_text(origin.actor, 64),
-                    action=action,
-                    subject=_text(subject, 256),
-                    call_id=_text(call_id, 256),
-                    participant_raw_id=_text(participant_raw_id, 256),
-                    outcome=_text(outcome, 64),
-                    request_id=_text(origin.request_id, 128),
-                    source=_text(origin.source, 64),
-                )
-            )
+            write(session)
 
     def query(self, query: AuditQuery) -> list[AuditEntry]:
         """Rows in the order they were written, oldest first."""

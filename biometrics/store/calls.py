@@ -5,12 +5,17 @@ history, :mod:`biometrics.store.verdicts`.)
 One writer thread keeps the writes of a call in order and off the event loop: the audio
 path hands a snapshot over and goes on. Reads go through the same thread, so a read sees
 every write queued before it.
+
+While the database is unreachable, each call's latest snapshot that could not be written
+is kept (a snapshot is the whole call, so the latest is all that matters: memory grows
+with calls, not with frames) and written again every ``retry_seconds`` until it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.orm import Session
@@ -23,21 +28,34 @@ from biometrics.snapshots import (
     StreamFormat,
 )
 from biometrics.store import queries
-from biometrics.store.database import Database
+from biometrics.store.database import Database, is_unavailable
 from biometrics.store.models import Call, CallParticipant
 from biometrics.store.verdicts import latest_of_call
 
 logger = logging.getLogger(__name__)
 
+RETRY_SECONDS = 1.0
+
 
 class CallStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, retry_seconds: float = RETRY_SECONDS) -> None:
         self._database = database
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-store")
+        self._retry_seconds = retry_seconds
+        self._unsaved: dict[str, CallSummary] = {}  # by call id; the writer thread's own
+        self._timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
+        self._closed = False
+        self._away = False  # the database failed a write and has not taken one since
+
+    @property
+    def unsaved(self) -> int:
+        """Calls whose latest snapshot waits for the database."""
+        return len(self._unsaved)
 
     def save(self, summary: CallSummary) -> None:
         """Queue a write of the call; returns at once."""
-        future = self._executor.submit(self._save, summary)
+        future = self._executor.submit(self._save_or_keep, summary)
         future.add_done_callback(lambda done: _log_failure(done, summary.call_id))
 
     async def load(self, call_id: str) -> CallSummary | None:
@@ -48,11 +66,61 @@ class CallStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, read)
 
     async def flush(self) -> None:
-        """Wait until every write queued so far is done."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, lambda: None)
+        """Wait until every write queued so far is done, and try the kept ones once more."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._retry_unsaved)
 
     def close(self) -> None:
+        with self._timer_lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
         self._executor.shutdown(wait=True)
+        if self._unsaved:
+            logger.error(
+                "the database is still unreachable: the latest progress of these calls is lost",
+                extra={"call_ids": sorted(self._unsaved)},
+            )
+
+    def _save_or_keep(self, summary: CallSummary) -> bool:
+        """The writer thread: write the snapshot, or keep it for a retry; True if written."""
+        self._unsaved.pop(summary.call_id, None)  # this one is newer
+        try:
+            self._save(summary)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            if not self._away:
+                self._away = True
+                logger.warning(
+                    "database unreachable: live calls' progress is kept and retried",
+                    extra={"call_id": summary.call_id, "error": str(error)},
+                )
+            self._unsaved[summary.call_id] = summary
+            self._retry_later()
+            return False
+        return True
+
+    def _retry_unsaved(self) -> None:
+        kept = len(self._unsaved)
+        for summary in list(self._unsaved.values()):
+            if not self._save_or_keep(summary):
+                return  # still away: the timer tries again
+        if self._away:
+            self._away = False
+            logger.info("live calls' kept progress was stored", extra={"calls": kept})
+
+    def _retry_later(self) -> None:
+        def retry() -> None:
+            with self._timer_lock:
+                self._timer = None
+                if not self._closed:
+                    self._executor.submit(self._retry_unsaved)
+
+        with self._timer_lock:
+            if self._timer is None and not self._closed:
+                self._timer = threading.Timer(self._retry_seconds, retry)
+                self._timer.daemon = True
+                self._timer.start()
 
     def _save(self, summary: CallSummary) -> None:
         with self._database.session() as session:
@@ -137,7 +205,7 @@ def _load_call(session: Session, call_id: str) -> CallSummary | None:
     )
 
 
-def _log_failure(done: Future[None], call_id: str) -> None:
+def _log_failure(done: Future[bool], call_id: str) -> None:
     error = done.exception()
     if error is not None:
         logger.error(

@@ -12,8 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 import secrets
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -21,8 +24,10 @@ from sqlalchemy import func, select
 from biometrics.clock import utcnow
 from biometrics.errors import KeyNotFound
 from biometrics.statuses import Role
-from biometrics.store.database import Database
+from biometrics.store.database import Database, is_unavailable
 from biometrics.store.models import ApiKey
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "bmk"
 _KEY_ID_BYTES = 6  # 12 hex characters
@@ -118,6 +123,59 @@ class KeyStore:
             if row.last_used_at is None or now - row.last_used_at > _USE_MARK_INTERVAL:
                 row.last_used_at = now
             return _info(row)
+
+
+class RecentKeyStore(KeyStore):
+    """Keys for live-call sockets, which must (re)connect through a database outage: a key
+    the database accepted within the last ``remember_seconds`` is accepted again while
+    the database is unreachable, and only then. Each time the database answers, its answer
+    wins, so a revoked key is refused as soon as it is back. Only a digest of each
+    presented key is held in memory, never the key."""
+
+    def __init__(
+        self,
+        database: Database,
+        remember_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(database)
+        self._remember_seconds = remember_seconds
+        self._clock = clock
+        self._recent: dict[str, tuple[KeyInfo, float]] = {}  # digest -> (key, accepted at)
+        self._lock = threading.Lock()
+
+    def authenticate(self, presented: str) -> KeyInfo | Refusal:
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        try:
+            found = super().authenticate(presented)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            return self._remembered(digest)
+        now = self._clock()
+        with self._lock:
+            self._recent = {
+                known: entry
+                for known, entry in self._recent.items()
+                if now - entry[1] < self._remember_seconds and known != digest
+            }
+            if isinstance(found, KeyInfo):
+                self._recent[digest] = (found, now)
+        return found
+
+    def _remembered(self, digest: str) -> KeyInfo | Refusal:
+        with self._lock:
+            entry = self._recent.get(digest)
+        if entry is None or self._clock() - entry[1] >= self._remember_seconds:
+            return Refusal("the database is unreachable and this key was not checked lately")
+        info = entry[0]
+        if not info.usable(utcnow()):
+            return Refusal(f"API key {info.key_id} expired")
+        logger.warning(
+            "database unreachable: a key checked lately is accepted",
+            extra={"key_id": info.key_id},
+        )
+        return info
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:

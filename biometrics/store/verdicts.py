@@ -1,7 +1,10 @@
 """The verdict history: every verdict the service gave, uploaded or live, in one table.
 
 Writing a verdict also marks its speaker as used (``last_accessed_at``), in the same
-transaction, so the two never disagree. Blocking: call from a worker thread.
+transaction, so the two never disagree. With a :class:`~biometrics.store.spool.Spool`, a
+verdict that cannot be written while the database is unreachable waits there and is
+written when it answers (once: a verdict id already in the table is not written again).
+Blocking: call from a worker thread.
 """
 
 from __future__ import annotations
@@ -18,18 +21,26 @@ from biometrics.statuses import Decision
 from biometrics.store import queries
 from biometrics.store.database import Database
 from biometrics.store.models import VerdictRecord
+from biometrics.store.spool import Spool
 from biometrics.verdicts import CallParticipantRef, Verdict
 
 
 class VerdictHistory:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, spool: Spool | None = None) -> None:
         self._database = database
+        self._spool = spool
 
     def record(self, verdict: Verdict) -> None:
+        """Write the verdict now, or (with a spool, the database unreachable) later."""
+
+        def write(session: Session) -> None:
+            _add(session, verdict)
+
+        if self._spool is not None:
+            self._spool.submit("verdict", write)
+            return
         with self._database.session() as session:
-            session.add(_row(verdict))
-            if verdict.speaker_id is not None:
-                queries.touch_speaker(session, verdict.speaker_id)
+            write(session)
 
     def of_participant(self, call_id: str, raw_id: str, limit: int) -> list[Verdict]:
         """The participant's most recent ``limit`` verdicts, oldest first."""
@@ -97,6 +108,16 @@ def latest_of_call(session: Session, call_id: str) -> dict[str, Verdict]:
         select(VerdictRecord).where(VerdictRecord.id.in_(newest))
     ).all()
     return {row.participant_raw_id: _verdict(row) for row in rows if row.participant_raw_id}
+
+
+def _add(session: Session, verdict: Verdict) -> None:
+    """Add the verdict unless its id is in the table already (a retried write)."""
+    known = select(VerdictRecord.id).where(VerdictRecord.verdict_id == verdict.verdict_id)
+    if session.scalar(known) is not None:
+        return
+    session.add(_row(verdict))
+    if verdict.speaker_id is not None:
+        queries.touch_speaker(session, verdict.speaker_id)
 
 
 def _row(verdict: Verdict) -> VerdictRecord:

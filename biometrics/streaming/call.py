@@ -65,6 +65,7 @@ class CallSession:
         self._counters: collections.Counter[str] = collections.Counter()  # closed sockets'
         self._live_counters: list[dict[str, int]] = []  # open sockets' parsers
         self._tasks: set[asyncio.Task[None]] = set()
+        self.final_verdicts = 0  # verdicts made final because the service stopped
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` as a task of this call (kept referenced until done)."""
@@ -139,9 +140,10 @@ class CallSession:
             self.mixed = mixed
         return self.mixed is mixed
 
-    async def disconnect(self, counters: dict[str, int]) -> bool:
-        """A socket closed; when it was the last, judge what is left and end the call.
-        Returns True when the call ended."""
+    async def disconnect(self, counters: dict[str, int], *, final: bool = False) -> bool:
+        """A socket closed; when it was the last, judge what is left and end the call
+        (with ``final``, the service is stopping: each participant's last verdict is
+        final). Returns True when the call ended."""
         self.active_at = utcnow()
         self.open_sockets -= 1
         if any(live is counters for live in self._live_counters):
@@ -151,7 +153,9 @@ class CallSession:
             return False
         await self._settle()
         for participant in self.participants.values():
-            participant.wrap_up()
+            judging = participant.wrap_up(final)
+            if judging and final:
+                self.final_verdicts += 1
         await self._settle()
         if self.open_sockets > 0:  # a reconnect came while the last verdicts were made
             return False

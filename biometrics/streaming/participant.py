@@ -43,6 +43,7 @@ from biometrics.errors import (
 from biometrics.events.call_events import CallEvent, EnrollmentChanged, VerdictChanged
 from biometrics.snapshots import EnrollmentProgress, ParticipantSummary, SpeakerClaim
 from biometrics.statuses import SpeakerStatus
+from biometrics.store.database import is_unavailable
 from biometrics.streaming.protocol import AudioFrame
 from biometrics.streaming.schedule import DecisionSchedule
 from biometrics.verdicts import CallParticipantRef, Verdict
@@ -194,7 +195,7 @@ class ParticipantStream:
         due = self._schedule.next_due(self._evaluated)
         return due is not None and self._window.frames >= due
 
-    def _start_judging(self) -> None:
+    def _start_judging(self, final: bool = False) -> None:
         self._stale = False
         frames = self._window.frames
         speech = DetectedSpeech(
@@ -204,7 +205,7 @@ class ParticipantStream:
             participant=CallParticipantRef(self.call_id, self.raw_id),
             first_audio_at=self._window.first_at,
             last_audio_at=self._window.last_at,
-            final=self._schedule.is_final(frames),
+            final=final or self._schedule.is_final(frames),
         )
         self._judging = self._spawn(
             self._judge(self.claim, speech, live, frames, self._claim_generation)
@@ -243,9 +244,12 @@ class ParticipantStream:
         speaker_id = None
         try:
             speaker_id = await self._services.find_alias(self.raw_id)
-        except Exception:
-            logger.exception(
+        except Exception as error:
+            away = is_unavailable(error)  # expected in an outage: no traceback
+            logger.log(
+                logging.WARNING if away else logging.ERROR,
                 "alias look-up failed; the participant stays unclaimed",
+                exc_info=not away,
                 extra={"call_id": self.call_id, "participant": self.raw_id},
             )
         if self.claim is not None:
@@ -370,13 +374,20 @@ class ParticipantStream:
         if self._enroll_due():
             self._take_enroll_chunk()
 
-    def wrap_up(self) -> None:
+    def wrap_up(self, final: bool = False) -> bool:
         """The call's last socket closed: judge any speech not judged yet, and enroll any
-        speech left over, so that what was heard is used."""
+        speech left over, so that what was heard is used. With ``final`` (the service is
+        stopping, so the call cannot go on) that verdict is final, and one is made on the
+        speech already judged too unless the latest is final already; under the minimum
+        speech the latest verdict stands. True when a verdict was started."""
+        judging = False
         if self._judging is None and self.claim is not None and self._evaluated is not None:
             heard = self._window.frames
-            if heard > self._evaluated and self._schedule.enough(heard):
-                self._start_judging()
+            unjudged = heard > self._evaluated
+            unfinished = final and (self.latest is None or not self.latest.final)
+            if (unjudged or unfinished) and self._schedule.enough(heard):
+                self._start_judging(final)
+                judging = True
         buffer = self._enroll_buffer
         if (
             self._enrolling is None
@@ -385,6 +396,7 @@ class ParticipantStream:
             and self.enrollment is not None
         ):
             self._take_enroll_chunk()
+        return judging
 
     # --- views -------------------------------------------------------------------------------
 

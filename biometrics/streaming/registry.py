@@ -7,6 +7,15 @@ Past that (or when memory is needed for new calls) it is evicted; its summary, c
 verdict history stay in the database, and a later socket or claim for the same id resumes
 it from there, with empty speech buffers. Live calls are held per process: run one
 process, or route every socket and request of a call to the same one.
+
+While the database is unreachable a call that is not in memory cannot be read: it starts
+as a new call (logged), so that its audio is still judged; its stored summary is
+overwritten by this one's when the database is back.
+
+When the service stops (:meth:`CallRegistry.drain`, before the server closes the
+sockets) every call that ends gives each claimed participant with enough speech a final
+verdict on all of it (:meth:`ParticipantStream.wrap_up`); :meth:`CallRegistry.stop` then
+waits for the calls to end and their summaries to be written.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from biometrics.events.publisher import CallPublisher
 from biometrics.snapshots import CallSummary, SpeakerClaim
 from biometrics.statuses import CallStatus
 from biometrics.store.calls import CallStore
+from biometrics.store.database import is_unavailable
 from biometrics.streaming.call import CallSession
 from biometrics.streaming.participant import CallServices, ParticipantStream
 from biometrics.streaming.protocol import AudioFormat
@@ -33,6 +43,14 @@ logger = logging.getLogger(__name__)
 MAX_SWEEP_SECONDS = 30.0
 MIN_SWEEP_SECONDS = 0.5
 STOP_SECONDS = 5.0  # at shutdown, how long calls may take to end
+
+
+@dataclasses.dataclass(frozen=True)
+class Finalised:
+    """What the calls' end at shutdown left: calls ended, final verdicts made."""
+
+    calls: int
+    final_verdicts: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +80,21 @@ class CallRegistry:
         )
         self._sweeper: asyncio.Task[None] | None = None
         self._endings: set[asyncio.Task[None]] = set()
+        self._draining = False
+        self._finalised_calls = 0
+        self._final_verdicts = 0
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
-    async def stop(self) -> None:
+    def drain(self) -> None:
+        """The service is stopping: calls that end from now on end for good, each claimed
+        participant with enough speech getting a final verdict on all of it."""
+        self._draining = True
+
+    async def stop(self) -> Finalised:
+        """Wait for the calls ending (at most ``STOP_SECONDS``), forget every call and
+        write their summaries; what the shutdown finalised."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -77,6 +105,7 @@ class CallRegistry:
             call.close()
         self._calls.clear()
         await self._store.flush()
+        return Finalised(self._finalised_calls, self._final_verdicts)
 
     # --- finding and creating ----------------------------------------------------------------
 
@@ -93,7 +122,7 @@ class CallRegistry:
             call = self._calls.get(call_id)
             if call is not None:
                 return call
-            stored = await self._store.load(call_id)
+            stored = await self._load(call_id)
             self._make_room()
             call = CallSession(
                 call_id,
@@ -107,6 +136,18 @@ class CallRegistry:
                 logger.info("call resumed from the database", extra={"call_id": call_id})
             self._calls[call_id] = call
             return call
+
+    async def _load(self, call_id: str) -> CallSummary | None:
+        try:
+            return await self._store.load(call_id)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            logger.warning(
+                "database unreachable: the call is taken as new",
+                extra={"call_id": call_id, "error": str(error)},
+            )
+            return None
 
     async def summary(self, call_id: str) -> CallSummary | None:
         """The call as it is now: live from memory, else as last stored."""
@@ -147,8 +188,12 @@ class CallRegistry:
         await asyncio.shield(task)
 
     async def _disconnect(self, call: CallSession, counters: dict[str, int]) -> None:
-        if not await call.disconnect(counters):
+        draining = self._draining
+        if not await call.disconnect(counters, final=draining):
             call.save()
+        elif draining:
+            self._finalised_calls += 1
+            self._final_verdicts += call.final_verdicts
 
     # --- forgetting --------------------------------------------------------------------------
 
