@@ -1,7 +1,8 @@
 """The verdict history: every verdict the service gave, uploaded or live, in one table.
 
-Writing a verdict also marks its speaker as used (``last_accessed_at``), in the same
-transaction, so the two never disagree. Blocking: call from a worker thread.
+Writing an ACCEPT also marks its speaker as used (``last_accessed_at``), in the same
+transaction, so the two never disagree; no other decision does, so that failed attempts
+never keep an unused voiceprint from expiring. Blocking: call from a worker thread.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class VerdictHistory:
     def record(self, verdict: Verdict) -> None:
         with self._database.session() as session:
             session.add(_row(verdict))
-            if verdict.speaker_id is not None:
+            if verdict.speaker_id is not None and verdict.decision is Decision.ACCEPT:
                 queries.touch_speaker(session, verdict.speaker_id)
 
     def of_participant(self, call_id: str, raw_id: str, limit: int) -> list[Verdict]:
