@@ -37,11 +37,12 @@ from biometrics.scoring.calibration import Calibration
 from biometrics.scoring.normalization import Cohort
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Role
-from biometrics.store import Database, queries
+from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import AuditLog
 from biometrics.store.calls import CallStore
 from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.keys import KeyStore
+from biometrics.store.lifecycle import Retention, SpeakerExpiry
 from biometrics.store.vault import open_vault
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.auth import SocketAuthenticator, SocketGate
@@ -50,6 +51,7 @@ from biometrics.streaming.identity import AliasDirectory
 from biometrics.streaming.participant import CallServices
 from biometrics.streaming.registry import CallLimits, CallRegistry
 from biometrics.streaming.schedule import DecisionSchedule
+from biometrics.sweeper import PeriodicSweep
 from biometrics.verification import VerdictAudit, VerificationPolicy, VerificationService
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ def create_app(
     scorer = load_scorer(database, cipher, encoder, settings.target_far, settings.threshold)
     announce_scoring(encoder, scorer)
 
+    expiry = SpeakerExpiry(settings.speaker_expiry_days)
     history = VerdictHistory(database)
     audit_log = AuditLog(database)
     auditor = Auditor(audit_log)
@@ -92,11 +95,19 @@ def create_app(
             max_clipping_ratio=settings.max_clipping_ratio,
             lockout_failures=settings.lockout_failures,
             lockout_window_seconds=settings.lockout_window_seconds,
+            expiry=expiry,
         ),
         history,
         audit=VerdictAudit(audit_log),
     )
-    enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds)
+    enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds, expiry)
+    sweeper = None
+    if settings.sweep_interval_seconds:
+        retention = Retention(settings.verdict_retention_days, settings.audit_retention_days)
+        sweeper = PeriodicSweep(
+            lambda stop: lifecycle.sweep(database, expiry, retention, stop=stop),
+            settings.sweep_interval_seconds,
+        )
 
     broker = Broker()
     call_store = CallStore(database)
@@ -177,9 +188,13 @@ def create_app(
         calls.start()
         if webhooks is not None:
             webhooks.start()
+        if sweeper is not None:
+            sweeper.start()
         try:
             yield
         finally:
+            if sweeper is not None:
+                await sweeper.stop()
             await calls.stop()
             if webhooks is not None:
                 await webhooks.stop()
