@@ -38,11 +38,12 @@ from biometrics.scoring.calibration import Calibration
 from biometrics.scoring.normalization import Cohort
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Role
-from biometrics.store import Database, queries
+from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import AuditLog
 from biometrics.store.calls import CallStore
 from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.keys import KeyStore, RecentKeyStore
+from biometrics.store.lifecycle import Retention, SpeakerExpiry
 from biometrics.store.spool import Spool
 from biometrics.store.vault import open_vault
 from biometrics.store.verdicts import VerdictHistory
@@ -52,6 +53,7 @@ from biometrics.streaming.identity import AliasDirectory
 from biometrics.streaming.participant import CallServices
 from biometrics.streaming.registry import CallLimits, CallRegistry
 from biometrics.streaming.schedule import DecisionSchedule
+from biometrics.sweeper import PeriodicSweep
 from biometrics.verification import VerdictAudit, VerificationPolicy, VerificationService
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ def create_service(
     spool = Spool(database, settings.spool_max_rows)
     history = VerdictHistory(database, spool)
     audit_log = AuditLog(database, spool)
+    expiry = SpeakerExpiry(settings.speaker_expiry_days)
     auditor = Auditor(audit_log)
     verifier = VerificationService(
         database,
@@ -112,11 +115,19 @@ def create_service(
             max_clipping_ratio=settings.max_clipping_ratio,
             lockout_failures=settings.lockout_failures,
             lockout_window_seconds=settings.lockout_window_seconds,
+            expiry=expiry,
         ),
         history,
         audit=VerdictAudit(audit_log),
     )
-    enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds)
+    enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds, expiry)
+    sweeper = None
+    if settings.sweep_interval_seconds:
+        retention = Retention(settings.verdict_retention_days, settings.audit_retention_days)
+        sweeper = PeriodicSweep(
+            lambda stop: lifecycle.sweep(database, expiry, retention, stop=stop),
+            settings.sweep_interval_seconds,
+        )
 
     broker = Broker()
     call_store = CallStore(database)
@@ -202,11 +213,16 @@ def create_service(
         calls.start()
         if webhooks is not None:
             webhooks.start()
+        if sweeper is not None:
+            sweeper.start()
         try:
             yield
         finally:
-            # Calls first (their last verdicts, written or spooled), then the rows that
-            # waited for the database, then the events still to deliver.
+            # The sweep first (it stops after its batch), then calls (their last
+            # verdicts, written or spooled), then the rows that waited for the database,
+            # then the events still to deliver.
+            if sweeper is not None:
+                await sweeper.stop()
             finalised = await calls.stop()
             spooled = await run_in_threadpool(spool.stop)
             if webhooks is not None:

@@ -40,7 +40,7 @@ from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.errors import BiometricsError, ConfigError, KeyNotFound
 from biometrics.logs import configure_logging
 from biometrics.statuses import Role
-from biometrics.store import Database, queries
+from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import COMMAND_LINE, AuditLog
 from biometrics.store.keys import KeyStore
 
@@ -106,6 +106,16 @@ Rows are re-encrypted in batches, each its own transaction, while the service ru
 is safe to interrupt and resumable: rows already under the current key are skipped. Once it
 reports every row done, the old keys can be removed from BIOMETRICS_ENCRYPTION_OLD_KEYS."""
 
+EXPIRE_DESCRIPTION = """\
+Run the lifecycle sweep the service runs every BIOMETRICS_SWEEP_INTERVAL_SECONDS: speakers
+with no enrollment or ACCEPT for BIOMETRICS_SPEAKER_EXPIRY_DAYS, or past their expires_at,
+become EXPIRED and their voiceprints are deleted (each audited as speaker.expire); verdicts
+older than BIOMETRICS_VERDICT_RETENTION_DAYS and audit rows older than
+BIOMETRICS_AUDIT_RETENTION_DAYS are deleted. 0 turns each off.
+
+It works in batches, each its own transaction, and is safe beside the running service and
+to run again."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -122,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _calibrate(settings, args)
         if args.command == "keys":
             return _keys(settings, args)
+        if args.command == "expire":
+            return _expire(settings, args.dry_run)
         return _db_upgrade(settings)
     except BiometricsError as error:
         print(f"biometrics: error: {error.detail}", file=sys.stderr)
@@ -234,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument(
         "--batch-size", type=_positive_int, default=200, help="rows per transaction"
+    )
+
+    expire = command(
+        "expire",
+        "expire unused speakers and delete the history past its retention",
+        EXPIRE_DESCRIPTION,
+    )
+    expire.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count what would be expired and deleted, change nothing",
     )
 
     enroll = command(
@@ -556,13 +579,33 @@ def _rotate_voiceprints(settings: Settings, batch_size: int) -> int:
     done = reencrypt(database, cipher, batch_size=batch_size, report=report)
     # The subject is the voiceprint key now in use: its id, never the key.
     AuditLog(database).record(COMMAND_LINE, "key.rotate", cipher.key_id, "ok")
-    voiceprints = f"{done.voiceprints} voiceprint{'' if done.voiceprints == 1 else 's'}"
-    cohorts = f"{done.cohorts} cohort{'' if done.cohorts == 1 else 's'}"
     print(
-        f"{voiceprints} and {cohorts} re-encrypted under key {cipher.key_id}; every "
-        "voiceprint and cohort is now under it"
+        f"{_counted(done.voiceprints, 'voiceprint')} and {_counted(done.cohorts, 'cohort')} "
+        f"re-encrypted under key {cipher.key_id}; every voiceprint and cohort is now under it"
     )
     return 0
+
+
+def _expire(settings: Settings, dry_run: bool) -> int:
+    report = lifecycle.sweep(
+        _open_database(settings),
+        lifecycle.SpeakerExpiry(settings.speaker_expiry_days),
+        lifecycle.Retention(settings.verdict_retention_days, settings.audit_retention_days),
+        origin=COMMAND_LINE,
+        dry_run=dry_run,
+    )
+    done = "would be " if dry_run else ""
+    print(
+        f"{_counted(report.speakers_expired, 'speaker')} {done}expired (voiceprints deleted), "
+        f"{_counted(report.verdicts_deleted, 'verdict')} and "
+        f"{_counted(report.audit_rows_deleted, 'audit row')} past retention {done}deleted"
+        + ("; nothing was changed (--dry-run)" if dry_run else "")
+    )
+    return 0
+
+
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
 def _db_upgrade(settings: Settings) -> int:

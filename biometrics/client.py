@@ -218,7 +218,7 @@ class Verdict:
 @dataclasses.dataclass(frozen=True)
 class Speaker:
     speaker_id: str
-    status: str  # PENDING_ENROLLMENT, ENROLLED or OPTED_OUT
+    status: str  # PENDING_ENROLLMENT, ENROLLED, OPTED_OUT or EXPIRED
     display_name: str | None
     aliases: tuple[str, ...]
     enrolled_speech_seconds: float

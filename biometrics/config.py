@@ -44,6 +44,15 @@ class Settings:
     # the lockout. 0 turns it off.
     lockout_failures: int = 5
     lockout_window_seconds: float = 900.0
+    # Data lifecycle. A speaker with no enrollment or ACCEPT for this many days is EXPIRED
+    # (Voice ID's three years, BIPA's limit): verdicts say SPEAKER_EXPIRED and the sweep
+    # deletes the voiceprint. Verdicts and audit rows older than their retention are
+    # deleted by the same sweep, run every interval by the service and by `biometrics
+    # expire`. 0 turns each off (kept forever; no periodic sweep).
+    speaker_expiry_days: int = 1095
+    verdict_retention_days: int = 365
+    audit_retention_days: int = 2555
+    sweep_interval_seconds: int = 3600
     max_upload_bytes: int = 25 * 1024 * 1024
     max_audio_seconds: float = 300.0
     log_level: str = "INFO"
@@ -128,8 +137,15 @@ class Settings:
                 f"{PREFIX}LOCKOUT_FAILURES must not be negative and "
                 f"{PREFIX}LOCKOUT_WINDOW_SECONDS must be positive"
             )
-        if self.rate_limit_per_minute < 0:
-            raise ConfigError(f"{PREFIX}RATE_LIMIT_PER_MINUTE must not be negative")
+        for name in (
+            "rate_limit_per_minute",
+            "speaker_expiry_days",
+            "verdict_retention_days",
+            "audit_retention_days",
+            "sweep_interval_seconds",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (0: off)")
         if self.inference_threads < 1:
             raise ConfigError(f"{PREFIX}INFERENCE_THREADS must be at least 1")
         if self.log_format not in ("json", "console", "auto"):

@@ -2,7 +2,9 @@
 
 Enrollment accumulates: each upload's embedding is pooled with the voiceprint
 so far, weighted by speech. The speaker becomes ENROLLED once the net speech
-behind the voiceprint reaches the configured minimum. ``replace`` starts over.
+behind the voiceprint reaches the configured minimum. ``replace`` starts over, and
+so does any enrollment of an expired speaker, which revives them (a past
+``expires_at`` is cleared). Every enrollment marks the speaker as used.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import weakref
 from starlette.concurrency import run_in_threadpool
 
 from biometrics.audio import DetectedSpeech
+from biometrics.clock import utcnow
 from biometrics.embedding import EmbeddingWorker
 from biometrics.embedding.pooling import SpeechEmbedding, accumulate
 from biometrics.errors import InsufficientSpeech, ModelMismatch, SpeakerOptedOut
 from biometrics.statuses import SpeakerStatus
 from biometrics.store import Database, EnrollmentRecord, Speaker, Voiceprint, queries
 from biometrics.store.crypto import Cipher
+from biometrics.store.lifecycle import NO_EXPIRY, SpeakerExpiry, last_used_at
 
 # Below this an upload adds noise rather than voice to the voiceprint.
 MIN_UPLOAD_SPEECH_SECONDS = 1.0
@@ -57,11 +61,13 @@ class Enroller:
         cipher: Cipher,
         worker: EmbeddingWorker,
         min_enroll_speech_seconds: float,
+        expiry: SpeakerExpiry = NO_EXPIRY,
     ) -> None:
         self._database = database
         self._cipher = cipher  # voiceprints are read and written encrypted
         self._worker = worker
         self.minimum = min_enroll_speech_seconds
+        self._expiry = expiry
         # Serialises read-modify-write of one speaker's voiceprint in this process;
         # row locks (SELECT ... FOR UPDATE) do the same across processes.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -99,6 +105,14 @@ class Enroller:
                 speaker = queries.create_speaker(session, speaker_id)
             if speaker.status is SpeakerStatus.OPTED_OUT:
                 raise SpeakerOptedOut(f"speaker {speaker_id!r} opted out; enrollment is refused")
+            now = utcnow()
+            if self._expiry.expired(speaker.status, speaker.expires_at, last_used_at(speaker), now):
+                # An expired voiceprint (if the sweep has not deleted it yet) is never
+                # pooled into: this speech starts a new one.
+                replace = True
+                if speaker.expires_at is not None and speaker.expires_at <= now:
+                    speaker.expires_at = None
+            speaker.last_accessed_at = now
             voiceprint = speaker.voiceprint
             replaced = voiceprint is not None and replace
             if voiceprint is None:

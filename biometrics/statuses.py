@@ -12,6 +12,9 @@ class SpeakerStatus(enum.StrEnum):
     PENDING_ENROLLMENT = "PENDING_ENROLLMENT"
     ENROLLED = "ENROLLED"
     OPTED_OUT = "OPTED_OUT"
+    # Unused too long, or past its expires_at: the voiceprint was deleted, the row is kept so
+    # that verdicts say SPEAKER_EXPIRED until the speaker enrolls again.
+    EXPIRED = "EXPIRED"
 
 
 class CallStatus(enum.StrEnum):

@@ -42,6 +42,7 @@ from biometrics.store import Database, queries
 from biometrics.store.audit import SERVICE, AuditLog, Origin
 from biometrics.store.crypto import Cipher
 from biometrics.store.database import DatabaseUnavailable, is_unavailable
+from biometrics.store.lifecycle import NO_EXPIRY, SpeakerExpiry
 from biometrics.store.verdicts import VerdictHistory, failures_since
 from biometrics.verdicts import CallParticipantRef, Verdict, new_verdict_id
 
@@ -102,6 +103,7 @@ class VerificationPolicy:
     # within the window, none is judged until the oldest of them leaves it. 0: never.
     lockout_failures: int = 0
     lockout_window_seconds: float = 900.0
+    expiry: SpeakerExpiry = NO_EXPIRY  # speakers unused too long are SPEAKER_EXPIRED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,8 +284,9 @@ class VerificationService:
             status=None if stored is None else stored.status,
             has_voiceprint=stored is not None and stored.voiceprint is not None,
             expired=stored is not None
-            and stored.expires_at is not None
-            and stored.expires_at <= utcnow(),
+            and self._policy.expiry.expired(
+                stored.status, stored.expires_at, stored.last_used_at, utcnow()
+            ),
             speech_seconds=speech.speech_seconds,
             quality_issues=issues,
             voiceprint_model=None if stored is None else stored.voiceprint_model,

@@ -12,6 +12,8 @@ def test_defaults_need_no_environment():
     assert settings.model_source == "bundled"
     assert settings.min_enroll_speech_seconds == 20.0
     assert settings.min_verify_speech_seconds == 3.0
+    assert (settings.speaker_expiry_days, settings.sweep_interval_seconds) == (1095, 3600)
+    assert (settings.verdict_retention_days, settings.audit_retention_days) == (365, 2555)
 
 
 def test_environment_overrides_each_setting():
@@ -48,6 +50,9 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_LOG_FORMAT", "xml", "json, console or auto"),
         ("BIOMETRICS_STREAM_MAX_SOCKETS_PER_KEY", "-1", "must not be negative"),
         ("BIOMETRICS_UPLOAD_TIMEOUT_SECONDS", "0", "must be positive"),
+        ("BIOMETRICS_SPEAKER_EXPIRY_DAYS", "-1", "EXPIRY_DAYS must not be negative"),
+        ("BIOMETRICS_AUDIT_RETENTION_DAYS", "-7", "RETENTION_DAYS must not be negative"),
+        ("BIOMETRICS_SWEEP_INTERVAL_SECONDS", "1.5", "not a valid int"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):

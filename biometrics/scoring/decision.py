@@ -2,8 +2,9 @@
 a decision out; no database, model or server here.
 
 Every verdict, uploaded or live, climbs the same rungs and stops at the first that
-applies: no claim, opted out, not enrolled (no such speaker, or no voiceprint yet),
-expired, locked out (too many failed attempts lately: REJECT without a score), not
+applies: no claim, opted out, no such speaker, expired (unused too long or past its
+``expires_at``, whether or not the sweep has deleted the voiceprint yet), not enrolled (no
+voiceprint yet), locked out (too many failed attempts lately: REJECT without a score), not
 enough speech, poor audio quality, a voiceprint of another model, and only
 then the score against the threshold (ACCEPT or REJECT). Only the last rung needs an
 embedding, so a caller asks :func:`rule` first and embeds only when it returns None.
@@ -28,7 +29,7 @@ class TrialFacts:
     speaker_id: str | None  # None: nobody was claimed
     status: SpeakerStatus | None  # None: the claimed speaker does not exist
     has_voiceprint: bool
-    expired: bool
+    expired: bool  # past expires_at, or unused for longer than the expiry allows
     speech_seconds: float
     quality_issues: tuple[str, ...]
     voiceprint_model: str | None  # the model that made the voiceprint, for people
@@ -52,12 +53,14 @@ def rule(facts: TrialFacts, min_speech_seconds: float) -> Ruling | None:
         return Ruling(Decision.SPEAKER_OPTED_OUT, f"speaker {who} opted out")
     if facts.status is None:
         return Ruling(Decision.SPEAKER_NOT_ENROLLED, f"speaker {who} does not exist")
+    if facts.expired or facts.status is SpeakerStatus.EXPIRED:
+        return Ruling(
+            Decision.SPEAKER_EXPIRED, f"speaker {who} has expired; enroll them again to verify"
+        )
     if not facts.has_voiceprint or facts.status is not SpeakerStatus.ENROLLED:
         return Ruling(
             Decision.SPEAKER_NOT_ENROLLED, f"speaker {who} is not enrolled yet ({facts.status})"
         )
-    if facts.expired:
-        return Ruling(Decision.SPEAKER_EXPIRED, f"the voiceprint of speaker {who} has expired")
     if facts.locked_until is not None:
         return Ruling(
             Decision.REJECT,

@@ -1,5 +1,6 @@
-"""The audit trail: rows are added and read, never changed or removed here. Blocking; call
-from a worker thread.
+"""The audit trail: rows are added and read, never changed or removed here (only the
+retention sweep, :mod:`biometrics.store.lifecycle`, deletes rows past
+``BIOMETRICS_AUDIT_RETENTION_DAYS``). Blocking; call from a worker thread.
 
 A row says who acted (:class:`Origin`), what they did (``speaker.enroll``, ``key.revoke``,
 ``auth.refused``, ...), to whom (a speaker id, a key id, a call's participant) and how it
@@ -107,20 +108,14 @@ class AuditLog:
         call_id: str | None = None,
         participant_raw_id: str | None = None,
     ) -> None:
-        fields = {
-            "at": utcnow(),  # when it happened, however late it is written
-            "actor": _text(origin.actor, 64),
-            "action": action,
-            "subject": _text(subject, 256),
-            "call_id": _text(call_id, 256),
-            "participant_raw_id": _text(participant_raw_id, 256),
-            "outcome": _text(outcome, 64),
-            "request_id": _text(origin.request_id, 128),
-            "source": _text(origin.source, 64),
-        }
+        at = utcnow()  # when it happened, however late it is written
 
         def write(session: Session) -> None:
-            session.add(AuditRecord(**fields))  # a new row each try
+            row = audit_row(origin, action, subject, outcome)  # a new row each try
+            row.at = at
+            row.call_id = _text(call_id, 256)
+            row.participant_raw_id = _text(participant_raw_id, 256)
+            session.add(row)
 
         if self._spool is not None:
             self._spool.submit("audit", write)
@@ -143,6 +138,20 @@ class AuditLog:
             statement = statement.where(AuditRecord.id > query.after)
         with self._database.session() as session:
             return [_entry(row) for row in session.scalars(statement)]
+
+
+def audit_row(origin: Origin, action: str, subject: str | None, outcome: str) -> AuditRecord:
+    """One row of the trail, naming no call, for a caller that writes it in a transaction
+    of its own (the lifecycle sweep, beside the change it records)."""
+    return AuditRecord(
+        at=utcnow(),
+        actor=_text(origin.actor, 64),
+        action=action,
+        subject=_text(subject, 256),
+        outcome=_text(outcome, 64),
+        request_id=_text(origin.request_id, 128),
+        source=_text(origin.source, 64),
+    )
 
 
 @overload

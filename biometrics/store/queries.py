@@ -16,6 +16,7 @@ from biometrics.clock import utcnow
 from biometrics.errors import SpeakerExists, SpeakerNotFound
 from biometrics.statuses import SpeakerStatus
 from biometrics.store.crypto import Cipher
+from biometrics.store.lifecycle import last_used_at
 from biometrics.store.models import (
     Call,
     CallParticipant,
@@ -101,7 +102,8 @@ def delete_speaker(session: Session, speaker_id: str) -> None:
 
 
 def touch_speaker(session: Session, speaker_id: str) -> None:
-    """Mark the speaker as used now; nothing when there is no such speaker."""
+    """Mark the speaker as used now (an ACCEPT; enrollment sets it itself), which keeps them
+    from expiring; nothing when there is no such speaker."""
     session.execute(
         update(Speaker).where(Speaker.speaker_id == speaker_id).values(last_accessed_at=utcnow())
     )
@@ -116,6 +118,7 @@ class StoredClaim:
     voiceprint_model: str | None  # source@sha256, for people
     voiceprint_sha256: str | None
     expires_at: datetime | None
+    last_used_at: datetime  # enrollment or ACCEPT (biometrics.store.lifecycle)
     lockout_cleared_at: datetime | None
 
 
@@ -134,6 +137,7 @@ def load_claim(session: Session, cipher: Cipher, speaker_id: str) -> StoredClaim
         else f"{voiceprint.model_source}@sha256:{voiceprint.model_sha256[:12]}",
         voiceprint_sha256=None if voiceprint is None else voiceprint.model_sha256,
         expires_at=speaker.expires_at,
+        last_used_at=last_used_at(speaker),
         lockout_cleared_at=speaker.lockout_cleared_at,
     )
 

@@ -1,8 +1,9 @@
 """The verdict history: every verdict the service gave, uploaded or live, in one table.
 
-Writing a verdict also marks its speaker as used (``last_accessed_at``), in the same
-transaction, so the two never disagree. With a :class:`~biometrics.store.spool.Spool`, a
-verdict that cannot be written while the database is unreachable waits there and is
+Writing an ACCEPT also marks its speaker as used (``last_accessed_at``), in the same
+transaction, so the two never disagree; no other decision does, so that failed attempts
+never keep an unused voiceprint from expiring. With a :class:`~biometrics.store.spool.Spool`,
+a verdict that cannot be written while the database is unreachable waits there and is
 written when it answers (once: a verdict id already in the table is not written again).
 Blocking: call from a worker thread.
 """
@@ -116,7 +117,7 @@ def _add(session: Session, verdict: Verdict) -> None:
     if session.scalar(known) is not None:
         return
     session.add(_row(verdict))
-    if verdict.speaker_id is not None:
+    if verdict.speaker_id is not None and verdict.decision is Decision.ACCEPT:
         queries.touch_speaker(session, verdict.speaker_id)
 
 

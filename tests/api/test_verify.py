@@ -109,12 +109,17 @@ def test_clipped_audio_is_poor_quality_never_accepted(client):
     assert "CLIPPING" in body["quality"]["issues"] and body["score"] is None
 
 
-def test_verdicts_are_recorded_and_touch_the_speaker(client, settings):
+def test_verdicts_are_recorded_and_an_accept_marks_the_speaker_used(client, settings):
+    def last_used() -> str:
+        return client.get("/v1/speakers/ada").json()["last_accessed_at"]
+
     enrolled_once(client)
-    assert client.get("/v1/speakers/ada").json()["last_accessed_at"] is None
+    enrolled = last_used()
     first = verify_enrollment_audio(client).json()
+    accepted = last_used()
     second = verify(client, "ada", seconds=1.0).json()
-    assert client.get("/v1/speakers/ada").json()["last_accessed_at"] is not None
+    assert enrolled is not None and accepted > enrolled
+    assert last_used() == accepted  # NOT_ENOUGH_SPEECH is no use of the voiceprint
     with Database(settings.database_url).engine.connect() as connection:
         rows = connection.execute(
             sa.text("SELECT verdict_id, decision, call_id FROM verdicts ORDER BY id")

@@ -31,6 +31,9 @@ LADDER = [
     ({"status": SpeakerStatus.PENDING_ENROLLMENT}, Decision.SPEAKER_NOT_ENROLLED),
     ({"has_voiceprint": False}, Decision.SPEAKER_NOT_ENROLLED),
     ({"expired": True, "speech_seconds": 0.0}, Decision.SPEAKER_EXPIRED),
+    # Swept: the voiceprint is gone, the verdict still says why until re-enrollment.
+    ({"status": SpeakerStatus.EXPIRED, "has_voiceprint": False}, Decision.SPEAKER_EXPIRED),
+    ({"status": SpeakerStatus.PENDING_ENROLLMENT, "expired": True}, Decision.SPEAKER_EXPIRED),
     ({"speech_seconds": 2.99}, Decision.NOT_ENOUGH_SPEECH),
     ({"speech_seconds": 1.0, "quality_issues": ("LOW_SNR",)}, Decision.NOT_ENOUGH_SPEECH),
     ({"quality_issues": ("CLIPPING",)}, Decision.POOR_AUDIO_QUALITY),
