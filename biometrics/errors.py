@@ -137,3 +137,23 @@ class SpeakerLockedOut(BiometricsError):
 
     code = "speaker_locked_out"
     status_code = 429
+
+
+class DeadLetterNotFound(BiometricsError):
+    code = "dead_letter_not_found"
+    status_code = 404
+
+
+class DeadLetterNotRetryable(BiometricsError):
+    """A webhook dead letter that cannot be sent again now: already delivered, being sent
+    already, or its URL is not (or no longer) one the service sends to."""
+
+    code = "dead_letter_not_retryable"
+    status_code = 409
+
+
+class WebhooksBusy(BiometricsError):
+    """Too many events of a webhook URL are waiting for a retry to take one more."""
+
+    code = "webhooks_busy"
+    status_code = 503
