@@ -12,6 +12,7 @@ def test_defaults_need_no_environment():
     assert settings.model_source == "bundled"
     assert settings.min_enroll_speech_seconds == 20.0
     assert settings.min_verify_speech_seconds == 3.0
+    assert settings.webhook_drain_seconds == 10.0
 
 
 def test_environment_overrides_each_setting():
@@ -46,6 +47,7 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_AUTO_MIGRATE", "maybe", "not a valid bool"),
         ("BIOMETRICS_DATABASE_URL", "biometrics.db", "SQLAlchemy URL"),
         ("BIOMETRICS_LOG_FORMAT", "xml", "json, console or auto"),
+        ("BIOMETRICS_WEBHOOK_DRAIN_SECONDS", "-1", "DRAIN_SECONDS must not be negative"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):
