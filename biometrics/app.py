@@ -27,10 +27,12 @@ from biometrics.api.limits import BodyLimits
 from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
+from biometrics.api.webhooks import WebhookRoutes
 from biometrics.config import Settings
 from biometrics.embedding import EmbeddingWorker, SpeakerEncoder, load_encoder
 from biometrics.enrollment import Enroller
 from biometrics.events import Broker
+from biometrics.events.dead_letter_writer import DeadLetterWriter
 from biometrics.events.publisher import CallPublisher
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
 from biometrics.scoring import calibration
@@ -42,6 +44,7 @@ from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import AuditLog
 from biometrics.store.calls import CallStore
 from biometrics.store.crypto import Cipher, load_keyring
+from biometrics.store.dead_letters import DeadLetters
 from biometrics.store.keys import KeyStore, RecentKeyStore
 from biometrics.store.lifecycle import Retention, SpeakerExpiry
 from biometrics.store.spool import Spool
@@ -151,6 +154,7 @@ def create_service(
         CallPublisher(broker),
         broker,
     )
+    dead_letters = DeadLetters(database)
     webhooks = None
     if settings.webhook_url_list:
         webhooks = WebhookSender(
@@ -159,6 +163,7 @@ def create_service(
             settings.webhook_secret or "",
             RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
             settings.webhook_timeout_seconds,
+            DeadLetterWriter(dead_letters),
         )
     keys = KeyStore(database)
     limit = RateLimit(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
@@ -191,6 +196,7 @@ def create_service(
         Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
         *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
         *AuditRoutes(audit_log).routes(guard),
+        *WebhookRoutes(dead_letters, webhooks, auditor).routes(guard),
         WebSocketRoute(
             "/ws/acs",
             AcsStream(
@@ -226,7 +232,7 @@ def create_service(
             finalised = await calls.stop()
             spooled = await run_in_threadpool(spool.stop)
             if webhooks is not None:
-                await webhooks.stop()
+                await webhooks.stop(settings.webhook_drain_seconds)
             broker.close()
             worker.close()
             call_store.close()

@@ -88,6 +88,9 @@ class Settings:
     webhook_max_attempts: int = 6
     webhook_backoff_seconds: float = 1.0  # first retry delay; doubles up to a minute
     webhook_timeout_seconds: float = 5.0
+    # On shutdown, deliver what is queued (and retries falling due) for this long; the
+    # rest becomes dead letters (webhook_dead_letters), never dropped.
+    webhook_drain_seconds: float = 10.0
     # Voiceprints at rest: AES-256-GCM under this key (base64 of 32 random bytes), or the
     # key held in this file. With neither, a SQLite database gets a key file beside it
     # (biometrics.db.key) on first start; PostgreSQL refuses to start. Older keys
@@ -195,8 +198,9 @@ class Settings:
             )
         if self.upload_timeout_seconds <= 0:
             raise ConfigError(f"{PREFIX}UPLOAD_TIMEOUT_SECONDS must be positive")
-        if self.stream_retention_seconds < 0:
-            raise ConfigError(f"{PREFIX}STREAM_RETENTION_SECONDS must not be negative")
+        for name in ("stream_retention_seconds", "webhook_drain_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         for url in self.webhook_url_list:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(

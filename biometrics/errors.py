@@ -144,3 +144,23 @@ class RequestTimeout(BiometricsError):
 
     code = "request_timeout"
     status_code = 408
+
+
+class DeadLetterNotFound(BiometricsError):
+    code = "dead_letter_not_found"
+    status_code = 404
+
+
+class DeadLetterNotRetryable(BiometricsError):
+    """A webhook dead letter that cannot be sent again now: already delivered, being sent
+    already, or its URL is not (or no longer) one the service sends to."""
+
+    code = "dead_letter_not_retryable"
+    status_code = 409
+
+
+class WebhooksBusy(BiometricsError):
+    """Too many events of a webhook URL are waiting for a retry to take one more."""
+
+    code = "webhooks_busy"
+    status_code = 503

@@ -14,6 +14,7 @@ def test_defaults_need_no_environment():
     assert settings.min_verify_speech_seconds == 3.0
     assert (settings.speaker_expiry_days, settings.sweep_interval_seconds) == (1095, 3600)
     assert (settings.verdict_retention_days, settings.audit_retention_days) == (365, 2555)
+    assert settings.webhook_drain_seconds == 10.0
 
 
 def test_environment_overrides_each_setting():
@@ -53,6 +54,7 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_SPEAKER_EXPIRY_DAYS", "-1", "EXPIRY_DAYS must not be negative"),
         ("BIOMETRICS_AUDIT_RETENTION_DAYS", "-7", "RETENTION_DAYS must not be negative"),
         ("BIOMETRICS_SWEEP_INTERVAL_SECONDS", "1.5", "not a valid int"),
+        ("BIOMETRICS_WEBHOOK_DRAIN_SECONDS", "-1", "DRAIN_SECONDS must not be negative"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):

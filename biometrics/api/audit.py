@@ -97,13 +97,13 @@ class AuditRoutes:
         """Rows oldest first, ``limit`` a page, ``next_cursor`` to the next page; filtered by
         ``subject``, ``action``, and ``since`` (inclusive) / ``until`` (exclusive)."""
         params = request.query_params
-        limit = _page_size(params.get("limit"))
+        limit = page_size(params.get("limit"))
         query = AuditQuery(
             subject=params.get("subject") or None,
             action=params.get("action") or None,
             since=_time(params.get("since"), "since"),
             until=_time(params.get("until"), "until"),
-            after=_cursor(params.get("cursor")),
+            after=cursor_of(params.get("cursor")),
             limit=limit + 1,
         )
         rows = await run_in_threadpool(self._log.query, query)
@@ -129,7 +129,7 @@ def _time(value: str | None, name: str) -> datetime | None:
     return moment
 
 
-def _cursor(value: str | None) -> int | None:
+def cursor_of(value: str | None) -> int | None:
     if not value:
         return None
     if not value.isdigit():
@@ -137,7 +137,7 @@ def _cursor(value: str | None) -> int | None:
     return int(value)
 
 
-def _page_size(value: str | None) -> int:
+def page_size(value: str | None) -> int:
     if value is None:
         return DEFAULT_PAGE
     if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:

@@ -5,6 +5,9 @@ queue of fixed length, and when a slow one (a stalled SSE client, an unreachable
 receiver) lets it fill, its oldest events are dropped and counted. The audio path that
 publishes a verdict is therefore never slowed by who listens.
 
+A subscriber that must not lose events silently (webhooks) passes ``on_drop``: each event
+its full queue drops is handed to it (to be stored as a dead letter) instead.
+
 Each call keeps its last events, so that a subscriber who comes late (or reconnects with
 ``Last-Event-ID``) first receives what it missed.
 
@@ -18,7 +21,7 @@ import collections
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,9 +50,12 @@ class Event:
 class Subscription:
     """Events of one call (or of every call, ``call_id`` None), in order, until closed."""
 
-    def __init__(self, call_id: str | None, size: int) -> None:
+    def __init__(
+        self, call_id: str | None, size: int, on_drop: Callable[[Event], None] | None = None
+    ) -> None:
         self.call_id = call_id
         self.dropped = 0
+        self._on_drop = on_drop
         self._queue: collections.deque[Event] = collections.deque(maxlen=size)
         self._ready = asyncio.Event()
         self._closed = False
@@ -64,6 +70,8 @@ class Subscription:
                     "a slow event subscriber is losing its oldest events",
                     extra={"call_id": self.call_id, "dropped": self.dropped},
                 )
+            if self._on_drop is not None:
+                self._on_drop(self._queue[0])  # the one append is about to push out
         self._queue.append(event)
         self._ready.set()
 
@@ -105,11 +113,16 @@ class Broker:
         self._history: dict[str, collections.deque[Event]] = {}
 
     def subscribe(
-        self, call_id: str | None, *, after: str | None = None, size: int | None = None
+        self,
+        call_id: str | None,
+        *,
+        after: str | None = None,
+        size: int | None = None,
+        on_drop: Callable[[Event], None] | None = None,
     ) -> Subscription:
         """A call's subscription starts with the call's retained events (those after the
         event id ``after`` when it is among them); an all-calls one with new events only."""
-        subscription = Subscription(call_id, size or self._queue_size)
+        subscription = Subscription(call_id, size or self._queue_size, on_drop)
         if call_id is None:
             self._everything.add(subscription)
             return subscription

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -348,3 +349,27 @@ class AuditRecord(Base):
     outcome: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     source: Mapped[str | None] = mapped_column(String(64))  # the client's address
+
+
+class WebhookDeadLetter(Base):
+    """A webhook event the sender gave up on: out of attempts, refused for good, lost from
+    an overflowing queue, or still undelivered when the service stopped. It keeps the exact
+    CloudEvent body (verdict data, never audio or a signature) so that an admin can send
+    it again; ``delivered_at`` is set once a re-sent copy was taken."""
+
+    __tablename__ = "webhook_dead_letters"
+    __table_args__ = (Index("ix_webhook_dead_letters_url", "url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(256), index=True)
+    body: Mapped[str] = mapped_column(Text)  # the CloudEvent JSON, exactly as it was sent
+    attempts: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))  # out_of_attempts, refused, shutdown, ...
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's last answer
+    problem: Mapped[str | None] = mapped_column(String(512))  # or why there was none
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retried_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]

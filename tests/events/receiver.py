@@ -1,5 +1,6 @@
 """A webhook receiver on loopback: records every POST, answers with the statuses it is told
-(then 204), and checks signatures as a real receiver would."""
+(in arrival order, or for one event id), else 204, and checks signatures as a real receiver
+would."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class WebhookReceiver:
         self.secret = secret
         self.posts: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []  # answered in order, then 204
+        self.by_event: dict[str, list[int]] = {}  # an event id's answers, in order
+        self.failing: set[str] = set()  # event ids always answered 500
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -50,6 +53,18 @@ class WebhookReceiver:
             time.sleep(0.02)
         raise AssertionError(f"the webhook receiver never saw that; it has {self.events()}")
 
+    def answer(self, event_id: str) -> int:
+        """The status for a POST of ``event_id`` (called under the lock)."""
+        if event_id in self.failing:
+            return 500
+        if self.by_event.get(event_id):
+            return self.by_event[event_id].pop(0)
+        return self.statuses.pop(0) if self.statuses else 204
+
+    def posted_ids(self) -> list[str]:
+        with self._lock:
+            return [json.loads(body)["id"] for _, body in self.posts]
+
     @contextmanager
     def running(self) -> Iterator[WebhookReceiver]:
         receiver = self
@@ -59,7 +74,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
                     receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    status = receiver.statuses.pop(0) if receiver.statuses else 204
+                    status = receiver.answer(json.loads(body)["id"])
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

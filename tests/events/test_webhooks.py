@@ -1,41 +1,20 @@
 """biometrics.events.webhooks: signed CloudEvents POSTed to a real loopback receiver, retried
-with backoff on failures worth retrying, never on refusals or redirects."""
+with backoff on failures worth retrying, never on refusals or redirects; what is given up
+on is stored as a dead letter (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
-from biometrics.events import Broker, Event
-from biometrics.events.webhooks import (
-    SIGNATURE_HEADER,
-    RetryPolicy,
-    WebhookSender,
-    sign,
-    verify_signature,
-)
+from biometrics.events import Broker
+from biometrics.events.webhooks import SIGNATURE_HEADER, RetryPolicy, sign, verify_signature
+from biometrics.store.dead_letters import DeadLetters
 from tests.events.receiver import WebhookReceiver
-
-SECRET = "s3cret"
-NOW = datetime(2024, 11, 15, tzinfo=UTC)
-
-
-def event(number: int) -> Event:
-    return Event(f"e-{number}", "verdict.changed", "c1", "8:acs:a", NOW, {"n": number})
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(SECRET).running() as running:
-        yield running
-
-
-def sender(broker: Broker, url: str, attempts: int = 3) -> WebhookSender:
-    return WebhookSender(broker, [url], SECRET, RetryPolicy(attempts, 0.01), timeout_seconds=2)
+from tests.events.senders import SECRET, event, sender, stored
 
 
 def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
@@ -55,52 +34,72 @@ def test_backoff_doubles_up_to_a_minute() -> None:
     assert [policy.delay(n) for n in (1, 2, 3, 7, 8)] == [1.0, 2.0, 4.0, 60.0, 60.0]
 
 
-def test_events_are_delivered_in_order_signed_and_retried_after_a_500(
-    receiver: WebhookReceiver,
-) -> None:
-    receiver.statuses = [500, 503]
-
+def publish_and_stop(webhooks_of, *numbers: int, drain: float = 10.0) -> None:
     async def scenario() -> None:
         broker = Broker()
-        webhooks = sender(broker, receiver.url)
+        webhooks = webhooks_of(broker)
         webhooks.start()
-        for number in range(3):
+        for number in numbers:
             broker.publish(event(number))
         await asyncio.sleep(0)
-        await webhooks.stop(drain_seconds=10)
+        await webhooks.stop(drain_seconds=drain)
 
     asyncio.run(scenario())
+
+
+def test_events_are_delivered_signed_and_retried_after_a_500(
+    receiver: WebhookReceiver, dead_letters: DeadLetters
+) -> None:
+    receiver.by_event = {"e-0": [500, 503]}
+    publish_and_stop(lambda broker: sender(broker, receiver.url, dead_letters), 0, 1, 2)
     assert receiver.posts[0][0]["content-type"] == ("application/cloudevents+json; charset=utf-8")
-    assert [json.loads(body)["id"] for _, body in receiver.posts] == [
-        "e-0",
-        "e-0",
-        "e-0",
-        "e-1",
-        "e-2",
-    ]
-    assert [e["id"] for e in receiver.events()] == ["e-0", "e-0", "e-0", "e-1", "e-2"]
-    headers, body = receiver.posts[-1]
-    assert headers[SIGNATURE_HEADER.lower()] == sign(SECRET, body)
+    assert collections.Counter(receiver.posted_ids()) == {"e-0": 3, "e-1": 1, "e-2": 1}
+    assert len(receiver.events()) == 5  # every post signed
+    for headers, body in receiver.posts:
+        assert headers[SIGNATURE_HEADER.lower()] == sign(SECRET, body)
+    assert stored(dead_letters) == []
 
 
 @pytest.mark.parametrize("status", [400, 302])
-def test_a_refusal_or_a_redirect_is_not_retried(
-    receiver: WebhookReceiver, status: int, caplog: pytest.LogCaptureFixture
+def test_a_refusal_or_a_redirect_is_not_retried_and_becomes_a_dead_letter(
+    receiver: WebhookReceiver,
+    dead_letters: DeadLetters,
+    status: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver.statuses = [status]
-
-    async def scenario() -> bool:
-        return await sender(Broker(), receiver.url).deliver(receiver.url, event(1))
-
-    assert asyncio.run(scenario()) is False
+    publish_and_stop(lambda broker: sender(broker, receiver.url, dead_letters), 1)
     assert len(receiver.posts) == 1
     assert "webhook not delivered" in caplog.text
+    [letter] = stored(dead_letters)
+    assert (letter.event_id, letter.reason, letter.attempts, letter.last_status) == (
+        "e-1",
+        "refused",
+        1,
+        status,
+    )
+    assert letter.body.encode() == receiver.posts[0][1]  # the exact bytes that were sent
+    assert letter.delivered_at is None and letter.url == receiver.url
 
 
-def test_an_unreachable_receiver_is_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario() -> bool:
-        url = "http://127.0.0.1:9/hooks"  # discard port: nothing listens
-        return await sender(Broker(), url, attempts=2).deliver(url, event(1))
+def test_out_of_attempts_is_a_dead_letter_with_the_last_answer(
+    receiver: WebhookReceiver, dead_letters: DeadLetters
+) -> None:
+    receiver.failing = {"e-1"}
+    publish_and_stop(lambda broker: sender(broker, receiver.url, dead_letters, attempts=2), 1)
+    assert receiver.posted_ids() == ["e-1", "e-1"]
+    [letter] = stored(dead_letters)
+    assert (letter.reason, letter.attempts, letter.last_status) == ("out_of_attempts", 2, 500)
+    assert (letter.event_type, letter.call_id) == ("verdict.changed", "c1")
+    assert json.loads(letter.body)["data"] == {"n": 1}
 
-    assert asyncio.run(scenario()) is False
+
+def test_an_unreachable_receiver_is_retried_then_given_up(
+    dead_letters: DeadLetters, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "http://127.0.0.1:9/hooks"  # discard port: nothing listens
+    publish_and_stop(lambda broker: sender(broker, url, dead_letters, attempts=2), 1)
     assert "retrying" in caplog.text and "webhook not delivered" in caplog.text
+    [letter] = stored(dead_letters)
+    assert (letter.reason, letter.attempts, letter.last_status) == ("out_of_attempts", 2, None)
+    assert letter.problem  # why there was no answer

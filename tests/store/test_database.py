@@ -18,7 +18,7 @@ def test_migrations_build_exactly_the_models_schema(database_url):
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0008"
+        assert context.get_current_revision() == "0009"
 
 
 def test_migrations_downgrade_and_upgrade_again(database_url):
@@ -27,6 +27,15 @@ def test_migrations_downgrade_and_upgrade_again(database_url):
     assert "speakers" not in sa.inspect(Database(database_url).engine).get_table_names()
     command.upgrade(config, "head")
     assert "speakers" in sa.inspect(Database(database_url).engine).get_table_names()
+
+
+def test_the_dead_letter_migration_downgrades_to_0008_and_back(database_url):
+    config = alembic_config(database_url)
+    command.downgrade(config, "0008")
+    tables = sa.inspect(Database(database_url).engine).get_table_names()
+    assert "webhook_dead_letters" not in tables and "audit_log" in tables
+    command.upgrade(config, "head")
+    assert "webhook_dead_letters" in sa.inspect(Database(database_url).engine).get_table_names()
 
 
 def verdict_row(verdict_id: str, speaker_id: str, call_id: str | None = None) -> VerdictRecord:
