@@ -99,6 +99,18 @@ class AcsStream:
                     websocket, identity.call_id, CLOSE_POLICY_VIOLATION, refused.detail, parser
                 )
                 return
+            except Exception:  # the key store failing in a way it could not tell apart
+                logger.exception(
+                    "call socket credential not checked", extra={"call_id": identity.call_id}
+                )
+                await _close(
+                    websocket,
+                    identity.call_id,
+                    CLOSE_TRY_AGAIN_LATER,
+                    "the credential could not be checked now; reconnect shortly",
+                    parser,
+                )
+                return
             logger.info("call socket authenticated", extra={"call_id": identity.call_id, "by": who})
         try:
             with self._quota.hold(who):

@@ -191,3 +191,21 @@ def test_a_jwks_file_authenticates_sockets_without_reaching_acs(signing_key, tmp
     keys_file.write_text(jwks(("k1", signing_key)))
     authenticator = SocketAuthenticator(AUDIENCE, jwks_file=keys_file)
     assert authenticator.check(f"Bearer {token(signing_key)}")["aud"] == AUDIENCE
+
+
+def test_a_key_store_failure_closes_the_socket_1013_not_abruptly(settings, encoder):
+    """A credential that cannot be checked (here the keys table is gone: an error the
+    service cannot take for an outage) closes the socket with "try again later" and a
+    reason, rather than dropping the connection without a close frame."""
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite reports a missing table as it reports an unreachable file")
+    database = Database(settings.database_url)
+    stream = KeyStore(database).create(Role.STREAM, "acs")[1]
+    with TestClient(create_app(settings, encoder=encoder)) as client:
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE api_keys")
+        with client.websocket_connect(f"/ws/acs?token={stream}&call_id=k1") as socket:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive_text()
+    assert closed.value.code == 1013
+    assert "reconnect shortly" in closed.value.reason
