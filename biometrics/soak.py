@@ -96,9 +96,7 @@ WEBHOOK_DRAIN_SECONDS = 120.0  # the service's retries span about 31 s by defaul
 STOP_SECONDS = 60.0
 MAX_ERRORS_LISTED = 50
 MAX_MESSAGE_BYTES = Settings.stream_max_message_bytes  # the service's default
-# After a graceful shutdown uvicorn raises the SIGTERM it caught again, so that a process
-# manager sees the process end by that signal (exit -15); 0 would be as clean.
-CLEAN_EXITS = (0, -signal.SIGTERM)
+CLEAN_EXITS = (0,)  # `biometrics serve` exits 0 once SIGTERM's graceful shutdown is done
 
 
 class SoakError(Exception):
