@@ -128,7 +128,9 @@ def create_service(
     if settings.sweep_interval_seconds:
         retention = Retention(settings.verdict_retention_days, settings.audit_retention_days)
         sweeper = PeriodicSweep(
-            lambda stop: lifecycle.sweep(database, expiry, retention, stop=stop),
+            lambda stop: lifecycle.sweep(
+                database, expiry, retention, stop=stop, on_expired=verifier.claims.forget
+            ),
             settings.sweep_interval_seconds,
         )
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,9 +117,12 @@ def sweep(
     dry_run: bool = False,
     batch_size: int = BATCH_SIZE,
     stop: threading.Event | None = None,
+    on_expired: Callable[[str], None] | None = None,
 ) -> SweepReport:
     """Expire the speakers due, then delete the verdicts and audit rows past retention;
-    one summary log line. ``stop``, once set, ends the sweep after the current batch."""
+    one summary log line. ``stop``, once set, ends the sweep after the current batch;
+    ``on_expired`` hears each speaker id expired, once its transaction is committed (the
+    service drops what it remembers of them)."""
     now = utcnow()
     stop = stop or threading.Event()
     verdicts_before = _days_before(now, retention.verdict_days)
@@ -132,7 +136,7 @@ def sweep(
                 dry_run=True,
             )
     else:
-        expired = _expire(database, expiry, now, origin, batch_size, stop)
+        expired = _expire(database, expiry, now, origin, batch_size, stop, on_expired)
         verdicts = _delete_older(
             database, VerdictRecord, VerdictRecord.created_at, verdicts_before, batch_size, stop
         )
@@ -167,6 +171,7 @@ def _expire(
     origin: Origin,
     batch_size: int,
     stop: threading.Event,
+    on_expired: Callable[[str], None] | None,
 ) -> int:
     expired = 0
     while not stop.is_set():
@@ -198,6 +203,9 @@ def _expire(
                 for _, speaker_id in taken
             )
         expired += len(taken)
+        if on_expired is not None:
+            for _, speaker_id in taken:
+                on_expired(speaker_id)
         if len(batch) < batch_size:
             break
     return expired

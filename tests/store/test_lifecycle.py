@@ -64,9 +64,11 @@ def test_speakers_unused_too_long_or_past_expires_at_are_expired(database):
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
 
-    report = sweep(database, EXPIRY, KEEP)
+    heard: list[str] = []  # the service drops these from its remembered claims
+    report = sweep(database, EXPIRY, KEEP, on_expired=heard.append)
 
     assert report == SweepReport(speakers_expired=3, verdicts_deleted=0, audit_rows_deleted=0)
+    assert sorted(heard) == ["ended", "idle", "partial"]
     assert state(database, "idle") == (SpeakerStatus.EXPIRED, False)
     assert state(database, "ended") == (SpeakerStatus.EXPIRED, False)
     assert state(database, "partial") == (SpeakerStatus.EXPIRED, False)
