@@ -17,6 +17,7 @@ from biometrics.api.request_id import request_id_of
 from biometrics.errors import BiometricsError, InvalidRequest
 from biometrics.statuses import Role
 from biometrics.store.audit import ANONYMOUS, AuditLog, AuditQuery, Origin
+from biometrics.store.database import DatabaseUnavailable, is_unavailable
 
 if TYPE_CHECKING:
     from biometrics.api.auth import Guard
@@ -74,13 +75,14 @@ class Auditor:
         participant_raw_id: str | None = None,
     ) -> AsyncIterator[list[str]]:
         """One row for the block: ``ok`` (or what the block puts in the yielded list), or
-        the code of the error it raised (``internal_error`` for one not of the service)."""
+        the code of the error it raised (``database_unavailable`` for an unreachable
+        database, ``internal_error`` for anything else not of the service)."""
         outcome = ["ok"]
         where = {"call_id": call_id, "participant_raw_id": participant_raw_id}
         try:
             yield outcome
         except Exception as error:
-            code = error.code if isinstance(error, BiometricsError) else "internal_error"
+            code = _outcome_of(error)
             await self.record(origin_of(request), action, subject, code, **where)
             raise
         await self.record(origin_of(request), action, subject, outcome[-1], **where)
@@ -143,3 +145,9 @@ def page_size(value: str | None) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
     return int(value)
+
+
+def _outcome_of(error: Exception) -> str:
+    if isinstance(error, BiometricsError):
+        return error.code
+    return DatabaseUnavailable.code if is_unavailable(error) else "internal_error"
