@@ -44,8 +44,9 @@ def run(options: SoakOptions, progress: Callable[[str], None] = print) -> Report
             database_url = stack.enter_context(fresh_postgres(options.postgres_url))
             if options.pg_restart_command is None:
                 target = sa.make_url(database_url)
-                proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-                stack.callback(proxy.close)
+                proxy = stack.enter_context(
+                    TcpProxy((target.host or "127.0.0.1", target.port or 5432))
+                )
                 database_url = via_proxy(database_url, proxy.port)
         service = start_service(folder, database_url, options.model, webhook)
         progress(
