@@ -1,8 +1,9 @@
 """A database outage in the middle of a live call, end to end: a real uvicorn server whose
-PostgreSQL connection goes through a proxy (tests/tcp_proxy.py) that is switched off for
-5 s. Live verdicts keep coming over server-sent events, REST answers 503 with Retry-After
-on the same kept-alive connection, a call opened during the outage is accepted and judged,
-and once the database is back every published verdict is in the table."""
+PostgreSQL connection goes through a proxy (the soak's, biometrics/soak/proxy.py) that is
+switched off for 5 s. Live verdicts keep coming over server-sent events, REST answers 503
+with Retry-After on the same kept-alive connection, a call opened during the outage is
+accepted and judged, and once the database is back every published verdict is in the
+table."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ import uvicorn
 
 from biometrics import simulator
 from biometrics.app import create_app
+from biometrics.soak.proxy import TcpProxy
 from biometrics.store import Database
 from tests.conftest import admin_key_for, bearer
 from tests.streaming.helpers import START, live_settings, voice
-from tests.tcp_proxy import TcpProxy
 from tests.voices import wav_bytes
 
 # PostgreSQL only: a SQLite file cannot be taken away from the process that opened it.
@@ -41,7 +42,7 @@ OUTAGE_SECONDS = 5.0
 @pytest.fixture
 def proxy(postgres_url):
     target = sa.engine.make_url(postgres_url)
-    with TcpProxy(target.host or "127.0.0.1", target.port or 5432).running() as running:
+    with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as running:
         yield running
 
 

@@ -1,6 +1,6 @@
 """A webhook receiver on loopback: records every POST, answers with the statuses it is told
 (in arrival order, or for one event id), else 204, and checks signatures as a real receiver
-would."""
+would (served by the soak's PostServer)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 
 from biometrics.events.webhooks import SIGNATURE_HEADER, verify_signature
+from biometrics.soak.receiver import PostServer
 
 
 class WebhookReceiver:
@@ -23,14 +24,12 @@ class WebhookReceiver:
         self.by_event: dict[str, list[int]] = {}  # an event id's answers, in order
         self.failing: set[str] = set()  # event ids always answered 500
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: PostServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        assert isinstance(host, str)
-        return f"http://{host}:{port}/hooks"
+        return self._server.url
 
     def events(self) -> list[dict[str, Any]]:
         """The bodies of the POSTs whose signature is valid, in arrival order."""
@@ -67,26 +66,11 @@ class WebhookReceiver:
 
     @contextmanager
     def running(self) -> Iterator[WebhookReceiver]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with receiver._lock:
-                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    status = receiver.answer(json.loads(body)["id"])
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with PostServer(self._take) as server:
+            self._server = server
             yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
+
+    def _take(self, headers: Message, body: bytes) -> int:
+        with self._lock:
+            self.posts.append(({k.lower(): v for k, v in headers.items()}, body))
+            return self.answer(json.loads(body)["id"])
