@@ -194,7 +194,7 @@ def test_a_jwks_file_authenticates_sockets_without_reaching_acs(signing_key, tmp
 
 
 def test_a_key_store_failure_closes_the_socket_1013_not_abruptly(settings, encoder):
-    """A credential that cannot be checked (here the keys table is gone: an error the
+    """A credential that cannot be checked (here the keys table is away: an error the
     service cannot take for an outage) closes the socket with "try again later" and a
     reason, rather than dropping the connection without a close frame."""
     if settings.database_url.startswith("sqlite"):
@@ -203,9 +203,13 @@ def test_a_key_store_failure_closes_the_socket_1013_not_abruptly(settings, encod
     stream = KeyStore(database).create(Role.STREAM, "acs")[1]
     with TestClient(create_app(settings, encoder=encoder)) as client:
         with database.engine.begin() as connection:
-            connection.exec_driver_sql("DROP TABLE api_keys")
-        with client.websocket_connect(f"/ws/acs?token={stream}&call_id=k1") as socket:
-            with pytest.raises(WebSocketDisconnect) as closed:
-                socket.receive_text()
+            connection.exec_driver_sql("ALTER TABLE api_keys RENAME TO api_keys_away")
+        try:
+            socket = client.websocket_connect(f"/ws/acs?token={stream}&call_id=k1")
+            with socket as opened, pytest.raises(WebSocketDisconnect) as closed:
+                opened.receive_text()
+        finally:  # the database is shared by the tests that follow
+            with database.engine.begin() as connection:
+                connection.exec_driver_sql("ALTER TABLE api_keys_away RENAME TO api_keys")
     assert closed.value.code == 1013
     assert "reconnect shortly" in closed.value.reason
