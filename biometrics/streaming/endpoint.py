@@ -7,13 +7,13 @@ key (close 1008 without one), and the key's quota of open sockets (close 1013 wh
 them all, before any audio is read); wait up to ``metadata_timeout_seconds`` for
 ``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
 ``?call_id=``, else the subscription id), which must be a call token's own call (close 1008
-otherwise); then feed every ``AudioData`` frame to the call
-until the peer closes, or until it sends nothing for ``idle_timeout_seconds`` (close
-1008). A message over ``max_message_bytes`` closes 1009; whatever the parser refuses
-closes with its code (1007 or 1008) and reason; anything unexpected closes 1011. However
-a socket ends, only its own call is touched, the call ends (or waits for a reconnect)
-cleanly, and its key's quota is given back. A socket that joined its call leaves two
-``call.socket`` rows in the audit trail: ``accepted``, then ``closed <code>``.
+otherwise); then feed every ``AudioData`` frame to the call until the peer closes, or until
+it sends nothing for ``idle_timeout_seconds`` (close 1008). A message over
+``max_message_bytes`` closes 1009; whatever the parser refuses closes with its code (1007
+or 1008) and reason; anything unexpected closes 1011. However a socket ends, only its own
+call is touched, the call ends (or waits for a reconnect) cleanly, and its key's quota is
+given back. A socket that joined its call leaves two ``call.socket`` rows in the audit
+trail: ``accepted``, then ``closed <code>``.
 """
 
 from __future__ import annotations

@@ -157,3 +157,30 @@ def test_a_stream_token_opens_its_own_calls_socket_only(client):
         ("WS /ws/acs", "forbidden", "y"),
         ("WS /ws/acs", "forbidden", "sub-1"),
     ]
+
+
+def test_rotating_the_voiceprint_key_ends_the_tokens_signed_before(settings, encoder, admin_key):
+    with TestClient(create_app(settings, encoder=encoder), headers=bearer(admin_key)) as client:
+        before = bearer(mint(client, "x", "read"))
+        refused(client.get("/v1/calls/x", headers=before), 404, "call_not_found")
+    rotated = dataclasses.replace(
+        settings,
+        encryption_key=Key.generate().encoded(),
+        encryption_old_keys=settings.encryption_key or "",
+    )
+    with TestClient(create_app(rotated, encoder=encoder), headers=bearer(admin_key)) as client:
+        assert "rotated" in refused(
+            client.get("/v1/calls/x", headers=before), 401, "unauthenticated"
+        )
+        after = bearer(mint(client, "x", "read"))
+        refused(client.get("/v1/calls/x", headers=after), 404, "call_not_found")
+
+
+def test_a_tokens_requests_count_against_its_minting_keys_rate(settings, encoder, admin_key):
+    limited = dataclasses.replace(settings, rate_limit_per_minute=3)
+    with TestClient(create_app(limited, encoder=encoder), headers=bearer(admin_key)) as client:
+        token = bearer(mint(client, "x", "read"))
+        refused(client.get("/v1/calls/x", headers=token), 404, "call_not_found")
+        refused(client.get("/v1/calls/x"), 404, "call_not_found")
+        over = client.get("/v1/calls/x", headers=token)
+        assert admin_key.split("_")[1] in refused(over, 429, "rate_limited")
