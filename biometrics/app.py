@@ -21,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from biometrics.api import health
 from biometrics.api.audit import Auditor, AuditRoutes
 from biometrics.api.auth import Guard, RateLimit
+from biometrics.api.call_tokens import CallTokenRoutes
 from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodyLimits
@@ -42,6 +43,7 @@ from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Role
 from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import AuditLog
+from biometrics.store.call_tokens import CallTokens
 from biometrics.store.calls import CallStore
 from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.dead_letters import DeadLetters
@@ -169,7 +171,9 @@ def create_service(
         )
     keys = KeyStore(database)
     limit = RateLimit(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    guard = Guard(keys, enabled=settings.auth_enabled, auditor=auditor, limit=limit)
+    # Call tokens are signed under a secret derived from the current voiceprint key.
+    tokens = CallTokens(cipher.keyring.current)
+    guard = Guard(keys, settings.auth_enabled, auditor, tokens, limit)
     acs = None
     if settings.acs_audience:
         acs = SocketAuthenticator(
@@ -179,7 +183,7 @@ def create_service(
             settings.acs_jwks_file,
         )
     # Sockets remember the keys checked lately, so that calls reconnect through an outage.
-    gate = SocketGate(RecentKeyStore(database) if settings.auth_enabled else None, acs)
+    gate = SocketGate(RecentKeyStore(database) if settings.auth_enabled else None, acs, tokens)
     if not settings.auth_enabled:
         logger.warning(AUTH_OFF_WARNING)
 
@@ -196,6 +200,7 @@ def create_service(
             database, enroller, settings.max_audio_seconds, auditor, verifier.claims.forget
         ).routes(guard),
         Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
+        *CallTokenRoutes(tokens, auditor, settings.auth_enabled).routes(guard),
         *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
         *AuditRoutes(audit_log).routes(guard),
         *WebhookRoutes(dead_letters, webhooks, auditor).routes(guard),

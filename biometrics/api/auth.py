@@ -7,10 +7,16 @@ leave an ``auth.refused`` row in the audit trail (the key id when the key was ge
 never the presented text). A key over its rate is 429, audited at most once a minute. With
 authentication turned off (a development setting, warned about at start and on
 ``/readyz``) every route is open.
+
+A call token (``bmc.…``, :mod:`biometrics.store.call_tokens`) is presented the same way. It
+is checked without the database, and lets in only the routes its role allows *and* whose
+``call_id`` path parameter is its call; anything else is 403. It counts against the rate of
+the key that minted it, and the audit trail names it ``call-token:<that key's id>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -25,7 +31,8 @@ from biometrics.api.audit import Auditor, origin_of
 from biometrics.errors import Forbidden, RateLimited, Unauthenticated
 from biometrics.statuses import Role
 from biometrics.store.audit import RefusalThrottle
-from biometrics.store.keys import KeyInfo, KeyStore, Refusal, key_from_headers
+from biometrics.store.call_tokens import CallTokens, is_call_token
+from biometrics.store.keys import KeyStore, Refusal, key_from_headers
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +68,34 @@ class RateLimit:
 REFUSED = "auth.refused"
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who the guard let in (``request.state.api_key``): an API key, or a call token."""
+
+    key_id: str  # as the audit trail names it: the key id, or call-token:<minting key id>
+    role: Role
+    rate_key: str  # whose rate the request counts against: the key, or the minting key
+    call_id: str | None = None  # a call token's call: the only call it may act on
+
+
 class Guard:
     def __init__(
-        self, keys: KeyStore, enabled: bool, auditor: Auditor, limit: RateLimit | None = None
+        self,
+        keys: KeyStore,
+        enabled: bool,
+        auditor: Auditor,
+        tokens: CallTokens,
+        limit: RateLimit | None = None,
     ) -> None:
         self._keys = keys
         self.enabled = enabled
         self._auditor = auditor
+        self._tokens = tokens
         self._limit = limit
 
-    def requires(self, role: Role, endpoint: Endpoint) -> Endpoint:
-        """``endpoint``, answered only for a key whose role allows ``role``."""
+    def requires(self, role: Role | None, endpoint: Endpoint) -> Endpoint:
+        """``endpoint``, answered only for a caller whose role allows ``role``; None lets in
+        any API key but no call token (the endpoint judges the role itself)."""
         if not self.enabled:
             return endpoint
 
@@ -79,20 +103,19 @@ class Guard:
         async def guarded(request: Request) -> Response:
             where = f"{request.method} {request.url.path}"
             try:
-                key = await self.authenticate(_presented(request))
+                caller = await self.authenticate(_presented(request))
             except Unauthenticated as refused:
                 await self._auditor.record(origin_of(request), REFUSED, where, refused.code)
                 raise
-            if not key.role.allows(role):
+            problem = _forbidden(caller, role, request.path_params.get("call_id"))
+            if problem is not None:
                 await self._auditor.record(
-                    origin_of(request, key.key_id), REFUSED, where, Forbidden.code
+                    origin_of(request, caller.key_id), REFUSED, where, Forbidden.code
                 )
-                raise Forbidden(
-                    f"API key {key.key_id} has the role {key.role}; this needs {role} (or admin)"
-                )
+                raise Forbidden(problem)
             if self._limit is not None:
-                await self._take(self._limit, request, key.key_id, where)
-            request.state.api_key = key
+                await self._take(self._limit, request, caller.rate_key, where)
+            request.state.api_key = caller
             return await endpoint(request)
 
         return guarded
@@ -106,20 +129,39 @@ class Guard:
                 await self._auditor.record(origin_of(request, key_id), REFUSED, where, refused.code)
             raise
 
-    def route(self, path: str, role: Role, endpoint: Endpoint, method: str) -> Route:
-        """A route whose endpoint needs ``role``."""
+    def route(self, path: str, role: Role | None, endpoint: Endpoint, method: str) -> Route:
+        """A route whose endpoint needs ``role`` (see :meth:`requires`)."""
         return Route(path, self.requires(role, endpoint), methods=[method])
 
-    async def authenticate(self, presented: str | None) -> KeyInfo:
-        """The key, or :class:`Unauthenticated` saying what is wrong with it."""
+    async def authenticate(self, presented: str | None) -> Caller:
+        """The key or call token, or :class:`Unauthenticated` saying what is wrong with it."""
         if presented is None:
             raise Unauthenticated(
                 "an API key is required: send Authorization: Bearer <key> or X-API-Key"
             )
+        if is_call_token(presented):
+            token = self._tokens.check(presented)
+            return Caller(token.actor, token.role, token.issued_by, token.call_id)
         found = await run_in_threadpool(self._keys.authenticate, presented)
         if isinstance(found, Refusal):
             raise Unauthenticated(found.reason)
-        return found
+        return Caller(found.key_id, found.role, found.key_id)
+
+
+def _forbidden(caller: Caller, role: Role | None, call_id: object) -> str | None:
+    """Why ``caller`` may not use a route that needs ``role`` on ``call_id`` (the route's
+    ``call_id`` path parameter, None when it has none); None when it may."""
+    if caller.call_id is None:
+        if role is None or caller.role.allows(role):
+            return None
+        return f"API key {caller.key_id} has the role {caller.role}; this needs {role} (or admin)"
+    if role is None:
+        return f"this call token is bound to call {caller.call_id!r}; here, use an API key"
+    if call_id != caller.call_id:
+        return f"this call token is bound to call {caller.call_id!r}; it cannot be used here"
+    if not caller.role.allows(role):
+        return f"this call token has the role {caller.role}; this needs {role} (or admin)"
+    return None
 
 
 def _presented(request: Request) -> str | None:

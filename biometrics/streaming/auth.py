@@ -1,12 +1,14 @@
 """Who may stream audio: ACS signs each WebSocket connection with a bearer JWT (RS256, issuer
 Call Automation, audience your ACS resource id), checked against Call Automation's published
 keys; other platforms (and ACS through a ``transportUrl`` query string) present an API key
-with the ``stream`` role. Either is checked before any audio is read, and so is the key's
-quota of open sockets (:class:`SocketQuota`)."""
+with the ``stream`` role, or a call token with the ``stream`` role (which opens the socket of
+its own call only: :class:`Streamer`). Each is checked before any audio is read, and so is
+the key's quota of open sockets (:class:`SocketQuota`)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import jwt
 
-from biometrics.errors import BiometricsError
+from biometrics.errors import BiometricsError, Unauthenticated
 from biometrics.statuses import Role
 from biometrics.store.audit import RefusalThrottle
+from biometrics.store.call_tokens import CallTokens, is_call_token
 from biometrics.store.keys import PREFIX, KeyStore, Refusal, key_from_headers
 
 ACS_ISSUER = "https://acscallautomation.communication.azure.com"
@@ -165,27 +168,42 @@ class SocketAuthenticator:
             raise Unauthorized(f"invalid token: {error}") from None
 
 
-class SocketGate:
-    """ACS's token or a ``stream`` key; ``keys`` None means API keys are turned off, and
-    both None leaves the socket open (a development setting, warned about at start)."""
+@dataclasses.dataclass(frozen=True)
+class Streamer:
+    """Who a socket's credential let in: ``acs``, a key id or ``call-token:<key id>``, and for
+    a call token the only call the socket may join."""
 
-    def __init__(self, keys: KeyStore | None, acs: SocketAuthenticator | None) -> None:
+    who: str
+    call_id: str | None = None
+
+
+class SocketGate:
+    """ACS's token, a ``stream`` key or a ``stream`` call token; ``keys`` None means API keys
+    (and call tokens) are turned off, and both None leaves the socket open (a development
+    setting, warned about at start)."""
+
+    def __init__(
+        self, keys: KeyStore | None, acs: SocketAuthenticator | None, tokens: CallTokens
+    ) -> None:
         self._keys = keys
         self._acs = acs
+        self._tokens = tokens
 
     @property
     def open(self) -> bool:
         return self._keys is None and self._acs is None
 
-    def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str:
-        """Blocking. Who streams: ``acs`` or the key id; :class:`Unauthorized` otherwise."""
-        key = query.get("token") or key_from_headers(headers)
+    def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Streamer:
+        """Blocking. Who streams; :class:`Unauthorized` if nobody may."""
+        key = query.get("token") or key_from_headers(headers) or _bearer_call_token(headers)
+        if key is not None and is_call_token(key):
+            return self._check_call_token(key)
         if key is not None and key.startswith(PREFIX + "_"):
-            return self._check_key(key)
+            return Streamer(self._check_key(key))
         authorization = headers.get("authorization")
         if self._acs is not None and authorization:
             self._acs.check(authorization)
-            return ACS
+            return Streamer(ACS)
         wanted = "ACS's signed token (Authorization: Bearer) or " if self._acs else ""
         if self._keys is None:
             raise Unauthorized(f"this socket needs {wanted}a valid credential")
@@ -193,6 +211,17 @@ class SocketGate:
             f"this socket needs {wanted}an API key with the stream role (?token= or "
             "Authorization: Bearer)"
         )
+
+    def _check_call_token(self, token: str) -> Streamer:
+        if self._keys is None:
+            raise Unauthorized("API keys are turned off: this socket takes ACS's token only")
+        try:
+            granted = self._tokens.check(token)
+        except Unauthenticated as refused:
+            raise Unauthorized(refused.detail) from None
+        if not granted.role.allows(Role.STREAM):
+            raise Unauthorized(f"this call token has the role {granted.role}, not stream")
+        return Streamer(granted.actor, granted.call_id)
 
     def _check_key(self, key: str) -> str:
         if self._keys is None:
@@ -203,3 +232,10 @@ class SocketGate:
         if not found.role.allows(Role.STREAM):
             raise Unauthorized(f"API key {found.key_id} has the role {found.role}, not stream")
         return found.key_id
+
+
+def _bearer_call_token(headers: Mapping[str, str]) -> str | None:
+    """A call token sent as ``Authorization: Bearer`` (which otherwise carries ACS's JWT)."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and is_call_token(token) else None

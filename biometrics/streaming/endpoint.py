@@ -6,13 +6,14 @@ The socket's life: accept; check its credential, ACS's signed token or a ``strea
 key (close 1008 without one), and the key's quota of open sockets (close 1013 when it holds
 them all, before any audio is read); wait up to ``metadata_timeout_seconds`` for
 ``AudioMetadata`` (close 1008 otherwise); name the call (``x-ms-call-connection-id``, else
-``?call_id=``, else the subscription id); then feed every ``AudioData`` frame to the call
-until the peer closes, or until it sends nothing for ``idle_timeout_seconds`` (close
-1008). A message over ``max_message_bytes`` closes 1009; whatever the parser refuses
-closes with its code (1007 or 1008) and reason; anything unexpected closes 1011. However
-a socket ends, only its own call is touched, the call ends (or waits for a reconnect)
-cleanly, and its key's quota is given back. A socket that joined its call leaves two
-``call.socket`` rows in the audit trail: ``accepted``, then ``closed <code>``.
+``?call_id=``, else the subscription id), which must be a call token's own call (close 1008
+otherwise); then feed every ``AudioData`` frame to the call until the peer closes, or until
+it sends nothing for ``idle_timeout_seconds`` (close 1008). A message over
+``max_message_bytes`` closes 1009; whatever the parser refuses closes with its code (1007
+or 1008) and reason; anything unexpected closes 1011. However a socket ends, only its own
+call is touched, the call ends (or waits for a reconnect) cleanly, and its key's quota is
+given back. A socket that joined its call leaves two ``call.socket`` rows in the audit
+trail: ``accepted``, then ``closed <code>``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from biometrics.errors import TooManyCalls
+from biometrics.errors import Forbidden, TooManyCalls
 from biometrics.store.audit import ANONYMOUS, AuditLog, Origin
-from biometrics.streaming.auth import SocketGate, SocketQuota, TooManySockets, Unauthorized
+from biometrics.streaming.auth import (
+    SocketGate,
+    SocketQuota,
+    Streamer,
+    TooManySockets,
+    Unauthorized,
+)
 from biometrics.streaming.call import CallSession
 from biometrics.streaming.identity import SocketIdentity, call_id_problem, socket_identity
 from biometrics.streaming.protocol import (
@@ -86,11 +93,11 @@ class AcsStream:
     async def serve(self, websocket: WebSocket) -> None:
         identity = socket_identity(websocket.headers, websocket.query_params)
         parser = StreamParser()
-        who: str | None = None
+        streamer = Streamer(ANONYMOUS)
         await websocket.accept()
         if not self._gate.open:
             try:
-                who = await run_in_threadpool(
+                streamer = await run_in_threadpool(
                     self._gate.check, websocket.headers, websocket.query_params
                 )
             except Unauthorized as refused:
@@ -111,22 +118,29 @@ class AcsStream:
                     parser,
                 )
                 return
-            logger.info("call socket authenticated", extra={"call_id": identity.call_id, "by": who})
+            logger.info(
+                "call socket authenticated",
+                extra={"call_id": identity.call_id, "by": streamer.who},
+            )
+        who = streamer.who
         try:
-            with self._quota.hold(who):
-                joined = await self._stream(websocket, identity, parser, who or ANONYMOUS)
+            with self._quota.hold(None if who == ANONYMOUS else who):
+                joined = await self._stream(websocket, identity, parser, streamer)
         except TooManySockets as refused:
-            assert who is not None  # only a key is counted
             if self._quota.refusals.first(who):
                 await self._refused(websocket, who, identity.call_id, refused.code)
             await _close(websocket, identity.call_id, CLOSE_TRY_AGAIN_LATER, refused.detail, parser)
             return
         if joined is not None:  # written once the key's quota has its socket back
             call_id, code = joined
-            await self._record(websocket, who or ANONYMOUS, call_id, f"closed {code}")
+            await self._record(websocket, who, call_id, f"closed {code}")
 
     async def _stream(
-        self, websocket: WebSocket, identity: SocketIdentity, parser: StreamParser, who: str
+        self,
+        websocket: WebSocket,
+        identity: SocketIdentity,
+        parser: StreamParser,
+        streamer: Streamer,
     ) -> tuple[str, int] | None:
         """The authenticated socket, from its metadata to its close: the call it joined and
         the code it closed with, or None if it never joined one."""
@@ -141,6 +155,14 @@ class AcsStream:
             problem = call_id_problem(call_id)
             if problem is not None:
                 raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad call id: {problem}")
+            # Only now is the call id final (it may be the subscription id): a call token's
+            # socket is held to its call here, before any audio reaches a call.
+            if streamer.call_id not in (None, call_id):
+                await self._refused(websocket, streamer.who, call_id, Forbidden.code)
+                raise ProtocolViolation(
+                    CLOSE_POLICY_VIOLATION,
+                    f"this call token is bound to call {streamer.call_id!r}, not {call_id!r}",
+                )
             try:
                 call = await self._calls.connect(
                     call_id, identity.correlation_id, audio_format, parser.counters
@@ -156,7 +178,7 @@ class AcsStream:
                     "sockets": call.sockets,
                 },
             )
-            await self._record(websocket, who, call_id, "accepted")
+            await self._record(websocket, streamer.who, call_id, "accepted")
             idle = self._limits.idle_timeout_seconds
             while True:
                 try:
