@@ -31,7 +31,6 @@ from typing import Any
 import soundfile
 import torch
 from speechbrain.inference.speaker import SpeakerRecognition
-from speechbrain.utils.fetching import FetchConfig, LocalStrategy
 
 from benchmarks.common import (
     DEFAULT_SPEECH,
@@ -74,18 +73,13 @@ def model_folder(spec: str, workdir: Path) -> tuple[Path, str]:
     return Path(spec).resolve(), str(Path(spec).resolve())
 
 
-def load_raw(folder: Path) -> SpeakerRecognition:
-    """SpeechBrain's own model object, loaded offline from the folder."""
+def load_raw(folder: Path, workdir: Path) -> SpeakerRecognition:
+    """SpeechBrain's own model object for the folder, with none of the service around it
+    (its files linked into ``workdir``; the folder's ``pretrained_path`` pointed at itself)."""
     hyperparams = (folder / "hyperparams.yaml").read_text()
     overrides = {"pretrained_path": str(folder)} if "pretrained_path:" in hyperparams else {}
-    model = SpeakerRecognition.from_hparams(
-        source=str(folder),
-        overrides=overrides,
-        savedir=None,
-        local_strategy=LocalStrategy.NO_LINK,
-        fetch_config=FetchConfig(allow_network=False),
-        run_opts={"device": "cpu"},
-    )
+    savedir = workdir / "raw-model"
+    model = SpeakerRecognition.from_hparams(str(folder), savedir=str(savedir), overrides=overrides)
     return model.eval()
 
 
@@ -223,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="biometrics-bench-") as tmp:
         workdir = Path(tmp)
         folder, source = model_folder(args.model, workdir)
-        rows = raw_rows(load_raw(folder), clips, args.seconds)
+        rows = raw_rows(load_raw(folder, workdir), clips, args.seconds)
         with running_service(source, workdir, args.threads) as (url, key):
             enroll(url, key, enrollment)
             rows.append(saturate(url, key, trials, args.clients, args.seconds))
