@@ -1,0 +1,95 @@
+"""What every benchmark shares: the machine it ran on, the real speech it reads, and how it
+reports (a printed table and a JSON file)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from biometrics.audio import SAMPLE_RATE
+from biometrics.audio.decode import decode_audio
+
+LIBRISPEECH_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
+DEFAULT_SPEECH = LIBRISPEECH_DEV / "test-other-dev"
+AUDIO_SUFFIXES = (".flac", ".wav")
+
+Samples = npt.NDArray[np.float32]
+
+
+class SpeechMissing(Exception):
+    """The speech folder is absent or holds no speaker folders."""
+
+
+def machine() -> dict[str, Any]:
+    """The box and the torch build the figures came from."""
+    model_name = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model_name or platform.processor(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+
+
+def load_speakers(folder: Path, *, limit: int | None = None) -> dict[str, list[Samples]]:
+    """``folder/<speaker>/<utterance>.flac|wav`` decoded by the service's decoder (16 kHz)."""
+    if not folder.is_dir():
+        raise SpeechMissing(f"no speech folder at {folder}; pass --speech <speaker folders>")
+    speakers = {}
+    for speaker in sorted(path for path in folder.iterdir() if path.is_dir())[:limit]:
+        files = sorted(path for path in speaker.iterdir() if path.suffix in AUDIO_SUFFIXES)
+        if files:
+            speakers[speaker.name] = [decode_audio(path.read_bytes()) for path in files]
+    if not speakers:
+        raise SpeechMissing(f"{folder} holds no <speaker>/<file>.flac|wav")
+    return speakers
+
+
+def crops(utterances: Sequence[Samples], seconds: float) -> list[Samples]:
+    """Every whole ``seconds`` crop of the utterances, in order."""
+    size = int(seconds * SAMPLE_RATE)
+    return [
+        utterance[start : start + size]
+        for utterance in utterances
+        for start in range(0, len(utterance) - size + 1, size)
+    ]
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Columns as wide as their widest cell; floats with three significant decimals."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    print("  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in cells:
+        print("  ".join(value.rjust(w) for value, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def write_json(path: Path | None, result: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
