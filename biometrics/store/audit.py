@@ -110,11 +110,16 @@ class AuditLog:
     ) -> None:
         at = utcnow()  # when it happened, however late it is written
 
-        def write(session: Session) -> None:
-            row = audit_row(origin, action, subject, outcome)  # a new row each try
-            row.at = at
-            row.call_id = _text(call_id, 256)
-            row.participant_raw_id = _text(participant_raw_id, 256)
+        def write(session: Session) -> None:  # a new row each try
+            row = audit_row(
+                origin,
+                action,
+                subject,
+                outcome,
+                at=at,
+                call_id=call_id,
+                participant_raw_id=participant_raw_id,
+            )
             session.add(row)
 
         if self._spool is not None:
@@ -140,14 +145,26 @@ class AuditLog:
             return [_entry(row) for row in session.scalars(statement)]
 
 
-def audit_row(origin: Origin, action: str, subject: str | None, outcome: str) -> AuditRecord:
-    """One row of the trail, naming no call, for a caller that writes it in a transaction
-    of its own (the lifecycle sweep, beside the change it records)."""
+def audit_row(
+    origin: Origin,
+    action: str,
+    subject: str | None,
+    outcome: str,
+    *,
+    at: datetime | None = None,
+    call_id: str | None = None,
+    participant_raw_id: str | None = None,
+) -> AuditRecord:
+    """One row of the trail (made ``at``, default now), for :meth:`AuditLog.record` and for
+    a caller that writes it in a transaction of its own (the lifecycle sweep, beside the
+    change it records)."""
     return AuditRecord(
-        at=utcnow(),
+        at=at or utcnow(),
         actor=_text(origin.actor, 64),
         action=action,
         subject=_text(subject, 256),
+        call_id=_text(call_id, 256),
+        participant_raw_id=_text(participant_raw_id, 256),
         outcome=_text(outcome, 64),
         request_id=_text(origin.request_id, 128),
         source=_text(origin.source, 64),
