@@ -17,6 +17,7 @@ import torch
 
 from biometrics.audio import SAMPLE_RATE
 from biometrics.audio.decode import decode_audio
+from biometrics.evaluation.report import format_table
 
 LIBRISPEECH_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 DEFAULT_SPEECH = LIBRISPEECH_DEV / "test-other-dev"
@@ -73,12 +74,9 @@ def crops(utterances: Sequence[Samples], seconds: float) -> list[Samples]:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Columns as wide as their widest cell; floats with three significant decimals."""
+    """Right-aligned columns; floats with three significant decimals."""
     cells = [[_cell(value) for value in row] for row in rows]
-    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True)))
-    for row in cells:
-        print("  ".join(value.rjust(w) for value, w in zip(row, widths, strict=True)))
+    print(format_table(cells, [(str(header), ">") for header in headers]))
 
 
 def _cell(value: object) -> str:

@@ -40,6 +40,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from biometrics.app import create_app  # noqa: E402
 from biometrics.embedding import load_encoder  # noqa: E402
+from biometrics.evaluation.report import format_table  # noqa: E402
 from tests.conftest import (  # noqa: E402
     admin_key_for,
     bearer,
@@ -50,6 +51,7 @@ from tests.conftest import (  # noqa: E402
 )
 from tests.hostile.properties import PROPERTIES, TARGETS, Property  # noqa: E402
 
+COLUMNS = [("target", "<"), ("property", "<"), ("cases", ">"), ("failures", ">"), ("seconds", ">")]
 FIRST_ROUND = 50  # examples, before the rate is known
 ROUND_SECONDS = 20.0  # later rounds are sized to about this long
 
@@ -145,28 +147,19 @@ def run(
 
 
 def table(outcomes: list[Outcome]) -> str:
-    rows = [("target", "property", "cases", "failures", "seconds")]
-    rows += [
+    rows = [
         (o.target, o.property, str(o.cases), str(o.failures), f"{o.seconds:.1f}") for o in outcomes
     ]
-    total_seconds = sum(o.seconds for o in outcomes)
     rows.append(
         (
             "all",
             "",
             str(sum(o.cases for o in outcomes)),
             str(sum(o.failures for o in outcomes)),
-            f"{total_seconds:.1f}",
+            f"{sum(o.seconds for o in outcomes):.1f}",
         )
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    )
+    return format_table(rows, COLUMNS, rule=False)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

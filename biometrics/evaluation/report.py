@@ -81,8 +81,11 @@ def table_row(evaluation: Evaluation) -> list[str]:
     ]
 
 
-def format_table(rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str]]) -> str:
-    """Aligned plain-text columns; ``columns`` is (header, '<' or '>') per column."""
+def format_table(
+    rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str]], *, rule: bool = True
+) -> str:
+    """Aligned plain-text columns; ``columns`` is (header, '<' or '>') per column; ``rule``
+    draws a line under the header."""
     widths = [
         max([len(header), *(len(row[index]) for row in rows)])
         for index, (header, _) in enumerate(columns)
@@ -95,7 +98,7 @@ def format_table(rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str
         ).rstrip()
 
     header = line([name for name, _ in columns])
-    return "\n".join([header, "-" * len(header), *(line(row) for row in rows)])
+    return "\n".join([header, *(["-" * len(header)] if rule else []), *(line(row) for row in rows)])
 
 
 def results_table(evaluations: Sequence[Evaluation]) -> str:
