@@ -30,7 +30,13 @@ from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
 from biometrics.api.webhooks import WebhookRoutes
 from biometrics.config import Settings
-from biometrics.embedding import EmbeddingWorker, SpeakerEncoder, load_encoder
+from biometrics.embedding import (
+    BatchingPolicy,
+    EmbeddingWorker,
+    InferenceBatcher,
+    SpeakerEncoder,
+    load_encoder,
+)
 from biometrics.enrollment import Enroller
 from biometrics.events import Broker
 from biometrics.events.dead_letter_writer import DeadLetterWriter
@@ -99,7 +105,11 @@ def create_service(
         encoder = load_encoder(
             settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
         )
-    worker = EmbeddingWorker(encoder)
+    # Every embedding (REST, live verdicts, enrollment) goes through one batcher.
+    batching = BatchingPolicy(
+        settings.inference_max_batch, settings.inference_max_wait_ms, settings.inference_queue_max
+    )
+    worker = EmbeddingWorker(InferenceBatcher(encoder, batching))
     scorer = load_scorer(database, cipher, encoder, settings.target_far, settings.threshold)
     announce_scoring(encoder, scorer)
 
@@ -193,7 +203,9 @@ def create_service(
         Route("/healthz", health.healthz, methods=["GET"]),
         Route(
             "/readyz",
-            health.Readiness(database, encoder.identity, scorer, auth_warning, spool).readyz,
+            health.Readiness(
+                database, encoder.identity, scorer, auth_warning, spool, worker.batcher
+            ).readyz,
             methods=["GET"],
         ),
         *SpeakerRoutes(

@@ -242,7 +242,7 @@ def _send(api: Client, recording: Recording, outcome: Outcome) -> None:
     """Upload one recording. The first accepted upload replaces any earlier voiceprint."""
     try:
         enrolled = api.enroll(
-            outcome.speaker_id, recording.path, replace=outcome.files_accepted == 0
+            outcome.speaker_id, recording.path, replace=outcome.files_accepted == 0, bulk=True
         )
     except OSError as error:  # the file itself could not be read
         outcome.rejected.append(Rejection(recording.label, f"could not read the file: {error}"))

@@ -641,14 +641,14 @@ def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
 
 def _build_cohort(settings: Settings, args: argparse.Namespace) -> int:
     from biometrics.app import open_cipher
-    from biometrics.embedding.pooling import pool_speech
     from biometrics.evaluation.calibrate import build_cohort
+    from biometrics.evaluation.run import encoder_embedder
 
     _require_folder(args.data)
     database, encoder = _prepared(settings)
     cipher = open_cipher(settings, database)
     cohort = build_cohort(
-        lambda speech: pool_speech(encoder.embed, speech)[0],
+        encoder_embedder(encoder, settings.model_source).pool,
         args.data,
         per_speaker=args.per_speaker,
         exclude=args.exclude,

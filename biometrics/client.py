@@ -508,13 +508,17 @@ class Client:
         *,
         replace: bool = False,
         content_type: str | None = None,
+        bulk: bool = False,
     ) -> Enrollment:
-        """Add a recording's speech to the speaker's voiceprint (``replace``: start it anew).
+        """Add a recording's speech to the speaker's voiceprint (``replace``: start it anew;
+        ``bulk``: one of many, so the service lets verifications go first).
 
         ``audio`` is a file's bytes or its path (WAV, FLAC or Ogg; the type is taken from a
         path's suffix unless ``content_type`` says it)."""
         content, kind = _audio(audio, content_type)
         params = {"replace": "true"} if replace else {}
+        if bulk:
+            params["bulk"] = "true"
         path = _path("v1/speakers", speaker_id, "enrollments")
         return Enrollment.parse(
             self._json("POST", path, content=content, params=params, content_type=kind)

@@ -30,6 +30,12 @@ class Settings:
     model_source: str = DEFAULT_MODEL_SOURCE
     model_cache_dir: Path = Path.home() / ".cache" / "biometrics" / "models"
     inference_threads: int = 2
+    # The one inference thread's micro-batcher (docs/performance.md, Inference batching):
+    # pieces of equal length per batch, how long a batch waits for more, and the audio
+    # queued (seconds) past which REST and bulk work is refused with 503 (live never is).
+    inference_max_batch: int = 8
+    inference_max_wait_ms: float = 5.0
+    inference_queue_max: float = 300.0
     # Decision threshold on the 0-100 score; a request may override it. Unset, it is
     # derived from the model's calibration at target_far (30 when uncalibrated).
     threshold: float | None = None
@@ -151,6 +157,7 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (0: off)")
         if self.inference_threads < 1:
             raise ConfigError(f"{PREFIX}INFERENCE_THREADS must be at least 1")
+        self._validate_batching()
         if self.log_format not in ("json", "console", "auto"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json, console or auto")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -166,6 +173,16 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "
                 "sqlite:///biometrics.db or postgresql+psycopg://user:pass@host/db"
+            )
+
+    def _validate_batching(self) -> None:
+        if not 1 <= self.inference_max_batch <= 256:
+            raise ConfigError(f"{PREFIX}INFERENCE_MAX_BATCH must be between 1 and 256 pieces")
+        if not 0 <= self.inference_max_wait_ms <= 1000:
+            raise ConfigError(f"{PREFIX}INFERENCE_MAX_WAIT_MS must be between 0 and 1000")
+        if self.inference_queue_max < 10:
+            raise ConfigError(
+                f"{PREFIX}INFERENCE_QUEUE_MAX must be at least 10 (seconds of queued audio)"
             )
 
     def _validate_streaming(self) -> None:

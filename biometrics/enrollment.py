@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from biometrics.audio import DetectedSpeech
 from biometrics.clock import utcnow
-from biometrics.embedding import EmbeddingWorker
+from biometrics.embedding import EmbeddingWorker, Urgency
 from biometrics.embedding.pooling import SpeechEmbedding, accumulate
 from biometrics.errors import InsufficientSpeech, ModelMismatch, SpeakerOptedOut
 from biometrics.statuses import SpeakerStatus
@@ -73,16 +73,22 @@ class Enroller:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def enroll(
-        self, speaker_id: str, speech: DetectedSpeech, *, replace: bool = False
+        self,
+        speaker_id: str,
+        speech: DetectedSpeech,
+        *,
+        replace: bool = False,
+        urgency: Urgency = Urgency.REST,
     ) -> EnrollmentResult:
-        """Add ``speech`` (already found by a speech detector) to the speaker's voiceprint."""
+        """Add ``speech`` (already found by a speech detector) to the speaker's voiceprint;
+        ``urgency`` BULK lets verifications and single uploads go first."""
         await run_in_threadpool(self._refuse_opted_out, speaker_id)
         if speech.speech_seconds < MIN_UPLOAD_SPEECH_SECONDS:
             raise InsufficientSpeech(
                 f"the audio holds {speech.speech_seconds:.2f} s of speech; an enrollment "
                 f"upload needs at least {MIN_UPLOAD_SPEECH_SECONDS:.0f} s"
             )
-        embedding = await self._worker.embed_speech(speech.samples)
+        embedding = await self._worker.embed_speech(speech.samples, urgency=urgency)
         lock = self._locks.setdefault(speaker_id, asyncio.Lock())
         async with lock:
             return await run_in_threadpool(

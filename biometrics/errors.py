@@ -164,3 +164,27 @@ class WebhooksBusy(BiometricsError):
 
     code = "webhooks_busy"
     status_code = 503
+
+
+class InferenceOverloaded(BiometricsError):
+    """The inference queue holds more audio than the service takes on; retry later."""
+
+    code = "inference_overloaded"
+    status_code = 503
+
+    def __init__(self, queued_seconds: float, retry_after: float) -> None:
+        super().__init__(
+            f"the service is busy: {queued_seconds:.0f} s of audio wait for the model; "
+            "try again shortly (see Retry-After)",
+            retry_after=retry_after,
+        )
+
+
+class InferenceStopped(BiometricsError):
+    """The service is shutting down: queued embeddings are not run."""
+
+    code = "inference_stopped"
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__("the service is shutting down; try again on another instance or later")

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from biometrics.audio import DetectedSpeech
 from biometrics.clock import utcnow
-from biometrics.embedding import EmbeddingWorker
+from biometrics.embedding import EmbeddingWorker, Urgency
 from biometrics.scoring import TrialFacts, decide, rule
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision
@@ -230,7 +230,8 @@ class VerificationService:
             )
         else:
             assert claimed.voiceprint is not None and threshold is not None
-            embedding = await self._worker.embed_speech(speech.samples)
+            urgency = Urgency.REST if live is None else Urgency.LIVE
+            embedding = await self._worker.embed_speech(speech.samples, urgency=urgency)
             trial = self.scorer.score(claimed.voiceprint, embedding.vector)
             verdict = dataclasses.replace(
                 verdict,
@@ -239,6 +240,7 @@ class VerificationService:
                 similarity=trial.similarity,
                 normalized_score=trial.normalized,
                 calibrated=trial.calibrated,
+                detail=embedding.delay,
                 created_at=utcnow(),
             )
         await run_in_threadpool(self._history.record, verdict)

@@ -351,11 +351,11 @@ def test_server_errors_and_rate_limits_are_retried_but_client_errors_are_not(
         ("GET", "/healthz", None),
         ("GET", alice, None),
         ("GET", alice, None),
-        ("POST", alice + "/enrollments?replace=true", "audio/ogg"),
-        ("POST", alice + "/enrollments?replace=true", "audio/ogg"),
-        ("POST", alice + "/enrollments", "audio/flac"),
+        ("POST", alice + "/enrollments?replace=true&bulk=true", "audio/ogg"),
+        ("POST", alice + "/enrollments?replace=true&bulk=true", "audio/ogg"),
+        ("POST", alice + "/enrollments?bulk=true", "audio/flac"),
         ("GET", "/v1/speakers/zed", None),
-        ("POST", "/v1/speakers/zed/enrollments?replace=true", "audio/wav"),
+        ("POST", "/v1/speakers/zed/enrollments?replace=true&bulk=true", "audio/wav"),
     ]
     assert sleeps == [0.5, 0.5]
     assert done.outcomes["ivr:+15551234567"].result == "enrolled"

@@ -13,6 +13,7 @@ import pytest
 from biometrics.audio import DetectedSpeech
 from biometrics.audio.quality import Quality
 from biometrics.clock import utcnow
+from biometrics.embedding import Urgency
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision, SpeakerStatus
 from biometrics.store import Database, Voiceprint, queries
@@ -80,6 +81,8 @@ def test_a_match_is_accepted_recorded_audited_and_touches_the_speaker(service):
     assert verdict.similarity == pytest.approx(1.0) and verdict.final
     assert verdict.participant is None and verdict.speech_seconds == 4.0
     assert service.worker.embedded == [64_000]
+    assert service.worker.urgencies == [Urgency.REST]
+    assert verdict.detail is None
     assert service.audited == [verdict]
     assert service.history.of_speaker("alice", 10) == [verdict]
     with service.database.session() as session:
@@ -145,6 +148,16 @@ def test_a_live_verdict_says_whose_speech_it_judged(service):
     assert verdict.participant == participant and verdict.final is False
     assert (verdict.first_audio_at, verdict.last_audio_at) == (live.first_audio_at, now)
     assert service.history.of_participant("call-1", "4:+14255550123", 10) == [verdict]
+    assert service.worker.urgencies == [Urgency.LIVE]  # ahead of REST and bulk work
+
+
+def test_a_live_verdict_the_model_served_late_says_so_and_is_still_scored(service):
+    service.add("alice")
+    service.worker.delay = "delayed 850 ms: inference busy"
+    live = LiveSpeech(CallParticipantRef("call-1", "4:+1"), None, None, final=False)
+    verdict = service.verify("alice", speech(4.0), live=live)
+    assert (verdict.decision, verdict.detail) == (Decision.ACCEPT, "delayed 850 ms: inference busy")
+    assert verdict.as_dict()["detail"] == "delayed 850 ms: inference busy"
 
 
 def test_repeated_failures_lock_a_speaker_out_until_a_success_or_the_window(service):

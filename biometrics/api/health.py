@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from biometrics.embedding import ModelIdentity
+from biometrics.embedding import InferenceBatcher, ModelIdentity
 from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database
 from biometrics.store.spool import Spool
@@ -22,8 +22,9 @@ async def healthz(request: Request) -> Response:
 
 class Readiness:
     """``/readyz``: the model that runs, how it scores, whether API keys are required,
-    whether the database answers, and the rows waiting for it after an outage (``spool``:
-    pending now, written late, dropped). Open to all, so it names no key and no secret."""
+    whether the database answers, the rows waiting for it after an outage (``spool``:
+    pending now, written late, dropped) and the inference queue's counters. Open to all,
+    so it names no key and no secret."""
 
     def __init__(
         self,
@@ -32,9 +33,11 @@ class Readiness:
         scorer: Scorer,
         auth_warning: str | None = None,
         spool: Spool | None = None,
+        inference: InferenceBatcher | None = None,
     ) -> None:
         self._database = database
         self._spool = spool
+        self._inference = inference
         self._body: dict[str, object] = {
             "model": model.as_dict(),
             "scoring": scorer.describe(),
@@ -47,6 +50,8 @@ class Readiness:
         body = dict(self._body)
         if self._spool is not None:
             body["spool"] = self._spool.counts().as_dict()
+        if self._inference is not None:
+            body["inference"] = self._inference.counters().as_dict()
         try:
             await run_in_threadpool(self._database.ping)
         except Exception as error:

@@ -18,6 +18,7 @@ from biometrics.api.auth import Guard
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
 from biometrics.clock import isoformat, utcnow
+from biometrics.embedding import Urgency
 from biometrics.enrollment import Enroller, remaining_seconds
 from biometrics.errors import InvalidRequest
 from biometrics.statuses import Role, SpeakerStatus
@@ -187,8 +188,11 @@ class SpeakerRoutes:
         async with self._auditor.act(request, "speaker.enroll", speaker_id) as outcome:
             upload = await read_audio_upload(request, self._max_audio_seconds)
             replace = _flag(upload.fields.get("replace"), "replace")
+            bulk = _flag(upload.fields.get("bulk"), "bulk")  # yield to verifications
             speech = await run_in_threadpool(detect_speech, upload.samples)
-            result = await self._enroller.enroll(speaker_id, speech, replace=replace)
+            result = await self._enroller.enroll(
+                speaker_id, speech, replace=replace, urgency=Urgency.BULK if bulk else Urgency.REST
+            )
             outcome.append(result.status.value)
         return JSONResponse(result.as_dict(), status_code=201)
 

@@ -8,6 +8,7 @@ with the network disabled: its hyperparams.yaml may still name the hub in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -72,6 +73,7 @@ class SpeakerEncoder:
 def load_encoder(source: str, cache_dir: Path, *, threads: int = 2) -> SpeakerEncoder:
     """Load the model named by ``source``, or raise :class:`ModelLoadError` saying why."""
     torch.set_num_threads(threads)
+    _one_interop_thread()
     folder = Path(source).expanduser()
     notice = None
     if source == BUNDLED_SOURCE:
@@ -98,6 +100,15 @@ def load_encoder(source: str, cache_dir: Path, *, threads: int = 2) -> SpeakerEn
     identity = ModelIdentity.of_checkpoint(identity_source, checkpoint, notice)
     logger.info("model loaded", extra={"model": identity.name})
     return SpeakerEncoder(model, identity, checkpoint.parent)
+
+
+def _one_interop_thread() -> None:
+    """One inference thread runs one batch at a time, so torch's pool for running
+    operators side by side would only compete with the intra-op threads. Torch takes
+    this once per process, before its first parallel work; later calls keep it."""
+    if torch.get_num_interop_threads() != 1:
+        with contextlib.suppress(RuntimeError):  # already fixed by earlier work
+            torch.set_num_interop_threads(1)
 
 
 def _load_folder(folder: Path) -> tuple[SpeakerRecognition, Path]:

@@ -29,6 +29,7 @@ class SpeechEmbedding:
     vector: Vectors  # one unit-length vector
     speech_seconds: float
     segment_count: int
+    delay: str | None = None  # why the model served it late, if it did
 
 
 def weighted_mean(embeddings: npt.ArrayLike, weights: Sequence[float]) -> Vectors:
@@ -59,10 +60,20 @@ def accumulate(previous: SpeechEmbedding, new: SpeechEmbedding) -> SpeechEmbeddi
 
 def pool_speech(embed: Embed, speech: Samples) -> tuple[Vectors, int]:
     """The service's rule for embedding speech of any length: pieces of up to
-    10 s, embedded in one batch and pooled by length. Returns the unit vector and
-    the number of pieces."""
-    pieces = split_segments(speech, SEGMENT_SAMPLES, MIN_SEGMENT_SAMPLES)
-    return weighted_mean(embed(pieces), [len(piece) for piece in pieces]), len(pieces)
+    10 s, embedded and pooled by length. Returns the unit vector and the number of
+    pieces."""
+    pieces = speech_pieces(speech)
+    return pool_pieces(pieces, embed(pieces)), len(pieces)
+
+
+def speech_pieces(speech: Samples) -> list[Samples]:
+    """The pieces ``pool_speech`` embeds, for callers that embed them on their own."""
+    return split_segments(speech, SEGMENT_SAMPLES, MIN_SEGMENT_SAMPLES)
+
+
+def pool_pieces(pieces: Sequence[Samples], embeddings: Vectors) -> Vectors:
+    """The pieces' embeddings as one unit vector, weighted by their length."""
+    return weighted_mean(embeddings, [len(piece) for piece in pieces])
 
 
 def split_segments(speech: Samples, segment_samples: int, min_samples: int) -> list[Samples]:

@@ -1,42 +1,50 @@
-"""Runs the encoder in its own thread so that inference never blocks the event loop. It takes
-waveforms of speech (whoever calls it found the speech) and knows nothing of detectors."""
+"""The embedding façade the services call: speech in, one pooled embedding out, through
+the one inference path (:mod:`biometrics.embedding.batcher`). It takes waveforms of
+speech (whoever calls it found the speech) and knows nothing of detectors."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import logging
 
-import numpy as np
-import numpy.typing as npt
-
-from biometrics.audio.decode import SAMPLE_RATE
-from biometrics.embedding.encoder import SpeakerEncoder
+from biometrics.audio.decode import SAMPLE_RATE, Samples
+from biometrics.embedding.batcher import InferenceBatcher, Urgency
 from biometrics.embedding.identity import ModelIdentity
-from biometrics.embedding.pooling import SpeechEmbedding, pool_speech
+from biometrics.embedding.pooling import SpeechEmbedding, pool_pieces, speech_pieces
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddingWorker:
-    def __init__(self, encoder: SpeakerEncoder) -> None:
-        self.encoder = encoder
-        # One thread: torch already spreads one batch over its intra-op threads.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+    def __init__(self, batcher: InferenceBatcher) -> None:
+        self.batcher = batcher
 
     @property
     def identity(self) -> ModelIdentity:
-        return self.encoder.identity
+        return self.batcher.encoder.identity
 
-    async def embed(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.encoder.embed, list(waveforms))
-
-    async def embed_speech(self, speech: npt.NDArray[np.float32]) -> SpeechEmbedding:
-        """Embed speech (16 kHz, speech frames only) as one speech-weighted mean."""
-        loop = asyncio.get_running_loop()
-        vector, pieces = await loop.run_in_executor(
-            self._executor, pool_speech, self.encoder.embed, speech
+    async def embed_speech(
+        self, speech: Samples, *, urgency: Urgency = Urgency.REST
+    ) -> SpeechEmbedding:
+        """Embed speech (16 kHz, speech frames only) as one speech-weighted mean; raises
+        :class:`~biometrics.errors.InferenceOverloaded` for REST or bulk work when the
+        queue is full. A live request that took longer than its budget says so in
+        ``delay``."""
+        pieces = speech_pieces(speech)
+        inference = await asyncio.wrap_future(self.batcher.submit(pieces, urgency))
+        delay = inference.delay
+        if delay is not None:
+            logger.warning(
+                "embedding served late",
+                extra={
+                    "urgency": urgency.name,
+                    "elapsed_ms": round(inference.elapsed_seconds * 1000),
+                    "budget_ms": round(urgency.budget_seconds * 1000),
+                },
+            )
+        return SpeechEmbedding(
+            pool_pieces(pieces, inference.vectors), len(speech) / SAMPLE_RATE, len(pieces), delay
         )
-        return SpeechEmbedding(vector, len(speech) / SAMPLE_RATE, pieces)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.batcher.close()

@@ -3,7 +3,8 @@
 An :class:`Embedder` is all the harness knows of a model: a name, an identity,
 a batch ``embed`` for test crops and a ``pool`` that turns enrollment speech
 into a voiceprint. The service's own models go through the service's own code
-(``load_encoder`` and ``pool_speech``), so what is measured is what is served.
+(``load_encoder``, the inference batcher and ``pool_speech``), so what is measured is
+what is served.
 
 Each step is a separate function so that callers can swap one: scoring
 (``Scorer``, cosine by default; normalisation and calibration plug in here),
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from biometrics.embedding import SpeakerEncoder, load_encoder
+from biometrics.audio.decode import Samples
+from biometrics.embedding import InferenceBatcher, SpeakerEncoder, Urgency, load_encoder
 from biometrics.embedding.identity import ModelIdentity
 from biometrics.embedding.pooling import Embed, Vectors, pool_speech
 from biometrics.evaluation.metrics import Scores, bootstrap_interval, eer, frr_at_far, min_dcf
@@ -67,12 +69,18 @@ def service_embedder(
 
 
 def encoder_embedder(encoder: SpeakerEncoder, name: str) -> Embedder:
-    """An already loaded service model."""
+    """An already loaded service model, run through the service's batcher (its own
+    queue, so bulk work is never refused: the harness waits for each call)."""
+    batcher = InferenceBatcher(encoder)
+
+    def embed(crops: list[Samples]) -> Vectors:
+        return batcher.embed_now(crops, Urgency.BULK)
+
     return Embedder(
         name=name,
         identity=encoder.identity.as_dict(),
-        embed=encoder.embed,
-        pool=lambda speech: pool_speech(encoder.embed, speech)[0],
+        embed=embed,
+        pool=lambda speech: pool_speech(embed, speech)[0],
     )
 
 

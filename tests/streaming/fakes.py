@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from biometrics.audio import DetectedSpeech, SpeechDetector
-from biometrics.embedding import ModelIdentity
+from biometrics.embedding import ModelIdentity, Urgency
 from biometrics.embedding.pooling import SpeechEmbedding
 from biometrics.enrollment import EnrollmentResult
 from biometrics.events.call_events import CallEvent, VerdictChanged
@@ -57,15 +57,20 @@ class FakeWorker:
         self.gate: asyncio.Event | None = None
         self.fail = False
         self.embedded: list[int] = []  # samples per call
+        self.urgencies: list[Urgency] = []
+        self.delay: str | None = None  # what a late model would say
 
-    async def embed_speech(self, speech: np.ndarray) -> SpeechEmbedding:
+    async def embed_speech(
+        self, speech: np.ndarray, *, urgency: Urgency = Urgency.REST
+    ) -> SpeechEmbedding:
         self.embedded.append(len(speech))
+        self.urgencies.append(urgency)
         if self.gate is not None:
             await self.gate.wait()
         await asyncio.sleep(0)
         if self.fail:
             raise RuntimeError("the model fell over")
-        return SpeechEmbedding(self.vector, len(speech) / 16_000, 1)
+        return SpeechEmbedding(self.vector, len(speech) / 16_000, 1, self.delay)
 
 
 class CountingEnroller:
