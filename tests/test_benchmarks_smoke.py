@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import ingestion, machine_peak, model_vs_service
+from benchmarks import batching, ingestion, machine_peak, model_vs_service
 from tests.voices import synthetic_speech, wav_bytes
 
 VOICES = {"ada": (110.0, (650.0, 1100.0, 2400.0)), "bo": (180.0, (800.0, 1400.0, 2700.0))}
@@ -69,6 +69,23 @@ def test_ingestion_reports_each_stage_and_streams_per_core(speech: Path, tmp_pat
     assert len(result["rows"]) == 4
     assert result["streams_per_core"] > 1  # far faster than real time, even on a slow box
     assert 0 < result["speech_share"] <= 1
+
+
+def test_batching_sweeps_max_batch_and_max_wait(speech: Path, model_folder: Path, tmp_path: Path):
+    out = tmp_path / "batching.json"
+    args = ["--model", str(model_folder), "--requests", "4", "--rounds", "1"]
+    grid = ["--batches", "1,4", "--waits", "0,5", "--speech", str(speech)]
+    assert batching.main([*args, *grid, "--out", str(out)]) == 0
+    rows = written(out)["rows"]
+    assert [(row["max_batch"], row["max_wait_ms"]) for row in rows] == [
+        (1, 0.0),
+        (1, 5.0),
+        (4, 0.0),
+        (4, 5.0),
+    ]
+    assert rows[0]["mean_batch"] == 1.0 and rows[0]["throughput_ratio"] == 1.0
+    assert rows[3]["mean_batch"] > 1.0  # four equal crops at once, waited for: batched
+    assert all(row["requests"] == 4 and row["requests_per_second"] > 0 for row in rows)
 
 
 def test_a_missing_speech_folder_is_skipped_with_a_message(tmp_path: Path, capsys):
