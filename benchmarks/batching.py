@@ -10,7 +10,8 @@ of ``--crop-seconds``, through :class:`~biometrics.embedding.InferenceBatcher` a
 service runs it (one inference thread, ``--threads`` torch threads), after one wave of
 warm-up. Prints requests per second, mean and p95 latency and the mean batch size, with
 each cell's throughput as a ratio to the first cell (by default max_batch 1, max_wait 0:
-one request at a time).
+one request at a time). First it measures why a batch holds one length only: the cosine
+of crops embedded alone against the same crops in one padded batch of mixed lengths.
 ``--model`` is ``bundled``, ``random:<channels>`` (``random:1024``: the full-size ECAPA
 shape) or a model folder.
 """
@@ -37,6 +38,7 @@ from benchmarks.common import (
     write_json,
 )
 from benchmarks.model_vs_service import model_folder
+from biometrics.audio import SAMPLE_RATE
 from biometrics.embedding import (
     BatchingPolicy,
     InferenceBatcher,
@@ -78,6 +80,28 @@ def sweep_cell(
     }
 
 
+def padding_cosines(
+    encoder: SpeakerEncoder, speakers: dict[str, list[Samples]]
+) -> dict[str, float]:
+    """Why the batcher batches only equal lengths: the cosine between crops of 1-10 s
+    embedded alone and in one padded batch of 8 of mixed lengths (three crops a reader,
+    seeded), and the same for a batch of 8 crops of one length."""
+    rng = np.random.default_rng(0)
+    mixed = [
+        utterance[: int(rng.uniform(1.0, 10.0) * SAMPLE_RATE)]
+        for utterances in speakers.values()
+        for utterance in utterances[:3]
+    ][:8]
+    equal = [clip[:SAMPLE_RATE] for clip in mixed]
+    figures = {}
+    for name, clips in (("mixed", mixed), ("equal", equal)):
+        alone = np.stack([encoder.embed([clip])[0] for clip in clips])
+        cosines = (encoder.embed(clips) * alone).sum(axis=1)
+        figures[f"{name}_min"] = float(cosines.min())
+        figures[f"{name}_mean"] = float(cosines.mean())
+    return figures
+
+
 def wave(batcher: InferenceBatcher, clips: list[Samples], requests: int, index: int) -> list[float]:
     """``requests`` crops submitted at once; each one's latency once all are served."""
     chosen = [clips[(index * requests + k) % len(clips)] for k in range(requests)]
@@ -108,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="biometrics-batching-") as workdir:
         _, source = model_folder(args.model, Path(workdir))
         encoder = load_encoder(source, Path(workdir) / "cache", threads=args.threads)
+    padding = padding_cosines(encoder, speakers)
+    print(
+        "cosine alone vs in a padded batch of 8: "
+        + ", ".join(f"{name} {value:.5f}" for name, value in padding.items())
+    )
     rows = [
         sweep_cell(
             encoder,
@@ -133,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "crop_seconds": args.crop_seconds,
             "machine": machine(),
+            "padding_cosines": padding,
             "rows": rows,
         },
     )

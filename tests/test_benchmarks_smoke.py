@@ -76,7 +76,9 @@ def test_batching_sweeps_max_batch_and_max_wait(speech: Path, model_folder: Path
     args = ["--model", str(model_folder), "--requests", "4", "--rounds", "1"]
     grid = ["--batches", "1,4", "--waits", "0,5", "--speech", str(speech)]
     assert batching.main([*args, *grid, "--out", str(out)]) == 0
-    rows = written(out)["rows"]
+    result = written(out)
+    assert result["padding_cosines"]["equal_min"] > 0.9999  # one length: as alone
+    rows = result["rows"]
     assert [(row["max_batch"], row["max_wait_ms"]) for row in rows] == [
         (1, 0.0),
         (1, 5.0),
