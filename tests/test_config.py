@@ -15,6 +15,8 @@ def test_defaults_need_no_environment():
     assert (settings.speaker_expiry_days, settings.sweep_interval_seconds) == (1095, 3600)
     assert (settings.verdict_retention_days, settings.audit_retention_days) == (365, 2555)
     assert settings.webhook_drain_seconds == 10.0
+    batching = (settings.inference_max_batch, settings.inference_max_wait_ms)
+    assert batching == (8, 5.0) and settings.inference_queue_max == 300.0
 
 
 def test_environment_overrides_each_setting():
@@ -28,8 +30,11 @@ def test_environment_overrides_each_setting():
             "BIOMETRICS_MIN_VERIFY_SPEECH_SECONDS": "4",
             "BIOMETRICS_MAX_UPLOAD_BYTES": "1048576",
             "BIOMETRICS_AUTO_MIGRATE": "false",
+            "BIOMETRICS_INFERENCE_MAX_BATCH": "16",
+            "BIOMETRICS_INFERENCE_QUEUE_MAX": "60",
         }
     )
+    assert (settings.inference_max_batch, settings.inference_queue_max) == (16, 60.0)
     assert settings.database_url == "postgresql+psycopg://u:p@db/biometrics"
     assert settings.model_source == "/models/ecapa"
     assert settings.model_cache_dir == Path("~/models").expanduser()
@@ -55,6 +60,9 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_AUDIT_RETENTION_DAYS", "-7", "RETENTION_DAYS must not be negative"),
         ("BIOMETRICS_SWEEP_INTERVAL_SECONDS", "1.5", "not a valid int"),
         ("BIOMETRICS_WEBHOOK_DRAIN_SECONDS", "-1", "DRAIN_SECONDS must not be negative"),
+        ("BIOMETRICS_INFERENCE_MAX_BATCH", "0", "MAX_BATCH must be between 1 and 256"),
+        ("BIOMETRICS_INFERENCE_MAX_WAIT_MS", "-5", "MAX_WAIT_MS must be between 0 and 1000"),
+        ("BIOMETRICS_INFERENCE_QUEUE_MAX", "2", "QUEUE_MAX must be at least 10"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):

@@ -207,6 +207,8 @@ class InferenceBatcher:
             batch = self._next_batch()
             if batch is None:
                 return
+            if not batch:
+                continue
             start = time.monotonic()
             try:
                 vectors = self.encoder.embed([piece.samples for piece in batch])
@@ -230,6 +232,9 @@ class InferenceBatcher:
                 self._ready.wait()
             if self._closed:
                 return None
+            self._drop_settled()
+            if not self._queue:
+                return []
             head = self._queue[0]
             waited_from = head.request.submitted
             wait_until = waited_from + self.policy.max_wait_ms / 1000
@@ -252,6 +257,15 @@ class InferenceBatcher:
             self._batches += 1
             self._pieces += len(batch)
             return batch
+
+    def _drop_settled(self) -> None:
+        """Forget the pieces of requests already settled: cancelled by their caller (a
+        client gone, a call ended) or failed, so nobody waits for them."""
+        live = [piece for piece in self._queue if not piece.request.future.done()]
+        if len(live) != len(self._queue):
+            self._queue = live
+            heapq.heapify(self._queue)
+            self._queued_samples = sum(len(piece.samples) for piece in live)
 
     def _mates(self, head: _Piece) -> list[_Piece]:
         """Queued pieces of the head's exact length, most urgent first (the head too)."""

@@ -165,6 +165,24 @@ def test_closing_fails_queued_requests_instead_of_hanging(bundled: SpeakerEncode
         batcher.submit([synthetic_speech(1.0)], Urgency.LIVE)
 
 
+def test_a_request_its_caller_gave_up_on_is_not_embedded(bundled: SpeakerEncoder) -> None:
+    gated = GatedEncoder(bundled)
+    batcher = InferenceBatcher(gated, BatchingPolicy(max_wait_ms=0))
+    try:
+        running = batcher.submit([synthetic_speech(1.0)], Urgency.REST)
+        assert gated.started.wait(timeout=10)
+        abandoned = batcher.submit([synthetic_speech(2.0)], Urgency.REST)
+        assert abandoned.cancel()
+        later = batcher.submit([synthetic_speech(3.0)], Urgency.REST)
+        gated.gate.set()
+        running.result(timeout=30)
+        later.result(timeout=30)
+        assert gated.batches == [[16_000], [48_000]]
+        assert batcher.counters().queued_seconds == 0
+    finally:
+        batcher.close()
+
+
 def test_a_full_queue_refuses_rest_and_bulk_but_never_live(bundled: SpeakerEncoder) -> None:
     gated = GatedEncoder(bundled)
     batcher = InferenceBatcher(gated, BatchingPolicy(max_batch=1, queue_max_seconds=10))
