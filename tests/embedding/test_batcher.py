@@ -28,7 +28,7 @@ from biometrics.embedding import (
 from biometrics.embedding.pooling import Vectors
 from biometrics.errors import InferenceOverloaded, InferenceStopped
 from biometrics.evaluation.protocol import find_speakers, load_speech
-from tests.api.helpers import speech_wav
+from tests.api.helpers import enroll, speech_wav
 from tests.conftest import LIBRISPEECH, bearer
 from tests.voices import synthetic_speech
 
@@ -244,3 +244,10 @@ def test_rest_work_beyond_the_queue_is_503_with_retry_after(busy_service: Busy) 
     assert refused.json()["error"] == "inference_overloaded"
     assert int(refused.headers["Retry-After"]) >= 1
     assert client.get("/readyz").json()["inference"]["refused"] == 1
+
+
+def test_an_enrollment_may_ask_to_be_bulk_work(client: TestClient) -> None:
+    assert enroll(client, "ada", bulk="true").status_code == 201
+    refused = enroll(client, "ada", bulk="later")
+    assert (refused.status_code, refused.json()["detail"]) == (400, "bulk must be true or false")
+    assert client.get("/readyz").json()["inference"]["batches"] >= 1
