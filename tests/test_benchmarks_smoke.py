@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import ingestion, live_calls, machine_peak, model_vs_service
 from benchmarks.common import DEFAULT_SPEECH
+from biometrics.streaming.schedule import DecisionSchedule
 from tests.voices import synthetic_speech, wav_bytes
 
 VOICES = {"ada": (110.0, (650.0, 1100.0, 2400.0)), "bo": (180.0, (800.0, 1400.0, 2700.0))}
@@ -101,3 +102,22 @@ def test_a_missing_speech_folder_is_skipped_with_a_message(tmp_path: Path, capsy
     assert "no speech folder" in capsys.readouterr().err
     assert live_calls.main(["--speech", str(tmp_path / "absent")]) == 2
     assert "no speech folder" in capsys.readouterr().err
+
+
+def test_live_calls_expects_a_verdict_at_each_point_the_speech_reached():
+    schedule = DecisionSchedule.of_seconds(3.0, 2.0, 10.0)  # verdicts at 3, 5, 7, 9, 10 s
+    expected = {2.0: 0, 3.0: 1, 5.0: 2, 6.0: 3, 10.0: 5, 14.0: 5}
+    assert {s: live_calls.expected_verdicts(schedule, s) for s in expected} == expected
+
+
+def test_the_capacity_search_doubles_then_bisects_to_the_largest_passing_value():
+    tried: list[int] = []
+
+    def measure(value: int) -> dict[str, bool]:
+        tried.append(value)
+        return {"pass": value <= 13}
+
+    assert live_calls.search(measure, 5, 1000) == 13
+    assert tried == [5, 10, 20, 15, 12, 13, 14]
+    assert live_calls.search(lambda value: {"pass": False}, 5, 1000) is None
+    assert live_calls.search(lambda value: {"pass": True}, 5, 40) == 40
