@@ -78,6 +78,7 @@ BURST_CALL_SECONDS = 16.0  # a reader's net speech passes the 10 s final verdict
 POISSON_CALL_SECONDS = 180.0
 MAX_SEARCH_CALLS = 1280
 MAX_SEARCH_RATE = 100_000  # calls a hour
+STREAM_MAX_CALLS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +167,13 @@ def call_plan(voices: Sequence[Voice], number: int) -> CallPlan:
 async def play(bench: Bench, starts: Sequence[float]) -> Played:
     """One call per start (seconds from now), the service metered while their audio plays."""
     tally = Tally()
-    runs = [
-        CallRun(call_plan(bench.voices, i), bench.service, 1.0, tally) for i in range(len(starts))
-    ]
     at_once = collections.Counter[str]()
 
-    async def call(run: CallRun, delay: float) -> asyncio.Future[CallResult]:
+    async def call(number: int, delay: float) -> asyncio.Future[CallResult]:
         await asyncio.sleep(delay)
+        # Made when due, and let go once read back: a long Poisson run holds only its
+        # ongoing calls' clients.
+        run = CallRun(call_plan(bench.voices, number), bench.service, 1.0, tally)
         at_once["now"] += 1
         at_once["peak"] = max(at_once["peak"], at_once["now"])
         await run.play()
@@ -182,9 +183,7 @@ async def play(bench: Bench, starts: Sequence[float]) -> Played:
     meter = ProcessMeter(bench.service.process.pid)
     meter.start()
     client_cpu, began = time.process_time(), time.monotonic()
-    read_backs = await asyncio.gather(
-        *(call(run, delay) for run, delay in zip(runs, starts, strict=True))
-    )
+    read_backs = await asyncio.gather(*(call(i, delay) for i, delay in enumerate(starts)))
     client_percent = 100.0 * (time.process_time() - client_cpu) / (time.monotonic() - began)
     usage = meter.stop()
     results = list(await asyncio.gather(*read_backs))
@@ -375,6 +374,8 @@ def service_settings(args: argparse.Namespace) -> dict[str, str]:
     settings = {
         "BIOMETRICS_INFERENCE_THREADS": str(args.threads),
         "BIOMETRICS_STREAM_MAX_SOCKETS_PER_KEY": "0",  # every call on the one stream key
+        # Ended calls stay in memory a while (and count): a search's steps add up.
+        "BIOMETRICS_STREAM_MAX_CALLS": str(STREAM_MAX_CALLS),
     }
     if args.schedule:
         settings.update(zip(SCHEDULE_VARIABLES, args.schedule.split(","), strict=True))
