@@ -25,7 +25,10 @@ events are read by one blocked thread per call, which costs the client almost no
 Reported, per run: p50/p95/p99 of the first verdict of each call and of every scheduled
 verdict, verdicts expected (the schedule's points, 3, 5, 7, 9 and 10 s by default, that the
 caller's net speech reached, as the service counted it) against those received, decisions
-(the callers are genuine: ACCEPTs are the sanity check), how late frames went out against
+(the callers are genuine: ACCEPTs are the sanity check), verdicts that started late (on
+more speech than their point: each waited for the participant's previous verdict, and its
+latency counts from the later frame it started on, so it understates), how late frames
+went out against
 their schedule (the client shares the CPUs with the service: a slow client shows here), the
 service's CPU (per cent of one core, from ``/proc``) and resident memory (at the start, at
 the peak, and the growth per call at once), and this process's CPU. A run passes when the
@@ -110,17 +113,32 @@ def schedule_of(settings: dict[str, str]) -> DecisionSchedule:
     )
 
 
+def points(schedule: DecisionSchedule) -> list[int]:
+    """The speech, in frames, at which the schedule's verdicts fall due."""
+    found: list[int] = []
+    due = schedule.next_due(0)
+    while due is not None:
+        found.append(due)
+        due = schedule.next_due(due)
+    return found
+
+
 def expected_verdicts(schedule: DecisionSchedule, speech_seconds: float) -> int:
     """Verdicts the schedule owes a participant with this much net speech: each point it
     reached, and one on the speech left over when the call ended short of the maximum."""
     heard = round(speech_seconds / FRAME_SECONDS)
-    points: list[int] = []
-    due = schedule.next_due(0) if schedule.enough(heard) else None
-    while due is not None and due <= heard:
-        points.append(due)
-        due = schedule.next_due(due)
-    left_over = bool(points) and not schedule.is_final(heard) and points[-1] < heard
-    return len(points) + left_over
+    reached = [point for point in points(schedule) if point <= heard]
+    left_over = bool(reached) and not schedule.is_final(heard) and reached[-1] < heard
+    return len(reached) + left_over
+
+
+def point_of(schedule: DecisionSchedule, speech_seconds: float) -> float:
+    """The schedule's point (in seconds) a verdict on this much speech was due at: the last
+    one not above it. More speech than that means the verdict started late, behind the
+    participant's previous one, on the speech heard by then."""
+    heard = round(speech_seconds / FRAME_SECONDS)
+    reached = [point for point in points(schedule) if point <= heard]
+    return (reached[-1] if reached else heard) * FRAME_SECONDS
 
 
 def scheduled(result: CallResult) -> list[tuple[float, float, str]]:
@@ -149,12 +167,22 @@ def quantiles_ms(values: Sequence[float]) -> dict[str, float | None]:
     return {"p50": p50, "p95": p95, "p99": p99, "max": float(ms.max())}
 
 
-def by_speech(verdicts: Sequence[tuple[float, float, str]]) -> dict[str, float | None]:
-    """The median latency at each amount of speech judged: does a longer window cost more?"""
+def by_point(
+    schedule: DecisionSchedule, verdicts: Sequence[tuple[float, float, str]]
+) -> dict[str, float | None]:
+    """The median latency at each point of the schedule: does a longer window cost more?"""
     groups: dict[float, list[float]] = collections.defaultdict(list)
     for latency, speech, _ in verdicts:
-        groups[round(speech)].append(latency)
-    return {f"{speech:g}": quantiles_ms(groups[speech])["p50"] for speech in sorted(groups)}
+        groups[point_of(schedule, speech)].append(latency)
+    return {f"{point:g}": quantiles_ms(groups[point])["p50"] for point in sorted(groups)}
+
+
+def started_late(schedule: DecisionSchedule, verdicts: Sequence[tuple[float, float, str]]) -> int:
+    """Verdicts on more speech than their point (by over a frame): each waited for the one
+    before it, and its latency counts from a later frame than the one that made it due."""
+    return sum(
+        speech - point_of(schedule, speech) > 1.5 * FRAME_SECONDS for _, speech, _ in verdicts
+    )
 
 
 def call_plan(voices: Sequence[Voice], number: int) -> CallPlan:
@@ -204,6 +232,7 @@ def summary(bench: Bench, played: Played) -> dict[str, Any]:
     verdicts = [scheduled(result) for result in results]
     expected = [expected_verdicts(bench.schedule, r.caller_speech_seconds) for r in results]
     missing = sum(max(e - len(v), 0) for e, v in zip(expected, verdicts, strict=True))
+    every = [verdict for v in verdicts for verdict in v]
     first = quantiles_ms([v[0][0] for v in verdicts if v])
     starts = [r.audio_start for r in results if r.audio_start is not None]
     spread = (max(starts) - min(starts)).total_seconds() if starts else 0.0
@@ -213,12 +242,13 @@ def summary(bench: Bench, played: Played) -> dict[str, Any]:
         "peak_calls_at_once": played.peak_calls,
         "start_spread_seconds": spread,
         "first_verdict_ms": first,
-        "all_verdicts_ms": quantiles_ms([latency for v in verdicts for latency, _, _ in v]),
-        "p50_ms_by_speech_seconds": by_speech([verdict for v in verdicts for verdict in v]),
+        "all_verdicts_ms": quantiles_ms([latency for latency, _, _ in every]),
+        "p50_ms_by_point_seconds": by_point(bench.schedule, every),
+        "verdicts_started_late": started_late(bench.schedule, every),
         "verdicts_expected": sum(expected),
         "verdicts_received": sum(len(v) for v in verdicts),
         "verdicts_missing": missing,
-        "decisions": dict(collections.Counter(d for v in verdicts for _, _, d in v)),
+        "decisions": dict(collections.Counter(decision for _, _, decision in every)),
         "send_lag_ms": quantiles_ms([lag for r in results for lag in r.send_lag]),
         "server_cpu_percent": played.cpu_percent,
         "client_cpu_percent": played.client_cpu_percent,
@@ -304,6 +334,7 @@ def table(rows: Sequence[dict[str, Any]]) -> None:
             "first p99",
             "all p95",
             "missing",
+            "late",
             "accepted",
             "lag p95",
             "server CPU %",
@@ -323,6 +354,7 @@ def table(rows: Sequence[dict[str, Any]]) -> None:
                 ms(row["first_verdict_ms"]["p99"]),
                 ms(row["all_verdicts_ms"]["p95"]),
                 f"{row['verdicts_missing']}/{row['verdicts_expected']}",
+                row["verdicts_started_late"],
                 f"{row['decisions'].get('ACCEPT', 0)}/{row['verdicts_received']}",
                 ms(row["send_lag_ms"]["p95"]),
                 row["server_cpu_percent"],

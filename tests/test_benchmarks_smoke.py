@@ -90,7 +90,7 @@ def test_live_calls_times_every_verdict_of_a_real_reader_from_its_last_frame(tmp
     assert row["verdicts_missing"] == 0
     assert row["decisions"].get("ACCEPT", 0) >= 2  # the reader really is who they claim
     assert 0 < row["first_verdict_ms"]["p95"] <= row["all_verdicts_ms"]["max"] < 30_000
-    assert set(row["p50_ms_by_speech_seconds"]) == {"1", "2", "3"}
+    assert set(row["p50_ms_by_point_seconds"]) == {"1", "2", "3"}
     assert row["send_lag_ms"]["p50"] is not None
     assert row["server_cpu_percent"] > 0
     assert row["peak_rss_mib"] >= row["start_rss_mib"] > 0
@@ -108,6 +108,10 @@ def test_live_calls_expects_a_verdict_at_each_point_the_speech_reached():
     schedule = DecisionSchedule.of_seconds(3.0, 2.0, 10.0)  # verdicts at 3, 5, 7, 9, 10 s
     expected = {2.0: 0, 3.0: 1, 5.0: 2, 6.0: 3, 10.0: 5, 14.0: 5}
     assert {s: live_calls.expected_verdicts(schedule, s) for s in expected} == expected
+    # A verdict on 7.4 s waited behind the one before it: due at 7 s, it started later.
+    verdicts = [(0.1, 7.0, "ACCEPT"), (0.1, 7.4, "ACCEPT"), (0.1, 10.0, "ACCEPT")]
+    assert live_calls.started_late(schedule, verdicts) == 1
+    assert live_calls.by_point(schedule, verdicts) == {"7": 100.0, "10": 100.0}
 
 
 def test_the_capacity_search_doubles_then_bisects_to_the_largest_passing_value():
