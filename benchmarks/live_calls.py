@@ -45,6 +45,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import os
 import random
 import secrets
 import sys
@@ -96,6 +97,8 @@ class Bench:
 
 @dataclasses.dataclass(frozen=True)
 class Played:
+    """What one run's calls made, and what the service and this client spent on them."""
+
     results: list[CallResult]
     cpu_percent: float  # the service's, over the calls' audio
     start_rss_mib: float
@@ -106,8 +109,9 @@ class Played:
 
 
 def schedule_of(settings: dict[str, str]) -> DecisionSchedule:
-    """The decision schedule the service runs with these settings (and defaults)."""
-    s = Settings.from_env(settings)
+    """The decision schedule the service runs with: this environment, these settings on top
+    (as ``start_service`` passes them), defaults for the rest."""
+    s = Settings.from_env({**os.environ, **settings})
     return DecisionSchedule.of_seconds(
         s.min_verify_speech_seconds, s.stream_step_seconds, s.stream_max_speech_seconds
     )
