@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import batching, ingestion, machine_peak, model_vs_service
+from benchmarks import batching, ingestion, live_calls, machine_peak, model_vs_service
+from benchmarks.common import DEFAULT_SPEECH
+from biometrics.streaming.schedule import DecisionSchedule
 from tests.voices import synthetic_speech, wav_bytes
 
 VOICES = {"ada": (110.0, (650.0, 1100.0, 2400.0)), "bo": (180.0, (800.0, 1400.0, 2700.0))}
@@ -90,6 +92,55 @@ def test_batching_sweeps_max_batch_and_max_wait(speech: Path, model_folder: Path
     assert all(row["requests"] == 4 and row["requests_per_second"] > 0 for row in rows)
 
 
+@pytest.mark.skipif(
+    not DEFAULT_SPEECH.is_dir(), reason=f"no LibriSpeech readers at {DEFAULT_SPEECH}"
+)
+def test_live_calls_times_every_verdict_of_a_real_reader_from_its_last_frame(tmp_path: Path):
+    """One call of a genuine reader (the bundled model, a 1, 2, 3 s schedule): each verdict
+    is timed from the frame that completed its speech to its event, and none is missing."""
+    out = tmp_path / "live_calls.json"
+    args = ["--model", "bundled", "--calls", "1", "--speakers", "2", "--call-seconds", "5"]
+    assert live_calls.main([*args, "--schedule", "1,1,3", "--out", str(out)]) == 0
+    result = written(out)
+    assert result["schedule_seconds"] == {"min": 1.0, "step": 1.0, "max": 3.0}
+    [row] = result["rows"]
+    assert row["mode"] == "burst" and row["calls"] == 1 and row["errors"] == 0
+    assert row["verdicts_expected"] == row["verdicts_received"] == 3  # 5 s of audio: 3 s speech
+    assert row["verdicts_missing"] == 0
+    assert row["decisions"].get("ACCEPT", 0) >= 2  # the reader really is who they claim
+    assert 0 < row["first_verdict_ms"]["p95"] <= row["all_verdicts_ms"]["max"] < 30_000
+    assert set(row["p50_ms_by_point_seconds"]) == {"1", "2", "3"}
+    assert row["send_lag_ms"]["p50"] is not None
+    assert row["server_cpu_percent"] > 0
+    assert row["peak_rss_mib"] >= row["start_rss_mib"] > 0
+    assert row["pass"] is (row["first_verdict_ms"]["p95"] <= result["max_p95_ms"])
+
+
 def test_a_missing_speech_folder_is_skipped_with_a_message(tmp_path: Path, capsys):
     assert ingestion.main(["--speech", str(tmp_path / "absent")]) == 2
     assert "no speech folder" in capsys.readouterr().err
+    assert live_calls.main(["--speech", str(tmp_path / "absent")]) == 2
+    assert "no speech folder" in capsys.readouterr().err
+
+
+def test_live_calls_expects_a_verdict_at_each_point_the_speech_reached():
+    schedule = DecisionSchedule.of_seconds(3.0, 2.0, 10.0)  # verdicts at 3, 5, 7, 9, 10 s
+    expected = {2.0: 0, 3.0: 1, 5.0: 2, 6.0: 3, 10.0: 5, 14.0: 5}
+    assert {s: live_calls.expected_verdicts(schedule, s) for s in expected} == expected
+    # A verdict on 7.4 s waited behind the one before it: due at 7 s, it started later.
+    verdicts = [(0.1, 7.0, "ACCEPT"), (0.1, 7.4, "ACCEPT"), (0.1, 10.0, "ACCEPT")]
+    assert live_calls.started_late(schedule, verdicts) == 1
+    assert live_calls.by_point(schedule, verdicts) == {"7": 100.0, "10": 100.0}
+
+
+def test_the_capacity_search_doubles_then_bisects_to_the_largest_passing_value():
+    tried: list[int] = []
+
+    def measure(value: int) -> dict[str, bool]:
+        tried.append(value)
+        return {"pass": value <= 13}
+
+    assert live_calls.search(measure, 5, 1000) == 13
+    assert tried == [5, 10, 20, 15, 12, 13, 14]
+    assert live_calls.search(lambda value: {"pass": False}, 5, 1000) is None
+    assert live_calls.search(lambda value: {"pass": True}, 5, 40) == 40

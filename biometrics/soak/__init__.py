@@ -27,7 +27,8 @@ The package's modules, one job each: ``options`` (what to run), ``speech`` (the 
 ``receiver`` (the webhook receiver), ``proxy`` (the switchable TCP proxy), ``service`` (the
 subprocess, its keys and database), ``malformed`` (bad messages and their documented
 outcomes), ``calls`` (one call and its events), ``faults`` (the schedule), ``report`` (the
-tally and the account) and ``runner`` (the whole soak).
+tally and the account), ``runner`` (the whole soak) and ``meter`` (the service process's
+CPU and memory; the live-call benchmark plays its calls with the same modules).
 """
 
 from __future__ import annotations

@@ -57,9 +57,11 @@ class EventWatcher(threading.Thread):
                 time.sleep(RECONNECT_SECONDS)
 
     def _take(self, event_id: str, kind: str, data: Any) -> None:
+        arrived = time.time()
         self._result.events[event_id] = kind
         if kind == "verdict.changed" and isinstance(data, dict):
             self._result.verdicts[str(data.get("verdict_id"))] = str(data.get("decision"))
+            self._result.verdict_arrivals.append((arrived, data))
 
     def _last(self, data: Any) -> bool:
         self.ended.wait()
@@ -124,6 +126,7 @@ class CallRun:
         frames = list(simulator.frames_for(streams, SAMPLE_RATE, start))
         cut = int(len(frames) * FAULT_AT) if self.plan.fault else len(frames)
         clock = asyncio.get_running_loop().time()
+        self.result.audio_start = start
         websocket = await self._reopen()
         websocket = await self._send(websocket, frames[:cut], start, clock)
         if self.plan.fault == "disconnect":
@@ -181,6 +184,7 @@ class CallRun:
             while True:
                 try:
                     await websocket.send(encode_audio(frame))
+                    self._sent(frame, loop.time() - due)
                     break
                 except ConnectionClosed:
                     closed = f"{websocket.close_code} {websocket.close_reason or ''}".rstrip()
@@ -189,6 +193,13 @@ class CallRun:
                     websocket = await self._reopen()
             self.result.frames_sent += 1
         return websocket
+
+    def _sent(self, frame: AudioFrame, late: float) -> None:
+        """Note when a frame went out: how late against its schedule, and (the caller's)
+        the wall-clock moment, which a verdict's ``last_audio_at`` leads back to."""
+        self.result.send_lag.append(late)
+        if frame.participant_raw_id == CALLER:
+            self.result.caller_sent_at.append(time.time())
 
     async def _abort(self, websocket: ClientConnection) -> None:
         """Drop the connection without a close frame."""
@@ -224,6 +235,8 @@ class CallRun:
         if watcher.is_alive():
             self._tally.error("exception", f"call {call_id}: no final call.ended over SSE")
         self.result.frames_processed = sum(p.frames for p in call.participants)
+        caller = call.participant(CALLER)
+        self.result.caller_speech_seconds = 0.0 if caller is None else caller.net_speech_seconds
         self.result.dropped = int(call.counters.get("dropped", 0))
         for raw_id in (CALLER, AGENT):
             verdicts = api.verdicts(call_id, raw_id, limit=1000)

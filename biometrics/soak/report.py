@@ -7,6 +7,8 @@ import collections
 import dataclasses
 import json
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -60,6 +62,14 @@ class CallResult:
     verdicts: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> decision, SSE
     persisted: set[str] = dataclasses.field(default_factory=set)
     last_caller_decision: str | None = None  # the caller's last scored verdict
+    # When things happened, on this machine's wall clock (``time.time()``), for latencies:
+    # the call's first frame timestamp, the send time of each caller frame in order and how
+    # late each frame went out against its schedule, and each verdict event's arrival.
+    audio_start: datetime | None = None
+    caller_sent_at: list[float] = dataclasses.field(default_factory=list)
+    send_lag: list[float] = dataclasses.field(default_factory=list)  # seconds, every frame
+    verdict_arrivals: list[tuple[float, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    caller_speech_seconds: float = 0.0  # net speech the service heard from the caller
 
 
 @dataclasses.dataclass
