@@ -20,7 +20,8 @@ participants each, the caller claimed) faster than real time (``--speed``):
 VmRSS (and the thread count) of the service's process is read from /proc every
 ``--sample-seconds``. The report: a least-squares slope of RSS against calls done (MB per
 call) and against time (MB per minute) once the first ``--warmup`` share of the run is
-over, and the RSS after each eviction against the baseline taken before the first call.
+over, the same slope of the RSS after each wave's eviction alone, and that RSS against the
+baseline taken before the first call.
 ``--no-trim`` runs the service with ``BIOMETRICS_MEMORY_TRIM=false`` (freed heap kept, as
 before the fix), ``--arena-max N`` with glibc's ``MALLOC_ARENA_MAX=N``, and ``--diagnose``
 loads :mod:`benchmarks.memory_probe` into it: tracemalloc growth, ``gc`` counts by type and
@@ -58,6 +59,8 @@ from biometrics.soak.speech import Voice, load_voices
 
 SCENARIOS = ("long", "sequential", "rounds")
 PROBE_SECONDS = 30.0  # for the probe's line to appear (a snapshot of a large heap is slow)
+# Past the retention, for the service's sweep (every half retention, at least 0.5 s) to run.
+SWEEP_MARGIN_SECONDS = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +179,7 @@ async def scenario(
         await play(runs, sampler)
         peak = max((s.rss_mb for s in sampler.samples), default=0.0)
         if args.scenario != "sequential" or wave == waves - 1:
-            await asyncio.sleep(args.retention_seconds + 2.0)  # the sweep evicts the calls
+            await asyncio.sleep(args.retention_seconds + SWEEP_MARGIN_SECONDS)  # evicted by then
         sample = await asyncio.to_thread(sampler.take)
         checkpoints.append(
             {
@@ -265,6 +268,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "final_minus_baseline_mb": after - baseline.rss_mb,
         "threads_max": max(s.threads for s in samples),
         **fit(samples, args.warmup),
+        # After each wave's eviction only: what stays, apart from the peaks within waves.
+        "evicted_mb_per_call": slope(
+            [float(c["calls"]) for c in checkpoints], [c["rss_mb"] for c in checkpoints]
+        ),
         "checkpoints": checkpoints,
         "probes": [p for p in (first, *probes) if p is not None],
         "errors": dict(tally.error_kinds),
@@ -298,6 +305,8 @@ def report(result: dict[str, Any]) -> None:
     )
     if per_call is not None and per_minute is not None:
         print(f"slope after warm-up: {per_call:+.3f} MB per call, {per_minute:+.2f} MB per minute")
+    if result["evicted_mb_per_call"] is not None:
+        print(f"after each eviction: {result['evicted_mb_per_call']:+.3f} MB per call")
     for line in result["probes"]:
         if line.get("probe") == "sample":
             print(
