@@ -11,7 +11,8 @@ wave after another. Once the load runs, ``py-spy record`` samples every thread o
 service for ``--seconds`` (idle threads left out, ``--native`` for C frames) and writes
 ``<out>.folded``, collapsed stacks that speedscope (https://www.speedscope.app) and
 flamegraph.pl open. Printed: the frames by self time, and each sample's share by what it
-was doing (the model, SQL, audio, JSON, base64, the socket, HTTP, the event loop).
+was doing (the model, SQL, audio, JSON, base64, the socket, HTTP, the event loop, or, with
+``--native``, which also samples threads blocked in C, waiting for work).
 py-spy needs ptrace rights over the service (root, or ``kernel.yama.ptrace_scope=0``).
 """
 
@@ -64,6 +65,10 @@ CATEGORIES = (
     ("HTTP (uvicorn, starlette)", ("uvicorn/", "h11/", "starlette/", "multipart/")),
     ("event loop", ("asyncio/",)),
 )
+# With --native py-spy keeps threads blocked in the C library; a sample whose innermost
+# Python frame is one of these is a thread waiting for work, not doing any.
+WAITS = ("Condition.wait (", "Event.wait (", "Queue.get (", "_worker (")
+WAITING = "waiting (idle threads)"
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -86,10 +91,10 @@ def record(pid: int, seconds: float, out: Path, native: bool, rate: int) -> None
         "raw",
         "--output",
         str(out),
-        "--nonblocking",
     ]
-    if native:
-        command.append("--native")
+    # Without pausing the service, unless C frames are wanted: py-spy needs it paused to
+    # unwind them.
+    command.append("--native" if native else "--nonblocking")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SoakError(f"py-spy record failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -129,6 +134,9 @@ def _short(frame: str) -> str:
 
 
 def _category(frames: list[str]) -> str:
+    python = [frame for frame in frames if ".py" in frame]
+    if python and python[-1].startswith(WAITS):
+        return WAITING
     for frame in reversed(frames):
         for name, markers in CATEGORIES:
             if any(marker in frame for marker in markers):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import ingestion, machine_peak, memory, model_vs_service
+from benchmarks import ingestion, machine_peak, memory, model_vs_service, profile
 from tests.voices import synthetic_speech, wav_bytes
 
 VOICES = {"ada": (110.0, (650.0, 1100.0, 2400.0)), "bo": (180.0, (800.0, 1400.0, 2700.0))}
@@ -107,3 +107,24 @@ def test_memory_reports_rss_slopes_and_frees_evicted_calls(
         assert line["watched"]["CallSession"] == 0
         assert line["watched"]["SpeechBuffer"] == 0
         assert line["rss_after_trim_mb"] is None or line["rss_after_trim_mb"] > 0
+
+
+def test_profile_counts_self_time_and_shares_from_collapsed_stacks(tmp_path: Path):
+    folded = tmp_path / "p.folded"
+    model = "Module._call_impl (torch/nn/modules/module.py:1794)"
+    sql = "DefaultDialect.do_commit (sqlalchemy/engine/default.py:954)"
+    loop = "Runner.run (asyncio/runners.py:118)"
+    waiting = "_worker (concurrent/futures/thread.py:81);0x7f59 (libc.so.6)"  # --native
+    folded.write_text(f"{loop};{model} 3\n{loop};{sql} 1\n{loop} 4\n{waiting} 8\n")
+    result = profile.aggregate(folded)
+    assert result["samples"] == 16
+    assert result["top_self"][:2] == [
+        {"frame": "0x7f59 (libc.so.6)", "samples": 8, "share": 0.5},
+        {"frame": "Runner.run (asyncio/runners.py:118)", "samples": 4, "share": 0.25},
+    ]
+    assert result["categories"] == {
+        "waiting (idle threads)": 0.5,
+        "event loop": 0.25,
+        "model (torch, speechbrain)": 0.1875,
+        "SQL": 0.0625,
+    }
