@@ -116,11 +116,11 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
 
 def fit(samples: list[Sample], warmup: float) -> dict[str, float | None]:
     """MB per call and MB per minute over the samples after the first ``warmup`` share of
-    the run's time."""
+    the run's time, up to the end of the last call (its eviction is reported apart)."""
     if not samples:
         return {"mb_per_call": None, "mb_per_minute": None}
     start = samples[-1].seconds * warmup
-    kept = [s for s in samples if s.seconds >= start]
+    kept = [s for s in samples if s.seconds >= start and s.calls < samples[-1].calls]
     per_call = slope([float(s.calls) for s in kept], [s.rss_mb for s in kept])
     per_second = slope([s.seconds for s in kept], [s.rss_mb for s in kept])
     return {
@@ -303,8 +303,10 @@ def report(result: dict[str, Any]) -> None:
         f"after the last eviction {result['final_rss_mb']:.0f} MB "
         f"({result['final_minus_baseline_mb']:+.0f} MB)"
     )
-    if per_call is not None and per_minute is not None:
-        print(f"slope after warm-up: {per_call:+.3f} MB per call, {per_minute:+.2f} MB per minute")
+    if per_call is not None:
+        print(f"slope after warm-up: {per_call:+.3f} MB per call")
+    if per_minute is not None:
+        print(f"slope after warm-up: {per_minute:+.2f} MB per minute")
     if result["evicted_mb_per_call"] is not None:
         print(f"after each eviction: {result['evicted_mb_per_call']:+.3f} MB per call")
     for line in result["probes"]:
