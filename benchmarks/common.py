@@ -3,11 +3,12 @@ reports (a printed table and a JSON file)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,19 @@ def write_json(path: Path | None, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {path}")
+
+
+@contextlib.contextmanager
+def patched_environ(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` set in this process's environment for the block (the service under test is
+    started with it: start_service passes the environment on), the old values back after."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

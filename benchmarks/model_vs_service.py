@@ -39,6 +39,7 @@ from benchmarks.common import (
     crops,
     load_speakers,
     machine,
+    patched_environ,
     print_table,
     write_json,
 )
@@ -124,21 +125,12 @@ def wav(samples: Samples) -> bytes:
 def running_service(source: str, workdir: Path, threads: int) -> Iterator[tuple[str, str]]:
     """``biometrics serve`` on a fresh SQLite database: its URL and an admin key."""
     env = {**SERVICE_ENV, "BIOMETRICS_INFERENCE_THREADS": str(threads)}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)  # start_service passes this process's environment on
-    try:
-        with WebhookSink(secrets.token_hex(16)) as webhook:
-            service = start_service(workdir, f"sqlite:///{workdir / 'bench.db'}", source, webhook)
-            try:
-                yield service.url, service.admin_key
-            finally:
-                service.stop()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with patched_environ(env), WebhookSink(secrets.token_hex(16)) as webhook:
+        service = start_service(workdir, f"sqlite:///{workdir / 'bench.db'}", source, webhook)
+        try:
+            yield service.url, service.admin_key
+        finally:
+            service.stop()
 
 
 def saturate(

@@ -153,6 +153,7 @@ def create_service(
             max_calls=settings.stream_max_calls,
             max_participants=settings.stream_max_participants,
             retention_seconds=settings.stream_retention_seconds,
+            trim_memory=settings.memory_trim,
         ),
         CallServices(
             verifier=verifier,

@@ -110,6 +110,9 @@ class Settings:
     # shutdown), before webhooks drain and the process exits.
     spool_max_rows: int = 10_000
     shutdown_timeout_seconds: float = 20.0
+    # Once calls have left memory, hand the heap's freed pages back to the system (glibc's
+    # malloc_trim; nothing elsewhere), so that the resident size falls after a burst.
+    memory_trim: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

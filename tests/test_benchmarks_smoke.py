@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import batching, ingestion, live_calls, machine_peak, model_vs_service
+from benchmarks import (
+    batching,
+    ingestion,
+    live_calls,
+    machine_peak,
+    memory,
+    model_vs_service,
+    profile,
+)
 from benchmarks.common import DEFAULT_SPEECH
 from biometrics.streaming.schedule import DecisionSchedule
 from tests.voices import synthetic_speech, wav_bytes
@@ -17,19 +25,29 @@ VOICES = {"ada": (110.0, (650.0, 1100.0, 2400.0)), "bo": (180.0, (800.0, 1400.0,
 MACHINE_KEYS = {"date", "cpu_count", "cpu_model", "torch", "torch_threads"}
 
 
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two generated speakers, four 8 s files each: two enroll, two give the test crops."""
-    root = tmp_path_factory.mktemp("speech")
+def generated_speakers(root: Path, files: int) -> Path:
     for index, (name, (pitch, formants)) in enumerate(VOICES.items()):
         folder = root / name
         folder.mkdir()
-        for file in range(4):
+        for file in range(files):
             samples = synthetic_speech(
                 8.0, pitch_hz=pitch, formants=formants, seed=10 * index + file
             )
             (folder / f"{name}-{file}.wav").write_bytes(wav_bytes(samples))
     return root
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two generated speakers, four 8 s files each: two enroll, two give the test crops."""
+    return generated_speakers(tmp_path_factory.mktemp("speech"), 4)
+
+
+@pytest.fixture(scope="module")
+def call_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two generated speakers, six 8 s files each: four enroll (the soak's 30 s), two are
+    the call audio."""
+    return generated_speakers(tmp_path_factory.mktemp("call-speech"), 6)
 
 
 def written(path: Path) -> dict:
@@ -144,3 +162,47 @@ def test_the_capacity_search_doubles_then_bisects_to_the_largest_passing_value()
     assert tried == [5, 10, 20, 15, 12, 13, 14]
     assert live_calls.search(lambda value: {"pass": False}, 5, 1000) is None
     assert live_calls.search(lambda value: {"pass": True}, 5, 40) == 40
+
+
+def test_memory_reports_rss_slopes_and_frees_evicted_calls(
+    call_speech: Path, model_folder: Path, tmp_path: Path
+):
+    out = tmp_path / "memory.json"
+    args = ["--scenario", "rounds", "--rounds", "2", "--concurrent", "1", "--speakers", "2"]
+    args += ["--call-seconds", "8", "--speed", "8", "--retention-seconds", "0.5"]
+    args += ["--sample-seconds", "0.2", "--model", str(model_folder), "--diagnose"]
+    assert memory.main([*args, "--speech", str(call_speech), "--out", str(out)]) == 0
+    result = written(out)
+    assert result["calls"] == 2 and result["errors"] == {}
+    assert [row["calls"] for row in result["checkpoints"]] == [1, 2]
+    assert result["baseline_rss_mb"] > 0 and result["peak_rss_mb"] >= result["baseline_rss_mb"]
+    assert isinstance(result["mb_per_call"], float)
+    assert isinstance(result["mb_per_minute"], float)
+    samples = [line for line in result["probes"] if line["probe"] == "sample"]
+    assert len(samples) == 2
+    for line in samples:
+        # Evicted, a call and its participants are gone at once, not left to the collector.
+        assert line["watched"]["CallSession"] == 0
+        assert line["watched"]["SpeechBuffer"] == 0
+        assert line["rss_after_trim_mb"] is None or line["rss_after_trim_mb"] > 0
+
+
+def test_profile_counts_self_time_and_shares_from_collapsed_stacks(tmp_path: Path):
+    folded = tmp_path / "p.folded"
+    model = "Module._call_impl (torch/nn/modules/module.py:1794)"
+    sql = "DefaultDialect.do_commit (sqlalchemy/engine/default.py:954)"
+    loop = "Runner.run (asyncio/runners.py:118)"
+    waiting = "_worker (concurrent/futures/thread.py:81);0x7f59 (libc.so.6)"  # --native
+    folded.write_text(f"{loop};{model} 3\n{loop};{sql} 1\n{loop} 4\n{waiting} 8\n")
+    result = profile.aggregate(folded)
+    assert result["samples"] == 16
+    assert result["top_self"][:2] == [
+        {"frame": "0x7f59 (libc.so.6)", "samples": 8, "share": 0.5},
+        {"frame": "Runner.run (asyncio/runners.py:118)", "samples": 4, "share": 0.25},
+    ]
+    assert result["categories"] == {
+        "waiting (idle threads)": 0.5,
+        "event loop": 0.25,
+        "model (torch, speechbrain)": 0.1875,
+        "SQL": 0.0625,
+    }

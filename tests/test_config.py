@@ -89,3 +89,8 @@ def test_a_key_and_a_key_file_are_not_both_set():
         Settings.from_env(
             {"BIOMETRICS_ENCRYPTION_KEY": "a2V5", "BIOMETRICS_ENCRYPTION_KEY_FILE": "/k"}
         )
+
+
+def test_memory_trim_is_on_by_default_and_can_be_turned_off():
+    assert Settings.from_env({}).memory_trim is True
+    assert Settings.from_env({"BIOMETRICS_MEMORY_TRIM": "false"}).memory_trim is False

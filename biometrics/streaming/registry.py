@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import weakref
 
+from biometrics import memory
 from biometrics.clock import utcnow
 from biometrics.errors import TooManyCalls
 from biometrics.events import Broker
@@ -58,6 +59,9 @@ class CallLimits:
     max_calls: int  # held in memory at once: pending, live and recently ended
     max_participants: int  # per call
     retention_seconds: float  # an ended call stays in memory (a reconnect keeps its speech)
+    # After a sweep evicted calls, return the heap's freed pages to the system (glibc):
+    # else the resident size keeps the high-water mark of every burst of calls.
+    trim_memory: bool = False
 
 
 class CallRegistry:
@@ -216,10 +220,12 @@ class CallRegistry:
         oldest = min(idle, key=lambda call: call.active_at)
         self._evict(oldest)  # lossless but for its speech buffers: it is in the database
 
-    def sweep(self) -> None:
-        """Evict calls idle for longer than the retention: ended, or pending unstreamed."""
+    def sweep(self) -> int:
+        """Evict calls idle for longer than the retention: ended, or pending unstreamed;
+        how many were evicted."""
         now = utcnow()
         retention = self._limits.retention_seconds
+        evicted = 0
         for call in list(self._calls.values()):
             if (
                 call.idle
@@ -227,6 +233,8 @@ class CallRegistry:
                 and (now - call.active_at).total_seconds() >= retention
             ):
                 self._evict(call)
+                evicted += 1
+        return evicted
 
     def _evict(self, call: CallSession) -> None:
         call.close()
@@ -240,6 +248,7 @@ class CallRegistry:
         while True:
             await asyncio.sleep(interval)
             try:
-                self.sweep()
+                if self.sweep() and self._limits.trim_memory:
+                    await asyncio.to_thread(memory.trim)
             except Exception:
                 logger.exception("sweeping ended calls failed")

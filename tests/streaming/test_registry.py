@@ -4,6 +4,8 @@ idle, resumed from the database, and refused when memory is full."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -68,6 +70,30 @@ def test_an_evicted_call_resumes_from_the_database(registry_parts):
     assert alice.claim == SpeakerClaim("alice", 50.0) and alice.frames == 600
     assert alice.latest == stored.participant(ALICE).latest_verdict
     assert alice.window_frames == 0  # speech is never stored
+
+
+def test_an_evicted_call_and_its_speech_are_freed_without_waiting_for_the_collector(
+    registry_parts,
+):
+    registry, recorder, _ = registry_parts
+
+    async def scenario():
+        await registry.claim("call-1", ALICE, SpeakerClaim("alice", 50.0))
+        call = await registry.connect("call-1", None, SUB, {})
+        await speak(call, ALICE, 4.0)
+        await registry.disconnect(call, {})
+        await recorder.flush()
+        gone = weakref.ref(call), weakref.ref(call.participants[ALICE])
+        del call
+        assert registry.sweep() == 1
+        return gone
+
+    gc.disable()  # only reference counting: what a cycle would keep stays kept
+    try:
+        gone = asyncio.run(scenario())
+        assert [ref() for ref in gone] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_calls_past_the_limit_are_refused_while_the_others_are_live(registry_parts):
