@@ -28,6 +28,7 @@ def test_environment_overrides_each_setting():
             "BIOMETRICS_MIN_VERIFY_SPEECH_SECONDS": "4",
             "BIOMETRICS_MAX_UPLOAD_BYTES": "1048576",
             "BIOMETRICS_AUTO_MIGRATE": "false",
+            "BIOMETRICS_LIVE_EMBEDDING": "incremental",
         }
     )
     assert settings.database_url == "postgresql+psycopg://u:p@db/biometrics"
@@ -38,6 +39,7 @@ def test_environment_overrides_each_setting():
     assert settings.min_verify_speech_seconds == 4.0
     assert settings.max_upload_bytes == 1048576
     assert settings.auto_migrate is False
+    assert settings.live_embedding == "incremental"
 
 
 @pytest.mark.parametrize(
@@ -55,6 +57,7 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_AUDIT_RETENTION_DAYS", "-7", "RETENTION_DAYS must not be negative"),
         ("BIOMETRICS_SWEEP_INTERVAL_SECONDS", "1.5", "not a valid int"),
         ("BIOMETRICS_WEBHOOK_DRAIN_SECONDS", "-1", "DRAIN_SECONDS must not be negative"),
+        ("BIOMETRICS_LIVE_EMBEDDING", "chunks", "LIVE_EMBEDDING must be one of window, incr"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):
