@@ -33,12 +33,14 @@ per stream; and per strategy, the totals.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from biometrics.audio import SAMPLE_RATE
 from biometrics.audio.decode import Samples
@@ -140,43 +142,63 @@ def strategies(chunk: int) -> dict[str, Strategy]:
     }
 
 
-def run_strategy(
-    strategy: Strategy, embedder: Embedder, streams: list[TestCrop], points: list[int]
-) -> tuple[Vectors, dict[str, float], list[dict[str, float]]]:
-    """Embeddings (decision point, stream, dim), the strategy's cost over all streams,
-    and the cost of each decision per stream. One untimed pass over the first stream
-    first: torch's first call at each input length is slow, and would otherwise count
-    against whichever strategy runs first."""
-    for _ in strategy(embedder.embed, streams[0].samples, points):
-        pass
-    samples = np.zeros(len(points), dtype=np.int64)
-    wall = np.zeros(len(points))
-    per_stream = []
-    for stream in streams:
-        vectors = []
-        decisions = strategy(embedder.embed, stream.samples, points)
-        for index in range(len(points)):
-            started = time.perf_counter()
-            vector, cost = next(decisions)
-            wall[index] += time.perf_counter() - started
-            samples[index] += cost
-            vectors.append(vector)
-        per_stream.append(np.stack(vectors))
-    audio = float(samples.sum()) / SAMPLE_RATE
-    total = {
-        "audio_seconds": audio,
-        "audio_seconds_per_stream": audio / len(streams),
-        "wall_seconds": float(wall.sum()),
-        "wall_ms_per_stream": 1000 * float(wall.sum()) / len(streams),
-    }
-    decisions_cost = [
-        {
-            "audio_seconds_per_stream": float(n) / SAMPLE_RATE / len(streams),
-            "wall_ms_per_stream": 1000 * float(w) / len(streams),
+@dataclasses.dataclass
+class _Run:
+    """One strategy's embeddings and spending so far: samples and seconds per decision."""
+
+    points: int
+    vectors: list[Vectors] = dataclasses.field(default_factory=list)  # (point, dim) per stream
+    samples: npt.NDArray[np.int64] = dataclasses.field(init=False)
+    wall: npt.NDArray[np.float64] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.samples = np.zeros(self.points, dtype=np.int64)
+        self.wall = np.zeros(self.points)
+
+    def cost(self, streams: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """The totals over all streams, and each decision's cost per stream."""
+        audio = float(self.samples.sum()) / SAMPLE_RATE
+        total = {
+            "audio_seconds": audio,
+            "audio_seconds_per_stream": audio / streams,
+            "wall_seconds": float(self.wall.sum()),
+            "wall_ms_per_stream": 1000 * float(self.wall.sum()) / streams,
         }
-        for n, w in zip(samples, wall, strict=True)
-    ]
-    return np.stack(per_stream, axis=1), total, decisions_cost
+        decisions = [
+            {
+                "audio_seconds_per_stream": float(n) / SAMPLE_RATE / streams,
+                "wall_ms_per_stream": 1000 * float(w) / streams,
+            }
+            for n, w in zip(self.samples, self.wall, strict=True)
+        ]
+        return total, decisions
+
+
+def run_strategies(
+    named: dict[str, Strategy], embedder: Embedder, streams: list[TestCrop], points: list[int]
+) -> dict[str, _Run]:
+    """Every strategy on every stream, each decision timed. The strategies take turns
+    stream by stream, so that a machine whose load changes during the run slows them
+    alike. One untimed pass over the first stream first: torch's first call at each
+    input length is slow, and would otherwise count against whichever strategy runs
+    first."""
+    for strategy in named.values():
+        for _ in strategy(embedder.embed, streams[0].samples, points):
+            pass
+    runs = {name: _Run(len(points)) for name in named}
+    for stream in streams:
+        for name, strategy in named.items():
+            run = runs[name]
+            decisions = strategy(embedder.embed, stream.samples, points)
+            vectors = []
+            for index in range(len(points)):
+                started = time.perf_counter()
+                vector, cost = next(decisions)
+                run.wall[index] += time.perf_counter() - started
+                run.samples[index] += cost
+                vectors.append(vector)
+            run.vectors.append(np.stack(vectors))
+    return runs
 
 
 def score_points(
@@ -232,11 +254,15 @@ def compare_streaming(
         raise ValueError("too little speech for streams of the last decision point")
     voiceprints = VoiceprintCache(embedder.pool).for_protocol(streams)
     results = {}
-    for name, strategy in strategies(int(chunk_seconds * SAMPLE_RATE)).items():
-        embeddings, cost, decisions = run_strategy(strategy, embedder, streams.tests, points)
+    runs = run_strategies(
+        strategies(int(chunk_seconds * SAMPLE_RATE)), embedder, streams.tests, points
+    )
+    for name, run in runs.items():
+        embeddings = np.stack(run.vectors, axis=1)  # (decision point, stream, dim)
         rows = score_points(
             streams, voiceprints, embeddings, points, max_nontargets=max_nontargets, seed=seed
         )
+        cost, decisions = run.cost(len(streams.tests))
         points_rows = [{**row, **spent} for row, spent in zip(rows, decisions, strict=True)]
         results[name] = {"cost": cost, "points": points_rows}
     return {
