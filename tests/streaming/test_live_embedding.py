@@ -149,3 +149,30 @@ def test_a_new_claim_embeds_the_whole_window_afresh():
     assert [v.speech_seconds for v in bob] == [6.0, 8.0]
     # Bob's vector alone: had alice's 5 s embedding carried over, bob would score above 0.
     assert [v.similarity for v in bob] == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "embedded"),
+    [
+        (6.5, [3 * SECOND, 2 * SECOND, 3 * SECOND // 2]),  # 1.5 s more: embedded alone
+        (5.5, [3 * SECOND, 2 * SECOND, 11 * SECOND // 2]),  # 0.5 s: too short, all afresh
+        (5.0, [3 * SECOND, 2 * SECOND]),  # nothing new: the embedding so far, no model
+    ],
+)
+def test_the_verdict_when_a_call_ends_embeds_what_is_new_if_it_is_long_enough(seconds, embedded):
+    """The service stops mid-call: the final verdict covers the speech not judged yet."""
+
+    async def scenario():
+        call, backend, observer = make_call(incremental=True)
+        backend.add_speaker("alice")
+        call.connect(None, AudioFormat("sub", 16_000, 1, 640), {})
+        call.claim(ALICE, SpeakerClaim("alice", threshold=0.0))
+        await speak(call, ALICE, seconds)
+        await call.disconnect({}, final=True)
+        await settle(call)
+        return backend, observer
+
+    backend, observer = run(scenario())
+    assert backend.worker.embedded == embedded
+    final = observer.verdicts(ALICE)[-1]
+    assert (final.speech_seconds, final.final, final.decision) == (seconds, True, Decision.ACCEPT)
