@@ -15,6 +15,7 @@ def test_defaults_need_no_environment():
     assert (settings.speaker_expiry_days, settings.sweep_interval_seconds) == (1095, 3600)
     assert (settings.verdict_retention_days, settings.audit_retention_days) == (365, 2555)
     assert settings.webhook_drain_seconds == 10.0
+    assert settings.live_embedding == "incremental"
 
 
 def test_environment_overrides_each_setting():
@@ -28,7 +29,7 @@ def test_environment_overrides_each_setting():
             "BIOMETRICS_MIN_VERIFY_SPEECH_SECONDS": "4",
             "BIOMETRICS_MAX_UPLOAD_BYTES": "1048576",
             "BIOMETRICS_AUTO_MIGRATE": "false",
-            "BIOMETRICS_LIVE_EMBEDDING": "incremental",
+            "BIOMETRICS_LIVE_EMBEDDING": "window",
         }
     )
     assert settings.database_url == "postgresql+psycopg://u:p@db/biometrics"
@@ -39,7 +40,7 @@ def test_environment_overrides_each_setting():
     assert settings.min_verify_speech_seconds == 4.0
     assert settings.max_upload_bytes == 1048576
     assert settings.auto_migrate is False
-    assert settings.live_embedding == "incremental"
+    assert settings.live_embedding == "window"
 
 
 @pytest.mark.parametrize(
