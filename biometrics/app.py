@@ -164,6 +164,7 @@ def create_service(
                 settings.stream_step_seconds,
                 settings.stream_max_speech_seconds,
             ),
+            incremental_embedding=settings.live_embedding == "incremental",
         ),
         call_store,
         CallPublisher(broker),

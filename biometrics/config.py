@@ -16,6 +16,7 @@ from biometrics.errors import ConfigError
 
 PREFIX = "BIOMETRICS_"
 DEFAULT_MODEL_SOURCE = "bundled"
+LIVE_EMBEDDINGS = ("window", "incremental")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,11 @@ class Settings:
     # speech is buffered past it).
     stream_step_seconds: float = 2.0
     stream_max_speech_seconds: float = 10.0
+    # How each live verdict gets its embedding: "incremental" embeds only the speech since
+    # the last verdict and pools it with the embedding so far (10 s through the model for
+    # the default schedule), "window" re-embeds all the speech so far (34 s). The first
+    # verdict is the same either way; docs/accuracy.md finds the later ones no worse.
+    live_embedding: str = "incremental"
     stream_metadata_timeout_seconds: float = 10.0  # close 1008 if no AudioMetadata by then
     stream_idle_timeout_seconds: float = 30.0  # close 1008 after this long without a message
     stream_max_message_bytes: int = 256 * 1024  # close 1009 above (GA frames are ~1.5 KB)
@@ -198,6 +204,11 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.live_embedding not in LIVE_EMBEDDINGS:
+            raise ConfigError(
+                f"{PREFIX}LIVE_EMBEDDING must be one of {', '.join(LIVE_EMBEDDINGS)}, "
+                f"got {self.live_embedding!r}"
+            )
         if self.stream_max_speech_seconds < self.min_verify_speech_seconds:
             raise ConfigError(
                 f"{PREFIX}STREAM_MAX_SPEECH_SECONDS must be at least "

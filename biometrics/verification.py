@@ -33,8 +33,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from biometrics.audio import DetectedSpeech
+from biometrics.audio.decode import Samples
 from biometrics.clock import utcnow
 from biometrics.embedding import EmbeddingWorker, Urgency
+from biometrics.embedding.incremental import IncrementalEmbedding
+from biometrics.embedding.pooling import SpeechEmbedding
 from biometrics.scoring import TrialFacts, decide, rule
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision
@@ -114,6 +117,9 @@ class LiveSpeech:
     first_audio_at: datetime | None
     last_audio_at: datetime | None
     final: bool
+    # The participant's speech embedded so far (BIOMETRICS_LIVE_EMBEDDING=incremental):
+    # only the speech after it is embedded, and it is brought up to date. None: all of it.
+    embedded: IncrementalEmbedding | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,8 +236,7 @@ class VerificationService:
             )
         else:
             assert claimed.voiceprint is not None and threshold is not None
-            urgency = Urgency.REST if live is None else Urgency.LIVE
-            embedding = await self._worker.embed_speech(speech.samples, urgency=urgency)
+            embedding = await self._embed(speech.samples, live)
             trial = self.scorer.score(claimed.voiceprint, embedding.vector)
             verdict = dataclasses.replace(
                 verdict,
@@ -246,6 +251,20 @@ class VerificationService:
         await run_in_threadpool(self._history.record, verdict)
         await run_in_threadpool(self._audit, verdict, origin)
         return verdict
+
+    async def _embed(self, samples: Samples, live: LiveSpeech | None) -> SpeechEmbedding:
+        """All the speech, or for a live call that keeps its embedding, only what it adds."""
+        urgency = Urgency.REST if live is None else Urgency.LIVE
+        embedded = None if live is None else live.embedded
+        if embedded is None:
+            return await self._worker.embed_speech(samples, urgency=urgency)
+        start = embedded.start(len(samples))
+        new = None
+        if start < len(samples):
+            new = await self._worker.embed_speech(samples[start:], urgency=urgency)
+        pooled = embedded.add(new, start, len(samples))
+        # Only this verdict's own wait counts: the pooled vector carries no delay of its own.
+        return dataclasses.replace(pooled, delay=None if new is None else new.delay)
 
     def _claimed(
         self, speaker_id: str | None, speech: DetectedSpeech, issues: tuple[str, ...], live: bool

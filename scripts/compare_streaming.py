@@ -1,14 +1,16 @@
-"""Streaming decisions: embed each new chunk and average, or re-embed the growing window?
+"""Streaming decisions: re-embed the growing window, average chunks, or embed incrementally?
 
-Both strategies on the same streams (a held-out speaker's test speech, joined),
+Every strategy on the same streams (a held-out speaker's test speech, joined),
 judged at the points of a live call's decision schedule (``--schedule MIN STEP MAX``
 in seconds of net speech; default: the service's configured schedule). Prints, per
-model, the metrics at each decision point and each strategy's cost; with ``--out``
-writes streaming.json there. The comparison is
-``biometrics.evaluation.streaming.compare_streaming``.
+model, the metrics and cost at each decision point and each strategy's total cost; with
+``--out`` writes streaming.json there. The comparison is
+``biometrics.evaluation.streaming.compare_streaming``. Several ``--data`` folders are
+measured together, e.g. every set of speakers the bundled model never trained on:
 
-    python scripts/compare_streaming.py --data ../shared/data/librispeech/train-clean-5 \\
-        --model random:256 --schedule 3 2 10 --chunk-seconds 3 --out results/streaming
+    python scripts/compare_streaming.py --model bundled --chunk-seconds 2 \\
+        --data ../shared/data/librispeech/test-other-dev ../shared/data/librispeech/train-clean-5 \\
+        --speakers 367 533 1998 1688 2033 19 163 1737 2136 4640 8629 --out results/streaming
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from biometrics.config import Settings
 from biometrics.evaluation.arguments import (
     UsageError,
     add_harness_arguments,
+    data_label,
     selected_embedders,
     selected_speech,
 )
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(streaming_table(comparison) + "\n")
         comparisons.append(comparison)
     if args.out:
-        path = write_streaming(args.out, {"data": str(args.data), "seed": args.seed}, comparisons)
+        path = write_streaming(args.out, {"data": data_label(args), "seed": args.seed}, comparisons)
         print(f"wrote {path}")
     return 0
 

@@ -26,6 +26,7 @@ from biometrics.config import Settings
 from biometrics.evaluation.arguments import (
     UsageError,
     add_harness_arguments,
+    data_label,
     selected_embedders,
     selected_speech,
 )
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(results_table(evaluations))
     if args.out:
         run_settings = {
-            "data": str(args.data),
+            "data": data_label(args),
             "seed": args.seed,
             "enroll_seconds": args.enroll_seconds,
             "max_tests_per_speaker": args.max_tests_per_speaker,

@@ -4,6 +4,7 @@ them to use them instead of the small random-weight model of tests/conftest.py."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,15 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> SpeakerEncoder:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The defaults; a test parametrized indirectly on ``settings`` names the live
+    embedding (BIOMETRICS_LIVE_EMBEDDING) to run with instead."""
+    shipped = Settings(
         database_url=database_url,
         model_cache_dir=tmp_path,
         auto_migrate=False,
         encryption_key=TEST_ENCRYPTION_KEY,
     )
+    if not hasattr(request, "param"):
+        return shipped
+    return dataclasses.replace(shipped, live_embedding=request.param)

@@ -17,6 +17,7 @@ def test_defaults_need_no_environment():
     assert settings.webhook_drain_seconds == 10.0
     batching = (settings.inference_max_batch, settings.inference_max_wait_ms)
     assert batching == (8, 5.0) and settings.inference_queue_max == 300.0
+    assert settings.live_embedding == "incremental"
 
 
 def test_environment_overrides_each_setting():
@@ -32,6 +33,7 @@ def test_environment_overrides_each_setting():
             "BIOMETRICS_AUTO_MIGRATE": "false",
             "BIOMETRICS_INFERENCE_MAX_BATCH": "16",
             "BIOMETRICS_INFERENCE_QUEUE_MAX": "60",
+            "BIOMETRICS_LIVE_EMBEDDING": "window",
         }
     )
     assert (settings.inference_max_batch, settings.inference_queue_max) == (16, 60.0)
@@ -43,6 +45,7 @@ def test_environment_overrides_each_setting():
     assert settings.min_verify_speech_seconds == 4.0
     assert settings.max_upload_bytes == 1048576
     assert settings.auto_migrate is False
+    assert settings.live_embedding == "window"
 
 
 @pytest.mark.parametrize(
@@ -63,6 +66,7 @@ def test_environment_overrides_each_setting():
         ("BIOMETRICS_INFERENCE_MAX_BATCH", "0", "MAX_BATCH must be between 1 and 256"),
         ("BIOMETRICS_INFERENCE_MAX_WAIT_MS", "-5", "MAX_WAIT_MS must be between 0 and 1000"),
         ("BIOMETRICS_INFERENCE_QUEUE_MAX", "2", "QUEUE_MAX must be at least 10"),
+        ("BIOMETRICS_LIVE_EMBEDDING", "chunks", "LIVE_EMBEDDING must be one of window, incr"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from biometrics.audio import SpeechDetector, decode_audio
+from biometrics.config import LIVE_EMBEDDINGS
 from tests.conftest import LIBRISPEECH
 from tests.default_config import encoder, settings  # noqa: F401 (fixtures)
 from tests.streaming.helpers import call_messages
@@ -31,9 +32,11 @@ def speech_of(data: bytes) -> np.ndarray:
     return SpeechDetector().detect(decode_audio(data)).speech()
 
 
+@pytest.mark.parametrize("settings", LIVE_EMBEDDINGS, indirect=True)
 def test_end_to_end_default_model_accepts_the_genuine_caller_and_rejects_an_impostor(
     live_server,
 ):
+    """With either live embedding (re-embedding the window, or each stretch once)."""
     assert live_server.settings.model_source == "bundled"
     enrollment, rest = utterances("1688")[:4], utterances("1688")[4:]
     with httpx.Client(base_url=live_server.url, headers=live_server.headers, timeout=60) as http:

@@ -13,7 +13,13 @@ from biometrics.evaluation.run import Embedder, make_embedder
 
 
 def add_harness_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="folder of speech")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders of speech (several: their speakers together, e.g. every held-out set)",
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -31,17 +37,25 @@ class UsageError(Exception):
     """What the user asked for cannot be measured; the message says why."""
 
 
+def data_label(args: argparse.Namespace) -> str:
+    """The folders measured on, as the results files name them."""
+    return " ".join(str(folder) for folder in args.data)
+
+
 def selected_speech(args: argparse.Namespace) -> list[SpeakerSpeech]:
-    if not args.data.is_dir():
-        raise UsageError(f"no such folder: {args.data}")
-    speakers = find_speakers(args.data)
+    speakers: dict[str, list[Path]] = {}
+    for folder in args.data:
+        if not folder.is_dir():
+            raise UsageError(f"no such folder: {folder}")
+        for speaker, paths in find_speakers(folder).items():
+            speakers.setdefault(speaker, []).extend(paths)
     if args.speakers:
         speakers = {
             speaker: paths for speaker, paths in speakers.items() if speaker in args.speakers
         }
     speech = load_speech(speakers)
     if not speech:
-        raise UsageError(f"no audio files in {args.data}")
+        raise UsageError(f"no audio files in {data_label(args)}")
     return speech
 
 

@@ -46,6 +46,8 @@ STREAMING_COLUMNS = (
     ("FRR@FAR1%", ">"),
     ("targets", ">"),
     ("non-targets", ">"),
+    ("audio s/stream", ">"),
+    ("wall ms/stream", ">"),
 )
 COST_COLUMNS = (
     ("strategy", "<"),
@@ -130,7 +132,8 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
 
 
 def streaming_table(comparison: dict[str, Any]) -> str:
-    """One streaming comparison: metrics per strategy and decision point, then the costs."""
+    """One streaming comparison: metrics and cost per strategy and decision point, then
+    each strategy's total cost."""
     rows = [
         [
             name,
@@ -140,6 +143,8 @@ def streaming_table(comparison: dict[str, Any]) -> str:
             f"{100 * point['frr_at_far_1pct']:.1f}%",
             str(point["n_target"]),
             str(point["n_nontarget"]),
+            f"{point['audio_seconds_per_stream']:.1f}",
+            f"{point['wall_ms_per_stream']:.1f}",
         ]
         for name, result in comparison["strategies"].items()
         for point in result["points"]

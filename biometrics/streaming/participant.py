@@ -32,6 +32,7 @@ from biometrics.audio.framing import FRAME_SECONDS, PcmFramer, frames_for
 from biometrics.audio.quality import QualityMeter
 from biometrics.audio.speech import SpeechDetector, SpeechFilter
 from biometrics.clock import utcnow
+from biometrics.embedding.incremental import IncrementalEmbedding
 from biometrics.enrollment import MIN_UPLOAD_SPEECH_SECONDS, EnrollmentResult
 from biometrics.errors import (
     BiometricsError,
@@ -83,6 +84,9 @@ class CallServices:
     find_alias: Callable[[str], Awaitable[str | None]]  # raw id -> speaker id
     schedule: DecisionSchedule
     new_detector: Callable[[], SpeechDetector] = SpeechDetector
+    # Each verdict embeds only the speech since the last one and pools it with the
+    # embedding so far, instead of re-embedding the window (BIOMETRICS_LIVE_EMBEDDING).
+    incremental_embedding: bool = False
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
@@ -124,6 +128,7 @@ class ParticipantStream:
         self._claim_generation = 0
         self._stale = False  # a verdict is due whatever the speech: new claim, or joined
         self._evaluated: int | None = None  # speech frames of the last verdict on this claim
+        self._embedded: IncrementalEmbedding | None = None  # of this claim's window so far
         self._judging: asyncio.Task[None] | None = None
         self._enroll_buffer: SpeechBuffer | None = None
         self._enrolling: asyncio.Task[None] | None = None
@@ -182,8 +187,14 @@ class ParticipantStream:
         self.claim = claim
         self._claim_generation += 1
         self._evaluated = None
+        self._embedded = self._new_embedding()
         self._stale = True
         self._dispatch()
+
+    def _new_embedding(self) -> IncrementalEmbedding | None:
+        """What a claim's verdicts keep of the window embedded so far: a new claim starts
+        from nothing, so that no embedding outlives the claim it was made for."""
+        return IncrementalEmbedding() if self._services.incremental_embedding else None
 
     def _due(self) -> bool:
         if self._judging is not None:
@@ -206,6 +217,7 @@ class ParticipantStream:
             first_audio_at=self._window.first_at,
             last_audio_at=self._window.last_at,
             final=final or self._schedule.is_final(frames),
+            embedded=self._embedded,
         )
         self._judging = self._spawn(
             self._judge(self.claim, speech, live, frames, self._claim_generation)
@@ -427,6 +439,7 @@ class ParticipantStream:
         if self.claim is not None:
             final = self.latest is not None and self.latest.final
             self._evaluated = self._schedule.max_frames if final else 0
+            self._embedded = self._new_embedding()
         self.enrollment = summary.enrollment
         if self.enrollment is not None and self.enrollment.active:
             self._enroll_buffer = SpeechBuffer(self._schedule.max_frames)

@@ -99,7 +99,13 @@ class CountingEnroller:
 class Backend:
     """The service around a call: a real database and verification service."""
 
-    def __init__(self, schedule: DecisionSchedule, database: Database | None = None) -> None:
+    def __init__(
+        self,
+        schedule: DecisionSchedule,
+        database: Database | None = None,
+        *,
+        incremental: bool = False,
+    ) -> None:
         if database is None:
             folder = Path(tempfile.mkdtemp(prefix="call-test-"))
             database = Database(f"sqlite:///{folder / 'calls.db'}")
@@ -127,6 +133,7 @@ class Backend:
             find_alias=self.find_alias,
             schedule=schedule,
             new_detector=LoudnessDetector,
+            incremental_embedding=incremental,
         )
 
     def add_speaker(
@@ -180,10 +187,14 @@ class RecordingEvents:
 
 
 def make_call(
-    schedule: DecisionSchedule | None = None, max_participants: int = 8, call_id: str = "call-1"
+    schedule: DecisionSchedule | None = None,
+    max_participants: int = 8,
+    call_id: str = "call-1",
+    *,
+    incremental: bool = False,
 ) -> tuple[CallSession, Backend, RecordingEvents]:
     schedule = schedule or DecisionSchedule(min_frames=150, step_frames=100, max_frames=500)
-    backend = Backend(schedule)
+    backend = Backend(schedule, incremental=incremental)
     events = RecordingEvents()
     call = CallSession(
         call_id,
