@@ -97,7 +97,10 @@ def create_service(
         cipher = open_cipher(settings, database)
     if encoder is None:
         encoder = load_encoder(
-            settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
+            settings.model_source,
+            settings.model_cache_dir,
+            threads=settings.inference_threads,
+            precision=settings.inference_precision,
         )
     worker = EmbeddingWorker(encoder)
     scorer = load_scorer(database, cipher, encoder, settings.target_far, settings.threshold)
