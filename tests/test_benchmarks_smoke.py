@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import ingestion, machine_peak, model_vs_service
+from benchmarks import ingestion, machine_peak, model_vs_service, precision
 from tests.voices import synthetic_speech, wav_bytes
 
 VOICES = {"ada": (110.0, (650.0, 1100.0, 2400.0)), "bo": (180.0, (800.0, 1400.0, 2700.0))}
@@ -74,3 +74,21 @@ def test_ingestion_reports_each_stage_and_streams_per_core(speech: Path, tmp_pat
 def test_a_missing_speech_folder_is_skipped_with_a_message(tmp_path: Path, capsys):
     assert ingestion.main(["--speech", str(tmp_path / "absent")]) == 2
     assert "no speech folder" in capsys.readouterr().err
+
+
+def test_precision_compares_each_variant_with_fp32_in_the_same_run(
+    speech: Path, model_folder: Path, tmp_path: Path
+):
+    out = tmp_path / "precision.json"
+    # bf16 needs torch alone; onnx's export (tens of seconds) is tested in tests/embedding.
+    variants = ["bf16"]
+    args = ["--model", str(model_folder), "--seconds", "0.2", "--threads", "1"]
+    args += ["--precision", *variants, "--speech", str(speech), "--out", str(out)]
+    assert precision.main(args) == 0
+    rows = {row["precision"]: row for row in written(out)["rows"]}
+    assert list(rows) == ["fp32", *variants, "int8"]
+    assert rows["fp32"]["speedup_batch_1"] == 1.0 and rows["fp32"]["cosine_min"] > 0.9999
+    for name in variants:
+        assert rows[name]["clips_per_second_batch_8"] > 0
+        assert rows[name]["cosine_min"] >= 0.999
+    assert rows["int8"]["quantised"] == 0 and "not offered" in rows["int8"]["failed"]
