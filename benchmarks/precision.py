@@ -11,7 +11,7 @@ Each variant is loaded as the service loads it (``load_encoder(..., precision=..
 The timing is interleaved: round after round, every variant embeds the same crops in
 turn, so a machine that other work slows hurts them alike; speed-ups are per-round time
 ratios to fp32, summed over rounds. ``setup_s`` is loading plus the conversion and the
-first calls (the compilation, for ``compile``; the export, for ``onnx``). A variant that
+first calls (for ``onnx``, the export). A variant that
 cannot be applied is reported with its reason instead of figures. ``--eer`` evaluates on
 test-other-dev and the held-out train-clean-5 readers (docs/accuracy.md), only for trained
 models (a random network's EER means nothing; its cosine is the fidelity figure).
