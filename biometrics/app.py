@@ -103,7 +103,10 @@ def create_service(
         cipher = open_cipher(settings, database)
     if encoder is None:
         encoder = load_encoder(
-            settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
+            settings.model_source,
+            settings.model_cache_dir,
+            threads=settings.inference_threads,
+            precision=settings.inference_precision,
         )
     # Every embedding (REST, live verdicts, enrollment) goes through one batcher.
     batching = BatchingPolicy(

@@ -634,7 +634,10 @@ def _open_database(settings: Settings) -> Database:
 def _prepared(settings: Settings) -> tuple[Database, SpeakerEncoder]:
     database = _open_database(settings)
     encoder = load_encoder(
-        settings.model_source, settings.model_cache_dir, threads=settings.inference_threads
+        settings.model_source,
+        settings.model_cache_dir,
+        threads=settings.inference_threads,
+        precision=settings.inference_precision,
     )
     return database, encoder
 

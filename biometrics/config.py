@@ -37,6 +37,9 @@ class Settings:
     inference_max_batch: int = 8
     inference_max_wait_ms: float = 5.0
     inference_queue_max: float = 300.0
+    # The embedding network's runtime and number format: fp32, bf16 or onnx
+    # (biometrics/embedding/precision.py; docs/performance.md for what each costs).
+    inference_precision: str = "fp32"
     # Decision threshold on the 0-100 score; a request may override it. Unset, it is
     # derived from the model's calibration at target_far (30 when uncalibrated).
     threshold: float | None = None
@@ -167,6 +170,7 @@ class Settings:
         if self.inference_threads < 1:
             raise ConfigError(f"{PREFIX}INFERENCE_THREADS must be at least 1")
         self._validate_batching()
+        self._validate_precision()
         if self.log_format not in ("json", "console", "auto"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json, console or auto")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -241,6 +245,17 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}WEBHOOK_SECRET is required with {PREFIX}WEBHOOK_URLS: receivers "
                 "check each event's X-Biometrics-Signature with it"
+            )
+
+    def _validate_precision(self) -> None:
+        # Imported here: the names live beside the code that applies them, and importing
+        # the embedding package (torch, SpeechBrain) only pays when settings are checked.
+        from biometrics.embedding.precision import PRECISIONS
+
+        if self.inference_precision not in PRECISIONS:
+            raise ConfigError(
+                f"{PREFIX}INFERENCE_PRECISION must be one of {', '.join(PRECISIONS)}, "
+                f"got {self.inference_precision!r}"
             )
 
     def _validate_encryption(self) -> None:

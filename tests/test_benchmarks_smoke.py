@@ -15,6 +15,7 @@ from benchmarks import (
     machine_peak,
     memory,
     model_vs_service,
+    precision,
     profile,
 )
 from benchmarks.common import DEFAULT_SPEECH
@@ -206,3 +207,21 @@ def test_profile_counts_self_time_and_shares_from_collapsed_stacks(tmp_path: Pat
         "model (torch, speechbrain)": 0.1875,
         "SQL": 0.0625,
     }
+
+
+def test_precision_compares_each_variant_with_fp32_in_the_same_run(
+    speech: Path, model_folder: Path, tmp_path: Path
+):
+    out = tmp_path / "precision.json"
+    # bf16 needs torch alone; onnx's export (tens of seconds) is tested in tests/embedding.
+    variants = ["bf16"]
+    args = ["--model", str(model_folder), "--seconds", "0.2", "--threads", "1"]
+    args += ["--precision", *variants, "--speech", str(speech), "--out", str(out)]
+    assert precision.main(args) == 0
+    rows = {row["precision"]: row for row in written(out)["rows"]}
+    assert list(rows) == ["fp32", *variants, "int8"]
+    assert rows["fp32"]["speedup_batch_1"] == 1.0 and rows["fp32"]["cosine_min"] > 0.9999
+    for name in variants:
+        assert rows[name]["clips_per_second_batch_8"] > 0
+        assert rows[name]["cosine_min"] >= 0.999
+    assert rows["int8"]["quantised"] == 0 and "not offered" in rows["int8"]["failed"]
