@@ -125,7 +125,7 @@ def test_live_calls_times_every_verdict_of_a_real_reader_from_its_last_frame(tmp
     [row] = result["rows"]
     assert row["mode"] == "burst" and row["calls"] == 1 and row["errors"] == 0
     assert row["verdicts_expected"] == row["verdicts_received"] == 3  # 5 s of audio: 3 s speech
-    assert row["verdicts_missing"] == 0
+    assert row["verdicts_missing"] == row["last_verdicts_lost"] == 0
     assert row["decisions"].get("ACCEPT", 0) >= 2  # the reader really is who they claim
     assert 0 < row["first_verdict_ms"]["p95"] <= row["all_verdicts_ms"]["max"] < 30_000
     assert set(row["p50_ms_by_point_seconds"]) == {"1", "2", "3"}
@@ -225,3 +225,12 @@ def test_precision_compares_each_variant_with_fp32_in_the_same_run(
         assert rows[name]["clips_per_second_batch_8"] > 0
         assert rows[name]["cosine_min"] >= 0.999
     assert rows["int8"]["quantised"] == 0 and "not offered" in rows["int8"]["failed"]
+
+
+def test_a_point_merged_into_a_later_verdict_is_not_a_lost_verdict():
+    schedule = DecisionSchedule.of_seconds(3.0, 2.0, 10.0)
+    merged = [(0.1, 3.0, "ACCEPT"), (0.1, 5.0, "ACCEPT"), (0.1, 9.6, "ACCEPT"), (0.1, 10.0, "A")]
+    assert not live_calls.last_lost(schedule, 14.0, merged)  # 7 and 9 s merged into 9.6 s
+    assert live_calls.last_lost(schedule, 14.0, merged[:3])  # no verdict on all 10 s
+    assert live_calls.last_lost(schedule, 6.0, merged[:1])  # 6 s heard, judged on 3 s only
+    assert not live_calls.last_lost(schedule, 2.0, [])  # too little speech: nothing owed
