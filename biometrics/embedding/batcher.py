@@ -240,7 +240,7 @@ class InferenceBatcher:
             wait_until = waited_from + self.policy.max_wait_ms / 1000
             while (
                 not self._closed
-                and len(self._mates(head)) < self.policy.max_batch
+                and self._mate_count(head) < self.policy.max_batch
                 and (remaining := wait_until - time.monotonic()) > 0
             ):
                 self._ready.wait(remaining)
@@ -266,6 +266,12 @@ class InferenceBatcher:
             self._queue = live
             heapq.heapify(self._queue)
             self._queued_samples = sum(len(piece.samples) for piece in live)
+
+    def _mate_count(self, head: _Piece) -> int:
+        """How many queued pieces share the head's length: counted, not sorted, on each
+        wake-up while a batch waits to fill."""
+        length = len(head.samples)
+        return sum(len(piece.samples) == length for piece in self._queue)
 
     def _mates(self, head: _Piece) -> list[_Piece]:
         """Queued pieces of the head's exact length, most urgent first (the head too)."""
