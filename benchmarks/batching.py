@@ -30,11 +30,11 @@ import numpy as np
 from benchmarks.common import (
     DEFAULT_SPEECH,
     Samples,
-    SpeechMissing,
     crops,
     load_speakers,
     machine,
     print_table,
+    skips_without_speech,
     write_json,
 )
 from benchmarks.model_vs_service import model_folder
@@ -109,6 +109,7 @@ def wave(batcher: InferenceBatcher, clips: list[Samples], requests: int, index: 
     return [future.result().elapsed_seconds for future in futures]
 
 
+@skips_without_speech
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
@@ -121,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    try:
-        speakers = load_speakers(args.speech)
-    except SpeechMissing as error:
-        print(f"skipped: {error}", file=sys.stderr)
-        return 2
+    speakers = load_speakers(args.speech)
     clips = [
         clip for utterances in speakers.values() for clip in crops(utterances, args.crop_seconds)
     ]

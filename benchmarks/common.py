@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import platform
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +31,25 @@ Samples = npt.NDArray[np.float32]
 
 class SpeechMissing(Exception):
     """The speech folder is absent or holds no speaker folders."""
+
+
+class Main(Protocol):
+    def __call__(self, argv: list[str] | None = None, /) -> int: ...
+
+
+def skips_without_speech(main: Main) -> Main:
+    """A benchmark's ``main`` that, when its speech folder is missing, says so and exits 2
+    instead of failing with a traceback."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except SpeechMissing as error:
+            print(f"skipped: {error}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def machine() -> dict[str, Any]:

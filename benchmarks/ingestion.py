@@ -13,7 +13,6 @@ concurrent streams one core keeps up with, before any embedding.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,10 +23,10 @@ import numpy as np
 
 from benchmarks.common import (
     DEFAULT_SPEECH,
-    SpeechMissing,
     load_speakers,
     machine,
     print_table,
+    skips_without_speech,
     write_json,
 )
 from biometrics.audio import SAMPLE_RATE
@@ -76,6 +75,7 @@ def rate(run: Callable[[], int], seconds: float) -> float:
     return frames / elapsed
 
 
+@skips_without_speech
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per stage")
@@ -83,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    try:
-        speakers = load_speakers(args.speech, limit=1)
-    except SpeechMissing as error:
-        print(f"skipped: {error}", file=sys.stderr)
-        return 2
+    speakers = load_speakers(args.speech, limit=1)
     audio = np.concatenate(next(iter(speakers.values())))[: int(args.call_seconds * SAMPLE_RATE)]
     start = datetime(2026, 1, 1, tzinfo=UTC)
     metadata, *messages = messages_for([Stream(RAW_ID, to_pcm(audio))], SAMPLE_RATE, start, "b")

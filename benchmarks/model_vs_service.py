@@ -35,12 +35,12 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from benchmarks.common import (
     DEFAULT_SPEECH,
     Samples,
-    SpeechMissing,
     crops,
     load_speakers,
     machine,
     patched_environ,
     print_table,
+    skips_without_speech,
     write_json,
 )
 from biometrics.audio import SAMPLE_RATE
@@ -180,6 +180,7 @@ def enroll(url: str, key: str, enrollment: dict[str, list[Samples]]) -> None:
                 api.enroll(speaker, wav(utterance), content_type="audio/wav")
 
 
+@skips_without_speech
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random:1024")
@@ -189,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    try:
-        speakers = load_speakers(args.speech)
-    except SpeechMissing as error:
-        print(f"skipped: {error}", file=sys.stderr)
-        return 2
+    speakers = load_speakers(args.speech)
     # The first half of each speaker's utterances enrolls; crops of the rest are the tests.
     enrollment = {name: files[: max(1, len(files) // 2)] for name, files in speakers.items()}
     tests = {

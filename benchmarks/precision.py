@@ -40,6 +40,7 @@ from benchmarks.common import (
     load_speakers,
     machine,
     print_table,
+    skips_without_speech,
     write_json,
 )
 from benchmarks.machine_peak import ECAPA_GFLOP_PER_AUDIO_SECOND
@@ -157,6 +158,7 @@ def speech_clips(folder: Path, limit: int) -> list[Samples]:
     return clips[:limit]
 
 
+@skips_without_speech
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled", help="bundled, random:<channels> or a folder")
@@ -168,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eer", action="store_true", help="add the harness's 3 s EER")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    try:
-        clips = speech_clips(args.speech, args.max_clips)
-    except SpeechMissing as error:
-        print(f"skipped: {error}", file=sys.stderr)
-        return 2
+    clips = speech_clips(args.speech, args.max_clips)
     precisions = [Precision.FP32.value] + [p for p in args.precision if p != Precision.FP32]
 
     with tempfile.TemporaryDirectory(prefix="biometrics-precision-") as tmp:
