@@ -25,6 +25,7 @@ from biometrics.api.call_tokens import CallTokenRoutes
 from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodyLimits
+from biometrics.api.metrics import MetricsRoute
 from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
@@ -42,6 +43,7 @@ from biometrics.events import Broker
 from biometrics.events.dead_letter_writer import DeadLetterWriter
 from biometrics.events.publisher import CallPublisher
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
+from biometrics.metrics import Metrics
 from biometrics.scoring import calibration
 from biometrics.scoring.calibration import Calibration
 from biometrics.scoring.normalization import Cohort
@@ -108,11 +110,14 @@ def create_service(
             threads=settings.inference_threads,
             precision=settings.inference_precision,
         )
+    # This application's metrics (/metrics): the parts below report into it.
+    metrics = Metrics()
+    metrics.model({**encoder.identity.as_dict(), "precision": settings.inference_precision})
     # Every embedding (REST, live verdicts, enrollment) goes through one batcher.
     batching = BatchingPolicy(
         settings.inference_max_batch, settings.inference_max_wait_ms, settings.inference_queue_max
     )
-    worker = EmbeddingWorker(InferenceBatcher(encoder, batching))
+    worker = EmbeddingWorker(InferenceBatcher(encoder, batching), metrics)
     scorer = load_scorer(database, cipher, encoder, settings.target_far, settings.threshold)
     announce_scoring(encoder, scorer)
 
@@ -137,6 +142,7 @@ def create_service(
         ),
         history,
         audit=VerdictAudit(audit_log),
+        metrics=metrics,
     )
     enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds, expiry)
     sweeper = None
@@ -184,6 +190,7 @@ def create_service(
             settings.webhook_timeout_seconds,
             DeadLetterWriter(dead_letters),
         )
+    metrics.watch(inference=worker.batcher, calls=calls, spool=spool, webhooks=webhooks)
     keys = KeyStore(database)
     limit = RateLimit(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
     # Call tokens are signed under a secret derived from the current voiceprint key.
@@ -233,8 +240,10 @@ def create_service(
                 gate,
                 SocketQuota(settings.stream_max_sockets_per_key),
                 audit_log,
+                metrics,
             ).serve,
         ),
+        MetricsRoute(metrics, settings.metrics_public).route(guard),
     ]
 
     @contextlib.asynccontextmanager
@@ -283,7 +292,7 @@ def create_service(
                 timeout_seconds=settings.upload_timeout_seconds,
             ),
         ],
-        exception_handlers=exception_handlers,
+        exception_handlers=exception_handlers(metrics.database_error),
         lifespan=lifespan,
     )
     return Service(app, calls.drain)

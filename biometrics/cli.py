@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         "make, list and revoke API keys; rotate the voiceprints' encryption key",
         "Make, list and revoke the API keys that every /v1 route and the live-call socket\n"
         "require. A key is shown once, when it is made; only a salted hash is stored.\n"
-        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only).\n"
+        "Roles: admin (everything), enroll, verify, read, stream (the ACS socket only),\n"
+        "metrics (GET /metrics only, for Prometheus).\n"
         "rotate-voiceprints re-encrypts the stored voiceprints under the current\n"
         "encryption key (BIOMETRICS_ENCRYPTION_KEY).",
     )

@@ -122,6 +122,9 @@ class Settings:
     # Once calls have left memory, hand the heap's freed pages back to the system (glibc's
     # malloc_trim; nothing elsewhere), so that the resident size falls after a burst.
     memory_trim: bool = True
+    # /metrics answers an admin or metrics-role key; true opens it to anyone who can reach
+    # the port (a scraper on a private network that cannot send a bearer token).
+    metrics_public: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

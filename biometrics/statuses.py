@@ -47,6 +47,7 @@ class Role(enum.StrEnum):
     VERIFY = "verify"  # verify uploads, claim call participants
     READ = "read"  # read speakers, calls, participants, verdicts and events
     STREAM = "stream"  # stream a call's audio to /ws/acs
+    METRICS = "metrics"  # read /metrics (what Prometheus scrapes with), nothing else
 
     def allows(self, needed: Role) -> bool:
         return self is Role.ADMIN or self is needed

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -38,6 +39,7 @@ from biometrics.clock import utcnow
 from biometrics.embedding import EmbeddingWorker, Urgency
 from biometrics.embedding.incremental import IncrementalEmbedding
 from biometrics.embedding.pooling import SpeechEmbedding
+from biometrics.metrics import Metrics
 from biometrics.scoring import TrialFacts, decide, rule
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision
@@ -178,6 +180,7 @@ class VerificationService:
         history: VerdictHistory,
         audit: Audit = log_verdict,
         claims: RecentClaims | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._database = database
         self._cipher = cipher
@@ -187,6 +190,7 @@ class VerificationService:
         self._history = history
         self._audit = audit
         self.claims = RecentClaims() if claims is None else claims
+        self._metrics = metrics
 
     async def verify(
         self,
@@ -197,6 +201,7 @@ class VerificationService:
         live: LiveSpeech | None = None,
         origin: Origin | None = None,
     ) -> Verdict:
+        started = time.monotonic()
         quality = speech.quality.gate(self._policy.min_snr_db, self._policy.max_clipping_ratio)
         claimed = await run_in_threadpool(
             self._claimed, speaker_id, speech, quality.issues, live is not None
@@ -250,6 +255,9 @@ class VerificationService:
             )
         await run_in_threadpool(self._history.record, verdict)
         await run_in_threadpool(self._audit, verdict, origin)
+        if self._metrics is not None:
+            source = "rest" if live is None else "call"
+            self._metrics.verdict(verdict.decision.value, source, time.monotonic() - started)
         return verdict
 
     async def _embed(self, samples: Samples, live: LiveSpeech | None) -> SpeechEmbedding:

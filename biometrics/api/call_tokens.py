@@ -76,8 +76,9 @@ class CallTokenRoutes:
 
 
 def _role(value: object) -> Role:
-    """A token's role: any but admin (a call token acts on one call; admin is for keys)."""
-    mintable = [role.value for role in Role if role is not Role.ADMIN]
+    """A token's role: any but admin and metrics (a call token acts on one call; admin and
+    the service-wide metrics are for keys)."""
+    mintable = [role.value for role in Role if role not in (Role.ADMIN, Role.METRICS)]
     if value not in mintable:
         raise InvalidRequest(f"role must be one of {', '.join(mintable)}, got {value!r}")
     return Role(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
@@ -71,10 +72,26 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "the server failed; see its log")
 
 
-exception_handlers = {
-    BiometricsError: biometrics_error,
-    HTTPException: http_error,
-    sa_exc.DBAPIError: database_error,
-    sa_exc.TimeoutError: database_error,
-    Exception: unexpected_error,
-}
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def exception_handlers(on_database_error: Callable[[], None]) -> dict[type[Exception], Handler]:
+    """The application's handlers; ``on_database_error`` is told of each request that a
+    database error ended, whether the store raised it or a route found the database away."""
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DatabaseUnavailable):
+            on_database_error()
+        return await biometrics_error(request, exc)
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        on_database_error()
+        return await database_error(request, exc)
+
+    return {
+        BiometricsError: refused,
+        HTTPException: http_error,
+        sa_exc.DBAPIError: failed,
+        sa_exc.TimeoutError: failed,
+        Exception: unexpected_error,
+    }

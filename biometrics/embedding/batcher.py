@@ -108,6 +108,7 @@ class BatcherCounters:
     queued_seconds: float
     max_wait_ms: float  # the longest any piece waited in the queue so far
     refused: int
+    busy_seconds: float  # the model's time on batches so far (/metrics reads it)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -183,6 +184,7 @@ class InferenceBatcher:
                 queued_seconds=self._queued_samples / SAMPLE_RATE,
                 max_wait_ms=self._max_wait * 1000,
                 refused=self._refused,
+                busy_seconds=self._busy,
             )
 
     def close(self) -> None:

@@ -11,13 +11,15 @@ from biometrics.audio.decode import SAMPLE_RATE, Samples
 from biometrics.embedding.batcher import InferenceBatcher, Urgency
 from biometrics.embedding.identity import ModelIdentity
 from biometrics.embedding.pooling import SpeechEmbedding, pool_pieces, speech_pieces
+from biometrics.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 
 class EmbeddingWorker:
-    def __init__(self, batcher: InferenceBatcher) -> None:
+    def __init__(self, batcher: InferenceBatcher, metrics: Metrics | None = None) -> None:
         self.batcher = batcher
+        self._metrics = metrics
 
     @property
     def identity(self) -> ModelIdentity:
@@ -32,6 +34,8 @@ class EmbeddingWorker:
         ``delay``."""
         pieces = speech_pieces(speech)
         inference = await asyncio.wrap_future(self.batcher.submit(pieces, urgency))
+        if self._metrics is not None:
+            self._metrics.inference(urgency.name.lower(), inference.elapsed_seconds)
         delay = inference.delay
         if delay is not None:
             logger.warning(

@@ -73,6 +73,14 @@ MAX_THREADS = 32
 DRAIN_SECONDS = 10.0
 
 Post = Callable[[str, bytes], Awaitable[tuple[int | None, str]]]
+DEAD_LETTER_REASONS = (OUT_OF_ATTEMPTS, REFUSED, RETRIES_FULL, QUEUE_OVERFLOW, SHUTDOWN)
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookCounts:
+    delivered: int  # posts answered 2xx
+    failed: int  # posts that failed; each is retried or dead-lettered
+    dead_lettered: dict[str, int]  # events given up on, by reason
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -152,6 +160,7 @@ class _Lane:
         self._resending: set[int] = set()  # dead letter ids in this lane
         self._dispatcher: asyncio.Task[None] | None = None
         self.delivered = 0
+        self.failed = 0  # posts that found an error or a non-2xx answer
         self.dead_lettered: collections.Counter[str] = collections.Counter()
 
     def start(self) -> None:
@@ -267,6 +276,7 @@ class _Lane:
                 self._resending.discard(delivery.dead_letter_id)
                 self._writer.add(Redelivered(delivery.dead_letter_id, utcnow()))
             return
+        self.failed += 1
         retry = status is None or status >= 500 or status in RETRY_STATUSES
         extra = {
             "url": self.url,
@@ -380,6 +390,18 @@ class WebhookSender:
                 "BIOMETRICS_WEBHOOK_URLS now; the service sends only to configured URLs"
             )
         lane.resend(letter)
+
+    def counts(self) -> WebhookCounts:
+        """Every URL's posts so far (/metrics reads them)."""
+        lanes = list(self._lanes.values())
+        dead = collections.Counter(dict.fromkeys(DEAD_LETTER_REASONS, 0))
+        for lane in lanes:
+            dead.update(lane.dead_lettered)
+        return WebhookCounts(
+            delivered=sum(lane.delivered for lane in lanes),
+            failed=sum(lane.failed for lane in lanes),
+            dead_lettered=dict(dead),
+        )
 
     async def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
         """Take no new events; for up to ``drain_seconds`` deliver those queued and the

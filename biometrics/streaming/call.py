@@ -118,7 +118,7 @@ class CallSession:
     def feed(self, frame: AudioFrame, sample_rate: int) -> None:
         mixed = frame.participant_raw_id is None
         if not self._same_mode(mixed):
-            self._counters["dropped_mode_change"] += 1
+            self._drop("mode_change")
             return
         raw_id = MIXED if frame.participant_raw_id is None else frame.participant_raw_id
         participant = self.participants.get(raw_id)
@@ -126,12 +126,20 @@ class CallSession:
             if participant is not None:
                 participant.mixed = mixed  # claimed before its audio said what it is
             if participant is None and len(self.participants) >= self.max_participants:
-                self._counters["dropped_participant_limit"] += 1
+                self._drop("participant_limit")
                 return
             participant = self.participant(raw_id, mixed=mixed)
             participant.join()
             self.report(ParticipantJoined(self.call_id, participant.summary()))
         participant.feed(frame, sample_rate)
+
+    def _drop(self, reason: str) -> None:
+        """Count a frame the call itself dropped among the counters of the socket that
+        streams it, beside the parser's drops, where /metrics reads them while the socket
+        is open; the call's own counters take them in when it closes."""
+        counters = self._live_counters[-1] if self._live_counters else self._counters
+        key = f"dropped_{reason}"
+        counters[key] = counters.get(key, 0) + 1
 
     def _same_mode(self, mixed: bool) -> bool:
         """A call's audio is mixed or unmixed for good: the first frame says which, so that

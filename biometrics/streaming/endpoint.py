@@ -28,6 +28,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from biometrics.errors import Forbidden, TooManyCalls
+from biometrics.metrics import Metrics
 from biometrics.store.audit import ANONYMOUS, AuditLog, Origin
 from biometrics.streaming.auth import (
     SocketGate,
@@ -83,12 +84,14 @@ class AcsStream:
         gate: SocketGate,
         quota: SocketQuota,
         audit: AuditLog,
+        metrics: Metrics,
     ) -> None:
         self._calls = calls
         self._limits = limits
         self._gate = gate
         self._quota = quota
         self._audit = audit
+        self._metrics = metrics
 
     async def serve(self, websocket: WebSocket) -> None:
         identity = socket_identity(websocket.headers, websocket.query_params)
@@ -124,7 +127,10 @@ class AcsStream:
             )
         who = streamer.who
         try:
-            with self._quota.hold(None if who == ANONYMOUS else who):
+            with (
+                self._quota.hold(None if who == ANONYMOUS else who),
+                self._metrics.socket(parser.counters),
+            ):
                 joined = await self._stream(websocket, identity, parser, streamer)
         except TooManySockets as refused:
             if self._quota.refusals.first(who):

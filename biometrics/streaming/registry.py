@@ -153,6 +153,12 @@ class CallRegistry:
             )
             return None
 
+    def census(self) -> tuple[int, int]:
+        """Calls a socket streams now, and their participants heard so far (/metrics)."""
+        live = [call for call in self._calls.values() if call.status is CallStatus.ONGOING]
+        heard = sum(p.joined_at is not None for call in live for p in call.participants.values())
+        return len(live), heard
+
     async def summary(self, call_id: str) -> CallSummary | None:
         """The call as it is now: live from memory, else as last stored."""
         call = self._calls.get(call_id)
