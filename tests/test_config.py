@@ -98,3 +98,10 @@ def test_a_key_and_a_key_file_are_not_both_set():
 def test_memory_trim_is_on_by_default_and_can_be_turned_off():
     assert Settings.from_env({}).memory_trim is True
     assert Settings.from_env({"BIOMETRICS_MEMORY_TRIM": "false"}).memory_trim is False
+
+
+def test_metrics_are_behind_a_key_unless_an_operator_opens_them():
+    assert Settings.from_env({}).metrics_public is False
+    assert Settings.from_env({"BIOMETRICS_METRICS_PUBLIC": "true"}).metrics_public is True
+    with pytest.raises(ConfigError, match="BIOMETRICS_METRICS_PUBLIC"):
+        Settings.from_env({"BIOMETRICS_METRICS_PUBLIC": "sometimes"})

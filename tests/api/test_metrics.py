@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sqlite3
 import time
 import urllib.parse
 from pathlib import Path
@@ -22,7 +23,7 @@ from biometrics.statuses import Role
 from biometrics.store import Database
 from biometrics.store.keys import KeyStore
 from tests.api.helpers import enroll, verify
-from tests.conftest import bearer
+from tests.conftest import bearer, migrated_sqlite, settings_for
 from tests.events.receiver import WebhookReceiver
 from tests.events.senders import SECRET
 from tests.streaming.helpers import call_messages, live_settings, voice
@@ -200,6 +201,12 @@ def test_metrics_need_an_admin_or_metrics_key_unless_made_public(
             assert client.get("/metrics", headers=bearer(key)).status_code == 200
         # A metrics key reads nothing else.
         assert client.get("/v1/speakers", headers=bearer(metrics_key)).status_code == 403
+        # Metrics are the whole service's: no call token carries the role.
+        minted = client.post(
+            "/v1/calls/c1/tokens", json={"role": "metrics"}, headers=bearer(admin_key)
+        )
+        assert minted.status_code == 400 and minted.json()["error"] == "invalid_request"
+        assert "one of enroll, verify, read, stream," in minted.json()["detail"]
 
     public = dataclasses.replace(settings, metrics_public=True)
     with TestClient(create_app(public, encoder=encoder)) as client:
@@ -237,3 +244,18 @@ def test_the_dashboard_is_grafana_json_over_metrics_that_exist(client):
     titles = " ".join(panel["title"].lower() for panel in panels)
     for topic in ("verdict", "latency", "queue", "active calls", "dropped", "webhook"):
         assert topic in titles
+
+
+def test_a_request_that_a_database_error_ended_is_counted(tmp_path, model_folder, encoder):
+    """SQLite only: a table dropped under the running service stands in for a database
+    that fails (the run's shared PostgreSQL database must keep its tables)."""
+    url = migrated_sqlite(tmp_path)
+    settings = dataclasses.replace(settings_for(url, model_folder, tmp_path), auth_enabled=False)
+    with TestClient(create_app(settings, encoder=encoder)) as client:
+        assert client.get("/v1/speakers").status_code == 200
+        assert value(scrape(client), "biometrics_database_errors_total") == 0
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.execute("DROP TABLE speakers")
+        failed = client.get("/v1/speakers")
+        assert failed.status_code >= 500 and failed.json()["error"]
+        assert value(scrape(client), "biometrics_database_errors_total") == 1
