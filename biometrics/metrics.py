@@ -59,7 +59,7 @@ class InferenceCounters(Protocol):
     def busy_seconds(self) -> float: ...
 
 
-class Inference(Protocol):
+class InferenceQueue(Protocol):
     def counters(self) -> InferenceCounters: ...
 
 
@@ -160,7 +160,7 @@ class Metrics:
     def watch(
         self,
         *,
-        inference: Inference,
+        inference: InferenceQueue,
         calls: Calls,
         spool: Spool,
         webhooks: Webhooks | None,
@@ -215,7 +215,7 @@ class _Watched:
     """The numbers other parts keep, read when Prometheus scrapes."""
 
     def __init__(
-        self, inference: Inference, calls: Calls, spool: Spool, webhooks: Webhooks | None
+        self, inference: InferenceQueue, calls: Calls, spool: Spool, webhooks: Webhooks | None
     ) -> None:
         self._inference = inference
         self._calls = calls

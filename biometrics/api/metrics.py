@@ -22,7 +22,8 @@ class MetricsRoute:
 
     async def scrape(self, request: Request) -> Response:
         # On the event loop, not a worker thread: it reads counters the loop writes (the
-        # parsers', the calls'), and the text of a few hundred lines takes well under 1 ms.
+        # parsers', the calls'). The text takes a few milliseconds (3.6 ms with 200
+        # sockets open, on a busy 2-CPU machine), once per scrape interval.
         return Response(self._metrics.exposition(), media_type=CONTENT_TYPE)
 
     def route(self, guard: Guard) -> Route:

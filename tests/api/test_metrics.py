@@ -31,6 +31,7 @@ from tests.streaming.helpers import call_messages, live_settings, voice
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "biometrics.json"
 CALLER = "4:+14255550123"
 AGENT = "8:acs:agent"
+THIRD = "8:acs:supervisor"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -79,7 +80,9 @@ def receiver():
 
 @pytest.fixture
 def settings(settings, receiver):
-    return live_settings(settings, webhook_urls=receiver.url, webhook_secret=SECRET)
+    return live_settings(
+        settings, webhook_urls=receiver.url, webhook_secret=SECRET, stream_max_participants=2
+    )
 
 
 def test_a_rest_verification_and_a_live_call_move_the_counters_by_what_happened(client, receiver):
@@ -114,10 +117,13 @@ def test_a_rest_verification_and_a_live_call_move_the_counters_by_what_happened(
     assert 1 <= batches <= pieces
     assert moved(before, after_rest, "biometrics_inference_busy_seconds_total") > 0
 
-    # A live call: the caller claims alice; the agent is heard but never claimed. One
-    # message the parser cannot read is dropped and counted; the call goes on.
+    # A live call: the caller claims alice; the agent is heard but never claimed; a third
+    # participant is past the call's limit of two. One message the parser cannot read is
+    # dropped and counted; the call goes on.
     client.put(call_path("m1", CALLER, "claim"), json={"speaker_id": "alice", "threshold": 0})
-    messages = call_messages({CALLER: voice(3.5, "a", seed=1), AGENT: voice(1.0, "b")})
+    messages = call_messages(
+        {CALLER: voice(3.5, "a", seed=1), AGENT: voice(1.0, "b"), THIRD: voice(0.2, "c")}
+    )
     messages.insert(5, "{not json")
     with client.websocket_connect("/ws/acs", headers={"x-ms-call-connection-id": "m1"}) as ws:
         for message in messages:
@@ -156,6 +162,12 @@ def test_a_rest_verification_and_a_live_call_move_the_counters_by_what_happened(
     assert (
         moved(after_rest, after, "biometrics_stream_frames_dropped_total", reason="invalid_json")
         == 1
+    )
+    assert (
+        moved(
+            after_rest, after, "biometrics_stream_frames_dropped_total", reason="participant_limit"
+        )
+        == 10  # 0.2 s of 20 ms frames
     )
     assert value(after, "biometrics_active_calls") == 0
     assert value(after, "biometrics_active_participants") == 0
