@@ -122,6 +122,11 @@ class Settings:
     # Once calls have left memory, hand the heap's freed pages back to the system (glibc's
     # malloc_trim; nothing elsewhere), so that the resident size falls after a burst.
     memory_trim: bool = True
+    # The agent console (/console): how long a sign-in lasts (a shift, by default), and
+    # whether its session cookie is marked Secure. Unset, it is when the request came over
+    # https; set it true behind a proxy that terminates TLS without X-Forwarded-Proto.
+    console_session_minutes: int = 480
+    console_secure_cookie: bool | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +187,11 @@ class Settings:
             )
         self._validate_streaming()
         self._validate_encryption()
+        if not 1 <= self.console_session_minutes <= 10080:
+            raise ConfigError(
+                f"{PREFIX}CONSOLE_SESSION_MINUTES must be from 1 to 10080 (a week), "
+                f"got {self.console_session_minutes}"
+            )
         if "://" not in self.database_url:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "
