@@ -131,7 +131,10 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         self._templates.globals.update(
-            number=_number, score_text=_score_text, enrollment_text=_enrollment_text
+            number=_number,
+            score_text=_score_text,
+            enrollment_text=_enrollment_text,
+            clock=_clock,
         )
 
     def routes(self, api: Sequence[BaseRoute]) -> list[BaseRoute]:
@@ -398,6 +401,11 @@ def _next_page(value: str | None) -> str:
 
 def _number(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else ""
+
+
+def _clock(moment: str | None) -> str:
+    """The time of day of an RFC 3339 UTC time (the full time is the element's datetime)."""
+    return (moment or "")[11:19]
 
 
 def _score_text(verdict: dict[str, Any] | None) -> str:

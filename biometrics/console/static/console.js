@@ -81,7 +81,9 @@ function addHistory(card, verdict) {
   if (body.querySelector(`[data-verdict-id="${verdict.verdict_id}"]`)) return;
   const row = document.getElementById("verdict-template").content.firstElementChild.cloneNode(true);
   row.dataset.verdictId = verdict.verdict_id;
-  row.querySelector('[data-cell="created_at"]').textContent = verdict.created_at;
+  const time = row.querySelector('[data-cell="created_at"]');
+  time.dateTime = verdict.created_at;
+  time.textContent = verdict.created_at.slice(11, 19);
   const chip = row.querySelector('[data-cell="decision"] span');
   chip.dataset.decision = verdict.decision;
   chip.textContent = verdict.decision;
@@ -95,6 +97,8 @@ function showParticipant(root, participant) {
   const card = cardFor(root, participant.participant_raw_id);
   const claim = participant.claim;
   field(card, "claim").textContent = claim ? claim.speaker_id : "none";
+  const claimButton = field(card, "claim_button");
+  if (claimButton) claimButton.textContent = claim ? "Change claim" : "Set claim";
   const enrollment = participant.enrollment;
   field(card, "enrollment").textContent = enrollment
     ? `${enrollment.speaker_id}: ${enrollment.status}, ${fixed(enrollment.enrolled_speech_seconds)} s enrolled`
