@@ -98,3 +98,14 @@ def test_a_key_and_a_key_file_are_not_both_set():
 def test_memory_trim_is_on_by_default_and_can_be_turned_off():
     assert Settings.from_env({}).memory_trim is True
     assert Settings.from_env({"BIOMETRICS_MEMORY_TRIM": "false"}).memory_trim is False
+
+
+def test_console_sessions_last_a_shift_and_their_cookie_follows_the_scheme_unless_told():
+    defaults = Settings.from_env({})
+    assert (defaults.console_session_minutes, defaults.console_secure_cookie) == (480, None)
+    told = Settings.from_env(
+        {"BIOMETRICS_CONSOLE_SESSION_MINUTES": "60", "BIOMETRICS_CONSOLE_SECURE_COOKIE": "true"}
+    )
+    assert (told.console_session_minutes, told.console_secure_cookie) == (60, True)
+    with pytest.raises(ConfigError, match="CONSOLE_SESSION_MINUTES must be from 1 to 10080"):
+        Settings.from_env({"BIOMETRICS_CONSOLE_SESSION_MINUTES": "0"})

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -39,16 +40,39 @@ pytestmark = [
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
 sync_api.expect.set_options(timeout=WAIT_MS)
+expect = sync_api.expect
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One service for the module: starting it (torch, the model) is most of the time."""
+    folder = tmp_path_factory.mktemp("console")
     with WebhookSink(secrets.token_hex(16)) as sink:
-        running = start_service(tmp_path, f"sqlite:///{tmp_path / 'console.db'}", "bundled", sink)
+        running = start_service(folder, f"sqlite:///{folder / 'console.db'}", "bundled", sink)
         try:
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture
+def page(service: Service) -> Iterator[Any]:
+    """A Chromium page signed in to the console with the admin key, on the calls list."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"{service.url}/console")
+            expect(page).to_have_url(f"{service.url}/console/sign-in?next=/console")
+            page.get_by_label("API key").fill(service.admin_key)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Live calls")).to_be_visible()
+            yield page
+        finally:
+            browser.close()
 
 
 def caller_speech(speaker: str, files: slice) -> np.ndarray:
@@ -94,57 +118,76 @@ def enroll_reader(service: Service) -> None:
     assert enrolled.json()["status"] == "ENROLLED", enrolled.text
 
 
-def test_an_agent_watches_a_live_call_accept_the_caller_and_reject_the_impostor(service):
+def test_an_agent_watches_a_live_call_accept_the_caller_and_reject_the_impostor(service, page):
     enroll_reader(service)
-    expect = sync_api.expect
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(WAIT_MS)
-            page.goto(f"{service.url}/console")
-            expect(page).to_have_url(f"{service.url}/console/sign-in?next=/console")
-            page.get_by_label("API key").fill(service.admin_key)
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("heading", name="Live calls")).to_be_visible()
+    call_id = f"console-{uuid.uuid4().hex[:8]}"
+    call = stream_call_in_background(service, call_id)
+    page.get_by_role("link", name=call_id).click()  # once the list has refreshed
+    expect(page).to_have_url(f"{service.url}/console/calls/{urllib.parse.quote(call_id)}")
 
-            call_id = f"console-{uuid.uuid4().hex[:8]}"
-            call = stream_call_in_background(service, call_id)
-            page.get_by_role("link", name=call_id).click()  # once the list has refreshed
-            expect(page).to_have_url(f"{service.url}/console/calls/{urllib.parse.quote(call_id)}")
+    cards = {
+        raw_id: page.locator(f'section.participant[data-raw-id="{raw_id}"]')
+        for raw_id in (GENUINE, IMPOSTOR)
+    }
+    genuine, impostor = cards[GENUINE], cards[IMPOSTOR]
+    progress = genuine.locator('[data-field="progress"]')
+    expect(genuine).to_be_visible()  # as its first frame arrives
+    first = float(progress.evaluate("bar => bar.value"))
+    for card in cards.values():
+        expect(card).to_be_visible()
+        card.get_by_label("Claimed speaker").fill(SPEAKER)
+        card.get_by_role("button", name="Set claim").click()
+        expect(card.locator('[data-field="claim"]')).to_have_text(SPEAKER)
 
-            cards = {
-                raw_id: page.locator(f'section.participant[data-raw-id="{raw_id}"]')
-                for raw_id in (GENUINE, IMPOSTOR)
-            }
-            for card in cards.values():  # each appears as its first frame arrives
-                expect(card).to_be_visible()
-                card.get_by_label("Claimed speaker").fill(SPEAKER)
-                card.get_by_role("button", name="Set claim").click()
-                expect(card.locator('[data-field="claim"]')).to_have_text(SPEAKER)
+    page.wait_for_function(
+        "([bar, seen]) => bar.value > seen + 1", arg=[progress.element_handle(), first]
+    )
+    expect(genuine.locator('[data-field="decision"]')).to_have_text("ACCEPT")
+    expect(impostor.locator('[data-field="decision"]')).to_have_text("REJECT")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-            genuine, impostor = cards[GENUINE], cards[IMPOSTOR]
-            progress = genuine.locator('[data-field="progress"]')
-            first = float(progress.evaluate("bar => bar.value"))
-            page.wait_for_function(
-                "([bar, seen]) => bar.value > seen + 1", arg=[progress.element_handle(), first]
-            )
-            expect(genuine.locator('[data-field="decision"]')).to_have_text("ACCEPT")
-            expect(impostor.locator('[data-field="decision"]')).to_have_text("REJECT")
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+    # The call ends; the final verdicts, on the full 10 s, are what the page keeps.
+    expect(page.locator('[data-field="call_status"]')).to_have_text("ENDED")
+    call.join(timeout=WAIT_MS / 1000)
+    expect(genuine.locator('[data-field="decision"]')).to_have_text("ACCEPT")
+    expect(impostor.locator('[data-field="decision"]')).to_have_text("REJECT")
+    assert float(progress.evaluate("bar => bar.value")) >= 9.9
+    # Every verdict, as it came: the impostor's were all refusals.
+    history = impostor.locator('[data-field="history"] [data-cell="decision"]')
+    decisions = history.all_inner_texts()
+    assert decisions.count("REJECT") >= 2 and "ACCEPT" not in decisions, decisions
 
-            # The call ends; the final verdicts, on the full 10 s, are what the page keeps.
-            expect(page.locator('[data-field="call_status"]')).to_have_text("ENDED")
-            call.join(timeout=WAIT_MS / 1000)
-            expect(genuine.locator('[data-field="decision"]')).to_have_text("ACCEPT")
-            expect(impostor.locator('[data-field="decision"]')).to_have_text("REJECT")
-            assert float(progress.evaluate("bar => bar.value")) >= 9.9
-            # Every verdict, as it came: the impostor's were all refusals.
-            history = impostor.locator('[data-field="history"] [data-cell="decision"]')
-            decisions = history.all_inner_texts()
-            assert decisions.count("REJECT") >= 2 and "ACCEPT" not in decisions, decisions
-        finally:
-            browser.close()
+
+def test_speakers_are_searched_opted_out_and_deleted_after_a_confirmation(service, page):
+    headers = {"Authorization": f"Bearer {service.admin_key}"}
+    with httpx.Client(base_url=service.url, headers=headers, timeout=60) as http:
+        for speaker_id, name in (("cust-41", "Grace Hopper"), ("cust-43", "Alan Turing")):
+            body = {"speaker_id": speaker_id, "display_name": name}
+            http.post("/v1/speakers", json=body).raise_for_status()
+    page.get_by_role("link", name="Speakers").click()
+    page.get_by_label("Search by id or name").fill("hopper")
+    page.keyboard.press("Enter")
+    rows = page.locator("#speakers tbody tr")
+    expect(rows).to_have_count(1)
+    grace = page.locator('tr[data-speaker-id="cust-41"]')
+    expect(grace.locator('[data-field="status"]')).to_have_text("PENDING_ENROLLMENT")
+
+    grace.get_by_role("button", name="Opt out").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Opt speaker cust-41 out")
+    dialog.get_by_role("button", name="Opt out").click()
+    expect(grace.locator('[data-field="status"]')).to_have_text("OPTED_OUT")
+
+    page.goto(f"{service.url}/console/speakers?q=cust-43")
+    alan = page.locator('tr[data-speaker-id="cust-43"]')
+    alan.get_by_role("button", name="Delete").click()
+    page.keyboard.press("Escape")  # changing one's mind keeps the speaker
+    expect(dialog).to_be_hidden()
+    expect(alan.get_by_role("button", name="Delete")).to_be_focused()
+    alan.get_by_role("button", name="Delete").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(alan).to_have_count(0)
+    with httpx.Client(base_url=service.url, headers=headers, timeout=60) as http:
+        assert http.get("/v1/speakers/cust-43").status_code == 404
+        assert http.get("/v1/speakers/cust-41").json()["status"] == "OPTED_OUT"

@@ -6,6 +6,7 @@ participants and speakers from a real database."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -94,7 +95,7 @@ def test_sign_in_keeps_the_key_in_a_sealed_http_only_strict_cookie(browser, sett
     assert f"key {key.split('_')[1]} (read)" in page.text
 
 
-def test_the_cookie_is_secure_over_https(settings, encoder, browser):
+def test_the_cookie_is_secure_over_https(settings, encoder):
     with TestClient(
         create_app(settings, encoder=encoder), base_url="https://console.test"
     ) as client:
@@ -225,3 +226,20 @@ def test_sign_in_only_returns_to_console_pages(browser, settings):
         },
     )
     assert response.headers["location"] == "/console"
+
+
+def test_with_authentication_off_the_console_opens_without_signing_in(settings, encoder):
+    app = create_app(dataclasses.replace(settings, auth_enabled=False), encoder=encoder)
+    with TestClient(app, follow_redirects=False) as client:
+        page = client.get("/console/speakers")
+        assert page.status_code == 200 and "authentication off" in page.text
+        token = {"x-csrf-token": csrf_of(page.text)}
+        assert client.post("/console/api/speakers", json={"speaker_id": "ada"}).status_code == 403
+        made = client.post("/console/api/speakers", json={"speaker_id": "ada"}, headers=token)
+        assert made.status_code == 201, made.text
+
+
+def test_a_session_cookie_marked_secure_when_the_operator_says_so(settings, encoder):
+    app = create_app(dataclasses.replace(settings, console_secure_cookie=True), encoder=encoder)
+    with TestClient(app, follow_redirects=False) as client:
+        assert cookie_attributes(client.get("/console/sign-in"))["secure"] is True
