@@ -33,6 +33,34 @@ GENUINE, IMPOSTOR = "4:+14255550101", "4:+14255550102"
 SPEAKER = "reader-1688"
 CALL_SPEECH_SECONDS = 14.0  # per caller, streamed in real time: the final verdict at 10 s
 WAIT_MS = 120_000  # for anything the page shows; a shared two-CPU machine is slow
+# The lowest WCAG contrast ratio of any visible text on the page against the background it
+# is drawn on (the nearest ancestor's opaque background).
+LOWEST_CONTRAST = """() => {
+  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const [R, G, B] = [r, g, b].map((c) => {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const background = (element) => {
+    for (let at = element; at; at = at.parentElement) {
+      const color = rgb(getComputedStyle(at).backgroundColor);
+      if (color.length < 4 || color[3] === 1) return color.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  let lowest = { ratio: 21, text: "" };
+  for (const element of document.querySelectorAll("body *")) {
+    const own = [...element.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !element.checkVisibility()) continue;
+    const a = luminance(rgb(getComputedStyle(element).color)), b = luminance(background(element));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < lowest.ratio) lowest = { ratio, text: element.textContent.trim().slice(0, 40) };
+  }
+  return lowest;
+}"""
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}"),
@@ -146,6 +174,8 @@ def test_an_agent_watches_a_live_call_accept_the_caller_and_reject_the_impostor(
     expect(impostor.locator('[data-field="decision"]')).to_have_text("REJECT")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+    lowest = page.evaluate(LOWEST_CONTRAST)
+    assert lowest["ratio"] >= 4.5, lowest  # WCAG AA for text
 
     # The call ends; the final verdicts, on the full 10 s, are what the page keeps.
     expect(page.locator('[data-field="call_status"]')).to_have_text("ENDED")
@@ -172,6 +202,8 @@ def test_speakers_are_searched_opted_out_and_deleted_after_a_confirmation(servic
     expect(rows).to_have_count(1)
     grace = page.locator('tr[data-speaker-id="cust-41"]')
     expect(grace.locator('[data-field="status"]')).to_have_text("PENDING_ENROLLMENT")
+    lowest = page.evaluate(LOWEST_CONTRAST)
+    assert lowest["ratio"] >= 4.5, lowest
 
     grace.get_by_role("button", name="Opt out").click()
     dialog = page.get_by_role("dialog")

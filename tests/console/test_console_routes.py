@@ -156,6 +156,11 @@ def test_state_changes_by_cookie_need_the_session_s_csrf_token(browser, settings
     claimed = browser.put(CLAIM, json={"speaker_id": "ada"}, headers={"x-csrf-token": csrf})
     assert claimed.status_code == 200, claimed.text
     assert claimed.json()["claim"]["speaker_id"] == "ada"
+    enroll = CLAIM.removesuffix("/claim") + "/enroll"
+    assert browser.post(enroll, json={"speaker_id": "bo"}).status_code == 403
+    started = browser.post(enroll, json={"speaker_id": "bo"}, headers={"x-csrf-token": csrf})
+    assert started.status_code == 202, started.text  # it waits for the participant's speech
+    assert started.json()["enrollment"]["speaker_id"] == "bo"
     # Reads need no token, and the same /v1 route answered.
     call = browser.get("/console/api/calls/call-1")
     assert call.status_code == 200 and call.json()["status"] == "PENDING"
