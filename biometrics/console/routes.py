@@ -230,7 +230,7 @@ class Console:
     # --- signing in and out --------------------------------------------------------------
 
     async def sign_in_form(self, request: Request) -> Response:
-        return self._sign_in_page(request, error=None, status_code=200)
+        return self._sign_in_page(request, request.query_params.get("next"), None, 200)
 
     async def sign_in(self, request: Request) -> Response:
         """Check the form's key as the API would (an unknown key is refused and audited),
@@ -238,12 +238,12 @@ class Console:
         after it."""
         form = await request.form()
         session = self._sessions.open(request.cookies.get(COOKIE))
+        target = _next_page(_field(form.get("next")))
         if session is None or not session.csrf_matches(_field(form.get("csrf_token"))):
             return self._sign_in_page(
-                request, "the sign-in form expired; sign in again", status_code=403
+                request, target, "the sign-in form expired; sign in again", 403
             )
         api_key = (_field(form.get("api_key")) or "").strip()
-        target = _next_page(_field(form.get("next")))
 
         async def start(request: Request) -> Response:
             value, _ = self._sessions.new(api_key or None)
@@ -254,7 +254,7 @@ class Console:
         try:
             return await self._guard.requires(None, start)(_with_key(request, api_key))
         except (Unauthenticated, Forbidden) as refused:
-            return self._sign_in_page(request, refused.detail, status_code=refused.status_code)
+            return self._sign_in_page(request, target, refused.detail, refused.status_code)
 
     async def sign_out(self, request: Request) -> Response:
         form = await request.form()
@@ -310,7 +310,10 @@ class Console:
             self._cookies.set(response, request, fresh)
         return response
 
-    def _sign_in_page(self, request: Request, error: str | None, status_code: int) -> Response:
+    def _sign_in_page(
+        self, request: Request, next_page: str | None, error: str | None, status_code: int
+    ) -> Response:
+        """The form, with a new key-less session whose CSRF token it posts back."""
         value, session = self._sessions.new(None)
         hours = self._sessions.lifetime_seconds / 3600
         html = self._templates.get_template("sign_in.html").render(
@@ -320,7 +323,7 @@ class Console:
             signed_in=None,
             can_sign_out=False,
             error=error,
-            next=_next_page(request.query_params.get("next")),
+            next=_next_page(next_page),
             lifetime=f"{hours:g} hours" if hours >= 1 else f"{hours * 60:g} minutes",
         )
         response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

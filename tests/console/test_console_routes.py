@@ -89,7 +89,7 @@ def test_sign_in_keeps_the_key_in_a_sealed_http_only_strict_cookie(browser, sett
     assert attributes["httponly"] is True and attributes["samesite"] == "strict"
     assert attributes["secure"] == "" and attributes["path"] == "/console"  # plain http
     sealed = browser.cookies[COOKIE]
-    assert key not in sealed and key.split("_")[2] not in sealed
+    assert key not in sealed and key.split("_", 2)[2] not in sealed
     page = browser.get("/console")
     assert page.status_code == 200 and "Live calls" in page.text
     assert f"key {key.split('_')[1]} (read)" in page.text
@@ -107,9 +107,14 @@ def test_a_wrong_key_is_refused_on_the_form_and_audited(browser, settings):
     form = browser.get("/console/sign-in")
     response = browser.post(
         "/console/sign-in",
-        data={"api_key": "bmk_000000000000_nope", "csrf_token": csrf_of(form.text)},
+        data={
+            "api_key": "bmk_000000000000_nope",
+            "csrf_token": csrf_of(form.text),
+            "next": "/console/speakers",
+        },
     )
     assert response.status_code == 401 and 'role="alert"' in response.text
+    assert 'value="/console/speakers"' in response.text  # still going there once signed in
     assert browser.get("/console").status_code == 303  # still signed out
     where = AuditQuery(action="auth.refused", subject="POST /console/sign-in")
     rows = AuditLog(Database(settings.database_url)).query(where)
