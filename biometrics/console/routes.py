@@ -19,6 +19,7 @@ header on a user's behalf.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -44,6 +45,8 @@ from biometrics.store.keys import key_from_headers
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.identity import call_id_problem
 from biometrics.streaming.registry import CallRegistry
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/console"
 STATIC = PREFIX + "/static"
@@ -246,6 +249,11 @@ class Console:
         api_key = (_field(form.get("api_key")) or "").strip()
 
         async def start(request: Request) -> Response:
+            caller: Caller | None = getattr(request.state, "api_key", None)
+            logger.info(
+                "console sign-in",
+                extra={"key_id": None if caller is None else caller.key_id, "next": target},
+            )
             value, _ = self._sessions.new(api_key or None)
             response = RedirectResponse(target, status_code=303)
             self._cookies.set(response, request, value)
