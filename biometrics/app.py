@@ -31,6 +31,8 @@ from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
 from biometrics.api.webhooks import WebhookRoutes
 from biometrics.config import Settings
+from biometrics.console.routes import Console, CookiePolicy, SpeechTargets
+from biometrics.console.sessions import ConsoleSessions
 from biometrics.embedding import (
     BatchingPolicy,
     EmbeddingWorker,
@@ -245,6 +247,26 @@ def create_service(
         ),
         MetricsRoute(metrics, settings.metrics_public).route(guard),
     ]
+
+    # The agent console: pages over the routes above, signed in under a key derived from
+    # the current voiceprint key (as call tokens are).
+    console = Console(
+        guard,
+        CookiePolicy(
+            ConsoleSessions(cipher.keyring.current, settings.console_session_minutes * 60),
+            settings.console_secure_cookie,
+        ),
+        calls,
+        call_store,
+        history,
+        database,
+        SpeechTargets(
+            first_seconds=settings.min_verify_speech_seconds,
+            final_seconds=settings.stream_max_speech_seconds,
+            enroll_seconds=settings.min_enroll_speech_seconds,
+        ),
+    )
+    routes = [*routes, *console.routes(routes)]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

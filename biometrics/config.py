@@ -125,6 +125,11 @@ class Settings:
     # /metrics answers an admin or metrics-role key; true opens it to anyone who can reach
     # the port (a scraper on a private network that cannot send a bearer token).
     metrics_public: bool = False
+    # The agent console (/console): how long a sign-in lasts (a shift, by default), and
+    # whether its session cookie is marked Secure. Unset, it is when the request came over
+    # https; set it true behind a proxy that terminates TLS without X-Forwarded-Proto.
+    console_session_minutes: int = 480
+    console_secure_cookie: bool | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -185,6 +190,11 @@ class Settings:
             )
         self._validate_streaming()
         self._validate_encryption()
+        if not 1 <= self.console_session_minutes <= 10080:
+            raise ConfigError(
+                f"{PREFIX}CONSOLE_SESSION_MINUTES must be from 1 to 10080 (a week), "
+                f"got {self.console_session_minutes}"
+            )
         if "://" not in self.database_url:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "

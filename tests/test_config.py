@@ -105,3 +105,14 @@ def test_metrics_are_behind_a_key_unless_an_operator_opens_them():
     assert Settings.from_env({"BIOMETRICS_METRICS_PUBLIC": "true"}).metrics_public is True
     with pytest.raises(ConfigError, match="BIOMETRICS_METRICS_PUBLIC"):
         Settings.from_env({"BIOMETRICS_METRICS_PUBLIC": "sometimes"})
+
+
+def test_console_sessions_last_a_shift_and_their_cookie_follows_the_scheme_unless_told():
+    defaults = Settings.from_env({})
+    assert (defaults.console_session_minutes, defaults.console_secure_cookie) == (480, None)
+    told = Settings.from_env(
+        {"BIOMETRICS_CONSOLE_SESSION_MINUTES": "60", "BIOMETRICS_CONSOLE_SECURE_COOKIE": "true"}
+    )
+    assert (told.console_session_minutes, told.console_secure_cookie) == (60, True)
+    with pytest.raises(ConfigError, match="CONSOLE_SESSION_MINUTES must be from 1 to 10080"):
+        Settings.from_env({"BIOMETRICS_CONSOLE_SESSION_MINUTES": "0"})

@@ -18,6 +18,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from biometrics.snapshots import (
@@ -62,6 +63,18 @@ class CallStore:
         def read() -> CallSummary | None:
             with self._database.session() as session:
                 return _load_call(session, call_id)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+
+    async def recent(self, limit: int) -> list[CallSummary]:
+        """The ``limit`` calls changed last, the latest first (as stored: a call held in
+        memory may be a little further on)."""
+
+        def read() -> list[CallSummary]:
+            with self._database.session() as session:
+                query = select(Call.call_id).order_by(Call.updated_at.desc()).limit(limit)
+                found = (_load_call(session, call_id) for call_id in session.scalars(query))
+                return [summary for summary in found if summary is not None]
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, read)
 

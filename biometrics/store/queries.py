@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -86,11 +86,23 @@ def create_speaker(
     return speaker
 
 
-def list_speakers(session: Session, *, after: str | None, limit: int) -> list[Speaker]:
-    """One page of speakers ordered by speaker_id, starting after the given cursor."""
+def list_speakers(
+    session: Session, *, after: str | None, limit: int, containing: str | None = None
+) -> list[Speaker]:
+    """One page of speakers ordered by speaker_id, starting after the given cursor; with
+    ``containing``, only those whose id or display name holds that text (any case)."""
     query = select(Speaker).options(*_WITH_DETAILS).order_by(Speaker.speaker_id).limit(limit)
     if after is not None:
         query = query.where(Speaker.speaker_id > after)
+    if containing:
+        escaped = containing.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = query.where(
+            or_(
+                Speaker.speaker_id.ilike(pattern, escape="\\"),
+                Speaker.display_name.ilike(pattern, escape="\\"),
+            )
+        )
     return list(session.scalars(query))
 
 
