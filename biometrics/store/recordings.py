@@ -24,6 +24,7 @@ or missing disk) is logged, marks that recording failed and leaves the call alon
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -166,8 +167,8 @@ class RecordingWriter:
         self._pending = 0
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Callable[[], None], int] | None] = queue.SimpleQueue()
+        # Started by the first work: a service that records nothing runs no thread.
         self._thread = threading.Thread(target=self._run, name="recordings", daemon=True)
-        self._thread.start()
 
     def submit(self, work: Callable[[], None], size: int = 0) -> bool:
         """Queue ``work`` holding ``size`` bytes of audio; False (nothing queued) when that
@@ -176,11 +177,15 @@ class RecordingWriter:
             if size and self._pending + size > self._max_pending:
                 return False
             self._pending += size
+            if self._thread.ident is None:
+                self._thread.start()
         self._queue.put((work, size))
         return True
 
     def close(self, timeout: float = _CLOSE_SECONDS) -> None:
         """Finish the work queued so far (blocking), then stop the thread."""
+        if self._thread.ident is None:
+            return
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -335,6 +340,10 @@ class Recordings:
         self.files = files
         self.default = default
         self._writer = RecordingWriter(max_pending_bytes)
+        # Recordings started here and not yet closed, by (call id, raw id): until the writer
+        # has made its row, only this says that a recording is on its way.
+        self._open: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._open_lock = threading.Lock()
 
     # --- whether to record ---------------------------------------------------------------------
 
@@ -374,6 +383,8 @@ class Recordings:
     def start(self, call_id: str, raw_id: str, sample_rate: int) -> Recorder:
         """A recorder for a participant's audio from now on (its files open in the writer)."""
         segment = _Segment(self, call_id, raw_id, sample_rate)
+        with self._open_lock:
+            self._open[call_id, raw_id] += 1
         self._writer.submit(segment.open)
         return Recorder(self._writer, segment)
 
@@ -410,30 +421,49 @@ class Recordings:
     ) -> None:
         """The writer thread: the recording is done; its files go if its row has gone (its
         speaker was deleted meanwhile) or never came (the database was away)."""
+        try:
+            status = self._close_row(segment, speaker_id, raw_bytes, wav_bytes, dropped, problem)
+        finally:
+            with self._open_lock:
+                self._open[segment.call_id, segment.raw_id] -= 1
+                self._open += collections.Counter()  # drop the zero counts
+        if status is None:
+            self.files.remove([segment.recording_id])
+            return
+        logger.info(
+            "call recording finished",
+            extra={
+                "call_id": segment.call_id,
+                "participant": segment.raw_id,
+                "recording_id": segment.recording_id,
+                "status": status,
+                "bytes": raw_bytes,
+                "dropped_bytes": dropped,
+            },
+        )
+
+    def _close_row(
+        self,
+        segment: _Segment,
+        speaker_id: str | None,
+        raw_bytes: int,
+        wav_bytes: int,
+        dropped: int,
+        problem: str | None,
+    ) -> str | None:
+        """The row's final state; its status, or None when there is no row."""
         with self._database.session() as session:
             row = session.scalar(
                 select(CallRecording).where(CallRecording.recording_id == segment.recording_id)
             )
-            if row is not None:
-                row.status = COMPLETE if problem is None else FAILED
-                row.speaker_id = speaker_id
-                row.raw_bytes, row.wav_bytes, row.dropped_bytes = raw_bytes, wav_bytes, dropped
-                row.problem = problem
-                row.ended_at = utcnow()
-        if row is None:
-            self.files.remove([segment.recording_id])
-        else:
-            logger.info(
-                "call recording finished",
-                extra={
-                    "call_id": segment.call_id,
-                    "participant": segment.raw_id,
-                    "recording_id": segment.recording_id,
-                    "status": row.status,
-                    "bytes": raw_bytes,
-                    "dropped_bytes": dropped,
-                },
-            )
+            if row is None:
+                return None
+            row.status = COMPLETE if problem is None else FAILED
+            row.speaker_id = speaker_id
+            row.raw_bytes, row.wav_bytes, row.dropped_bytes = raw_bytes, wav_bytes, dropped
+            row.problem = problem
+            row.ended_at = utcnow()
+            return row.status
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -451,7 +481,9 @@ class Recordings:
         done = [row for row in rows if row.status == COMPLETE]
         if not done:
             who = f"participant {raw_id!r} of call {call_id!r}"
-            if any(row.status == RECORDING for row in rows):
+            with self._open_lock:
+                writing = self._open[call_id, raw_id] > 0
+            if writing or any(row.status == RECORDING for row in rows):
                 raise RecordingInProgress(
                     f"the recording of {who} is still being written: it can be downloaded "
                     "once the call has ended"

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from biometrics import simulator
 from biometrics.app import create_app
 from biometrics.clock import utcnow
+from biometrics.errors import ConfigError
 from biometrics.statuses import Role
 from biometrics.store import Database
 from biometrics.store.crypto import Cipher, Key, KeyRing
@@ -209,11 +210,14 @@ def test_rotating_the_voiceprint_key_reseals_recordings(settings, encoder, admin
         stream(client, "rotated", {CALLER: voice(1.5, "a", seed=1)})
         before = download(client, "rotated", CALLER).content
     new = Key.of(bytes(range(100, 132)))
+    rotated = dataclasses.replace(settings, encryption_key=new.encoded(), encryption_old_keys="")
+    old_id = TEST_CIPHER.key_id
+    with pytest.raises(ConfigError, match=f"encrypted under key {old_id}"):
+        create_app(rotated, encoder=encoder)  # the recording's key is still sealed under it
     database = Database(settings.database_url)
     done = reencrypt(database, Cipher(KeyRing(new, (TEST_CIPHER.keyring.current,))))
     database.dispose()
     assert done.recordings == 1 and rows(settings)[0].key_id == new.key_id
-    rotated = dataclasses.replace(settings, encryption_key=new.encoded(), encryption_old_keys="")
     with recorded_client(rotated, encoder, admin_key, **RECORDED) as client:
         assert download(client, "rotated", CALLER).content == before
 
