@@ -203,6 +203,18 @@ class RecordingWriter:
                     self._pending -= size
 
 
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """How a recording ended: whom its participant was taken for, what it holds, and why
+    it failed, if it did."""
+
+    speaker_id: str | None
+    raw_bytes: int
+    wav_bytes: int  # of 16 kHz samples
+    dropped_bytes: int
+    problem: str | None
+
+
 class _Segment:
     """The writer thread's side of one recording: its row, files and resampler."""
 
@@ -253,9 +265,14 @@ class _Segment:
                     track.finish()
             except OSError as error:
                 self._fail(error)
-        raw = self._tracks[0].bytes if self._tracks else 0
-        wide = self._tracks[-1].bytes if self._tracks else 0
-        self._recordings.close_row(self, speaker_id, raw, wide, dropped, self._problem)
+        ending = Ending(
+            speaker_id,
+            raw_bytes=self._tracks[0].bytes if self._tracks else 0,
+            wav_bytes=self._tracks[-1].bytes if self._tracks else 0,
+            dropped_bytes=dropped,
+            problem=self._problem,
+        )
+        self._recordings.close_row(self, ending)
 
     def _fail(self, error: Exception) -> None:
         self._problem = f"{type(error).__name__}: {error}"[:512]
@@ -410,19 +427,11 @@ class Recordings:
             )
         return AESGCM(data_key)
 
-    def close_row(
-        self,
-        segment: _Segment,
-        speaker_id: str | None,
-        raw_bytes: int,
-        wav_bytes: int,
-        dropped: int,
-        problem: str | None,
-    ) -> None:
+    def close_row(self, segment: _Segment, ending: Ending) -> None:
         """The writer thread: the recording is done; its files go if its row has gone (its
         speaker was deleted meanwhile) or never came (the database was away)."""
         try:
-            status = self._close_row(segment, speaker_id, raw_bytes, wav_bytes, dropped, problem)
+            status = self._close_row(segment.recording_id, ending)
         finally:
             with self._open_lock:
                 self._open[segment.call_id, segment.raw_id] -= 1
@@ -437,31 +446,23 @@ class Recordings:
                 "participant": segment.raw_id,
                 "recording_id": segment.recording_id,
                 "status": status,
-                "bytes": raw_bytes,
-                "dropped_bytes": dropped,
+                "bytes": ending.raw_bytes,
+                "dropped_bytes": ending.dropped_bytes,
             },
         )
 
-    def _close_row(
-        self,
-        segment: _Segment,
-        speaker_id: str | None,
-        raw_bytes: int,
-        wav_bytes: int,
-        dropped: int,
-        problem: str | None,
-    ) -> str | None:
+    def _close_row(self, recording_id: str, ending: Ending) -> str | None:
         """The row's final state; its status, or None when there is no row."""
         with self._database.session() as session:
             row = session.scalar(
-                select(CallRecording).where(CallRecording.recording_id == segment.recording_id)
+                select(CallRecording).where(CallRecording.recording_id == recording_id)
             )
             if row is None:
                 return None
-            row.status = COMPLETE if problem is None else FAILED
-            row.speaker_id = speaker_id
-            row.raw_bytes, row.wav_bytes, row.dropped_bytes = raw_bytes, wav_bytes, dropped
-            row.problem = problem
+            row.status = COMPLETE if ending.problem is None else FAILED
+            row.speaker_id = ending.speaker_id
+            row.raw_bytes, row.wav_bytes = ending.raw_bytes, ending.wav_bytes
+            row.dropped_bytes, row.problem = ending.dropped_bytes, ending.problem
             row.ended_at = utcnow()
             return row.status
 
