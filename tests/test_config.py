@@ -98,3 +98,22 @@ def test_a_key_and_a_key_file_are_not_both_set():
 def test_memory_trim_is_on_by_default_and_can_be_turned_off():
     assert Settings.from_env({}).memory_trim is True
     assert Settings.from_env({"BIOMETRICS_MEMORY_TRIM": "false"}).memory_trim is False
+
+
+def test_recordings_are_off_by_default_and_turned_on_with_a_folder_and_retention():
+    default = Settings.from_env({})
+    assert (default.recordings, default.recordings_retention_days) == (False, 30)
+    settings = Settings.from_env(
+        {
+            "BIOMETRICS_RECORDINGS": "on",
+            "BIOMETRICS_RECORDINGS_DIR": "/var/lib/biometrics/recordings",
+            "BIOMETRICS_RECORDINGS_RETENTION_DAYS": "0",
+        }
+    )
+    assert settings.recordings and settings.recordings_retention_days == 0
+    assert settings.recordings_dir == Path("/var/lib/biometrics/recordings")
+    for name, value in (("RETENTION_DAYS", "-1"), ("MAX_PENDING_BYTES", "1000")):
+        with pytest.raises(ConfigError, match=f"BIOMETRICS_RECORDINGS_{name}"):
+            Settings.from_env({f"BIOMETRICS_RECORDINGS_{name}": value})
+    with pytest.raises(ConfigError, match="BIOMETRICS_RECORDINGS="):
+        Settings.from_env({"BIOMETRICS_RECORDINGS": "sometimes"})

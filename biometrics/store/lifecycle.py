@@ -41,6 +41,7 @@ from biometrics.store.database import Database
 from biometrics.store.models import (
     AuditRecord,
     CallRecording,
+    CallRecordingSetting,
     Speaker,
     VerdictRecord,
     Voiceprint,
@@ -267,8 +268,9 @@ def _delete_recordings(
     stop: threading.Event,
 ) -> int:
     """Delete the call recordings started before ``before``, rows then files, a batch per
-    transaction; their count. A row deleted takes its data key with it, so a file left by
-    a failed unlink cannot be opened."""
+    transaction, then the calls' recording settings made before it; the recordings' count.
+    A row deleted takes its data key with it, so a file left by a failed unlink cannot be
+    opened."""
     if before is None:
         return 0
     deleted = 0
@@ -290,6 +292,11 @@ def _delete_recordings(
         deleted += len(batch)
         if len(batch) < batch_size:
             break
+    if not stop.is_set():  # admins' choices for calls that old go with their recordings
+        with database.session() as session:
+            session.execute(
+                delete(CallRecordingSetting).where(CallRecordingSetting.set_at < before)
+            )
     return deleted
 
 

@@ -29,7 +29,7 @@ from biometrics.store import Database
 from biometrics.store.crypto import Cipher, Key, KeyRing
 from biometrics.store.keys import KeyStore
 from biometrics.store.lifecycle import NO_EXPIRY, Retention, sweep
-from biometrics.store.models import CallRecording
+from biometrics.store.models import CallRecording, CallRecordingSetting
 from biometrics.store.recordings import RecordingFiles, RecordingWriter
 from biometrics.store.vault import reencrypt
 from tests.api.helpers import enroll
@@ -173,6 +173,7 @@ def test_retention_and_a_speakers_deletion_remove_recordings(settings, encoder, 
     with recorded_client(settings, encoder, admin_key, **RECORDED) as client:
         assert enroll(client, "alice").status_code == 201
         client.put(path("old", CALLER, "claim"), json={"speaker_id": "alice"})
+        client.put(path("old", None, "recording"), json={"enabled": True})
         stream(client, "old", {CALLER: voice(1.5, "a", seed=1), AGENT: voice(1.5, "b", seed=2)})
         stream(client, "kept", {CALLER: voice(1.5, "a", seed=4)})
         assert download(client, "old", CALLER).status_code == 200
@@ -195,11 +196,16 @@ def test_retention_and_a_speakers_deletion_remove_recordings(settings, encoder, 
                 .where(CallRecording.call_id == "old")
                 .values(started_at=utcnow() - timedelta(days=31))
             )
+            session.execute(
+                sa.update(CallRecordingSetting).values(set_at=utcnow() - timedelta(days=31))
+            )
         report = sweep(
             database, NO_EXPIRY, Retention(recording_days=30), recordings=RecordingFiles(folder)
         )
-        database.dispose()
         assert report.recordings_deleted == 1
+        with database.session() as session:  # the admin's choice for the old call went too
+            assert session.scalars(sa.select(CallRecordingSetting)).all() == []
+        database.dispose()
         assert client.get(path("old", AGENT, "audio")).status_code == 404
         assert download(client, "kept", CALLER).status_code == 200
     assert [r.call_id for r in rows(settings)] == ["kept"] and len(list(folder.iterdir())) == 1
