@@ -489,6 +489,11 @@ class Recordings:
                     f"the recording of {who} is still being written: it can be downloaded "
                     "once the call has ended"
                 )
+            failed = [row.problem for row in rows if row.status == FAILED]
+            if failed:
+                raise RecordingNotFound(
+                    f"the recording of {who} failed ({failed[-1]}); see the service log"
+                )
             raise RecordingNotFound(f"no recording of {who} is kept")
         rates = {row.sample_rate if raw else WAV_RATE for row in done}
         if len(rates) > 1:

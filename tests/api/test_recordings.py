@@ -241,7 +241,8 @@ def test_a_failing_disk_is_logged_and_the_call_still_gets_its_verdicts(
             stream(c, "broken", {CALLER: voice(3.5, "a", seed=1)})
             call = wait_until(c, "broken", lambda call: call["status"] == "ENDED")
             assert call["participants"][0]["latest_verdict"]["decision"] == "ACCEPT"
-            assert download(c, "broken", CALLER).status_code == 404
+            missing = download(c, "broken", CALLER)
+            assert missing.status_code == 404 and "failed" in missing.json()["detail"]
     failures = [r for r in caplog.records if "could not be written" in r.getMessage()]
     assert failures and failures[0].call_id == "broken"
     assert [(r.status, r.problem is not None) for r in rows(settings)] == [("failed", True)]
