@@ -26,6 +26,7 @@ from biometrics.api.calls import CallRoutes
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodyLimits
 from biometrics.api.metrics import MetricsRoute
+from biometrics.api.recordings import RecordingRoutes
 from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
@@ -59,6 +60,7 @@ from biometrics.store.crypto import Cipher, load_keyring
 from biometrics.store.dead_letters import DeadLetters
 from biometrics.store.keys import KeyStore, RecentKeyStore
 from biometrics.store.lifecycle import Retention, SpeakerExpiry
+from biometrics.store.recordings import RecordingFiles, Recordings
 from biometrics.store.spool import Spool
 from biometrics.store.vault import open_vault
 from biometrics.store.verdicts import VerdictHistory
@@ -147,12 +149,29 @@ def create_service(
         metrics=metrics,
     )
     enroller = Enroller(database, cipher, worker, settings.min_enroll_speech_seconds, expiry)
+    # Kept only for calls an operator records (globally, or each call by an admin).
+    recordings = Recordings(
+        database,
+        cipher,
+        RecordingFiles(settings.recordings_dir),
+        default=settings.recordings,
+        max_pending_bytes=settings.recordings_max_pending_bytes,
+    )
     sweeper = None
     if settings.sweep_interval_seconds:
-        retention = Retention(settings.verdict_retention_days, settings.audit_retention_days)
+        retention = Retention(
+            settings.verdict_retention_days,
+            settings.audit_retention_days,
+            settings.recordings_retention_days,
+        )
         sweeper = PeriodicSweep(
             lambda stop: lifecycle.sweep(
-                database, expiry, retention, stop=stop, on_expired=verifier.claims.forget
+                database,
+                expiry,
+                retention,
+                stop=stop,
+                on_expired=verifier.claims.forget,
+                recordings=recordings.files,
             ),
             settings.sweep_interval_seconds,
         )
@@ -176,6 +195,7 @@ def create_service(
                 settings.stream_max_speech_seconds,
             ),
             incremental_embedding=settings.live_embedding == "incremental",
+            recordings=recordings,
         ),
         call_store,
         CallPublisher(broker),
@@ -223,10 +243,16 @@ def create_service(
             methods=["GET"],
         ),
         *SpeakerRoutes(
-            database, enroller, settings.max_audio_seconds, auditor, verifier.claims.forget
+            database,
+            enroller,
+            settings.max_audio_seconds,
+            auditor,
+            verifier.claims.forget,
+            recordings,
         ).routes(guard),
         Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
         *CallTokenRoutes(tokens, auditor, settings.auth_enabled).routes(guard),
+        *RecordingRoutes(recordings, calls, auditor).routes(guard),  # before the call routes
         *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
         *AuditRoutes(audit_log).routes(guard),
         *WebhookRoutes(dead_letters, webhooks, auditor).routes(guard),
@@ -285,6 +311,7 @@ def create_service(
             if sweeper is not None:
                 await sweeper.stop()
             finalised = await calls.stop()
+            await run_in_threadpool(recordings.close)  # the ended calls' recordings complete
             spooled = await run_in_threadpool(spool.stop)
             if webhooks is not None:
                 await webhooks.stop(settings.webhook_drain_seconds)

@@ -43,6 +43,7 @@ from biometrics.statuses import Role
 from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import COMMAND_LINE, AuditLog
 from biometrics.store.keys import KeyStore
+from biometrics.store.recordings import RecordingFiles
 
 logger = logging.getLogger("biometrics")
 
@@ -584,6 +585,8 @@ def _rotate_voiceprints(settings: Settings, batch_size: int) -> int:
         f"{_counted(done.voiceprints, 'voiceprint')} and {_counted(done.cohorts, 'cohort')} "
         f"re-encrypted under key {cipher.key_id}; every voiceprint and cohort is now under it"
     )
+    if done.recordings:
+        print(f"the keys of {_counted(done.recordings, 'call recording')} were re-sealed too")
     return 0
 
 
@@ -591,15 +594,25 @@ def _expire(settings: Settings, dry_run: bool) -> int:
     report = lifecycle.sweep(
         _open_database(settings),
         lifecycle.SpeakerExpiry(settings.speaker_expiry_days),
-        lifecycle.Retention(settings.verdict_retention_days, settings.audit_retention_days),
+        lifecycle.Retention(
+            settings.verdict_retention_days,
+            settings.audit_retention_days,
+            settings.recordings_retention_days,
+        ),
         origin=COMMAND_LINE,
         dry_run=dry_run,
+        recordings=RecordingFiles(settings.recordings_dir),
     )
     done = "would be " if dry_run else ""
     print(
         f"{_counted(report.speakers_expired, 'speaker')} {done}expired (voiceprints deleted), "
         f"{_counted(report.verdicts_deleted, 'verdict')} and "
         f"{_counted(report.audit_rows_deleted, 'audit row')} past retention {done}deleted"
+        + (
+            f", {_counted(report.recordings_deleted, 'call recording')} {done}deleted"
+            if report.recordings_deleted
+            else ""
+        )
         + ("; nothing was changed (--dry-run)" if dry_run else "")
     )
     return 0

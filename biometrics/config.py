@@ -130,6 +130,15 @@ class Settings:
     # https; set it true behind a proxy that terminates TLS without X-Forwarded-Proto.
     console_session_minutes: int = 480
     console_secure_cookie: bool | None = None
+    # Call recordings (docs/security.md, Call recordings): off unless an operator turns
+    # them on for every call here, or for one call (PUT /v1/calls/{id}/recording). Each
+    # participant's audio is kept encrypted under the voiceprint key in this folder, and
+    # deleted after the retention by the lifecycle sweep (0: kept until its speaker is
+    # deleted). Writes that fall this many bytes behind a slow disk are dropped, counted.
+    recordings: bool = False
+    recordings_dir: Path = Path("recordings")
+    recordings_retention_days: int = 30
+    recordings_max_pending_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +181,7 @@ class Settings:
             "verdict_retention_days",
             "audit_retention_days",
             "sweep_interval_seconds",
+            "recordings_retention_days",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (0: off)")
@@ -195,6 +205,8 @@ class Settings:
                 f"{PREFIX}CONSOLE_SESSION_MINUTES must be from 1 to 10080 (a week), "
                 f"got {self.console_session_minutes}"
             )
+        if self.recordings_max_pending_bytes < 1024 * 1024:
+            raise ConfigError(f"{PREFIX}RECORDINGS_MAX_PENDING_BYTES must be at least 1048576")
         if "://" not in self.database_url:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "

@@ -188,3 +188,25 @@ class InferenceStopped(BiometricsError):
 
     def __init__(self) -> None:
         super().__init__("the service is shutting down; try again on another instance or later")
+
+
+class RecordingNotFound(BiometricsError):
+    """No finished recording of this call participant: recording was off, or it was removed."""
+
+    code = "recording_not_found"
+    status_code = 404
+
+
+class RecordingInProgress(BiometricsError):
+    """The participant's recording is still being written: it is downloadable once the call
+    has ended."""
+
+    code = "recording_in_progress"
+    status_code = 409
+
+
+class RecordingUnreadable(BiometricsError):
+    """A recording's file is missing, truncated or altered, or its key is not configured."""
+
+    code = "recording_unreadable"
+    status_code = 500

@@ -116,3 +116,22 @@ def test_console_sessions_last_a_shift_and_their_cookie_follows_the_scheme_unles
     assert (told.console_session_minutes, told.console_secure_cookie) == (60, True)
     with pytest.raises(ConfigError, match="CONSOLE_SESSION_MINUTES must be from 1 to 10080"):
         Settings.from_env({"BIOMETRICS_CONSOLE_SESSION_MINUTES": "0"})
+
+
+def test_recordings_are_off_by_default_and_turned_on_with_a_folder_and_retention():
+    default = Settings.from_env({})
+    assert (default.recordings, default.recordings_retention_days) == (False, 30)
+    settings = Settings.from_env(
+        {
+            "BIOMETRICS_RECORDINGS": "on",
+            "BIOMETRICS_RECORDINGS_DIR": "/var/lib/biometrics/recordings",
+            "BIOMETRICS_RECORDINGS_RETENTION_DAYS": "0",
+        }
+    )
+    assert settings.recordings and settings.recordings_retention_days == 0
+    assert settings.recordings_dir == Path("/var/lib/biometrics/recordings")
+    for name, value in (("RETENTION_DAYS", "-1"), ("MAX_PENDING_BYTES", "1000")):
+        with pytest.raises(ConfigError, match=f"BIOMETRICS_RECORDINGS_{name}"):
+            Settings.from_env({f"BIOMETRICS_RECORDINGS_{name}": value})
+    with pytest.raises(ConfigError, match="BIOMETRICS_RECORDINGS="):
+        Settings.from_env({"BIOMETRICS_RECORDINGS": "sometimes"})

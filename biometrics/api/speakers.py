@@ -23,6 +23,7 @@ from biometrics.enrollment import Enroller, remaining_seconds
 from biometrics.errors import InvalidRequest
 from biometrics.statuses import Role, SpeakerStatus
 from biometrics.store import Database, Speaker, queries
+from biometrics.store.recordings import Recordings
 
 SPEAKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
 MAX_ALIASES = 16
@@ -68,6 +69,7 @@ class SpeakerRoutes:
         max_audio_seconds: float,
         auditor: Auditor,
         forget_claim: Callable[[str], None] | None = None,
+        recordings: Recordings | None = None,
     ) -> None:
         self._database = database
         self._enroller = enroller
@@ -76,6 +78,8 @@ class SpeakerRoutes:
         # What the verification service remembers of a speaker for an outage; dropped
         # when their voiceprint is deleted or withdrawn, or their lockout cleared.
         self._forget_claim = forget_claim or (lambda speaker_id: None)
+        # Deleting a speaker deletes the call recordings of participants taken for them.
+        self._recordings = recordings
 
     def routes(self, guard: Guard) -> list[Route]:
         speaker = "/v1/speakers/{speaker_id}"
@@ -137,9 +141,17 @@ class SpeakerRoutes:
     async def delete_speaker(self, request: Request) -> Response:
         speaker_id = request.path_params["speaker_id"]
 
+        recordings = self._recordings
+
         def delete() -> None:
             with self._database.session() as session:
+                # Before the verdicts go: they say which participants claimed the speaker.
+                removed = (
+                    [] if recordings is None else recordings.forget_speaker(session, speaker_id)
+                )
                 queries.delete_speaker(session, speaker_id)
+            if recordings is not None:  # committed: the files' keys are gone with their rows
+                recordings.files.remove(removed)
 
         async with self._auditor.act(request, "speaker.delete", speaker_id):
             await run_in_threadpool(delete)

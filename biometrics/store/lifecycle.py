@@ -38,7 +38,15 @@ from biometrics.clock import utcnow
 from biometrics.statuses import SpeakerStatus
 from biometrics.store.audit import SERVICE, Origin, audit_row
 from biometrics.store.database import Database
-from biometrics.store.models import AuditRecord, Speaker, VerdictRecord, Voiceprint
+from biometrics.store.models import (
+    AuditRecord,
+    CallRecording,
+    CallRecordingSetting,
+    Speaker,
+    VerdictRecord,
+    Voiceprint,
+)
+from biometrics.store.recordings import RecordingFiles
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +100,7 @@ class Retention:
 
     verdict_days: int = 0
     audit_days: int = 0
+    recording_days: int = 0  # call recordings (their rows and files)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +110,7 @@ class SweepReport:
     speakers_expired: int
     verdicts_deleted: int
     audit_rows_deleted: int
+    recordings_deleted: int = 0
     dry_run: bool = False
     interrupted: bool = False  # stopped between two batches; the next sweep goes on
 
@@ -118,21 +128,27 @@ def sweep(
     batch_size: int = BATCH_SIZE,
     stop: threading.Event | None = None,
     on_expired: Callable[[str], None] | None = None,
+    recordings: RecordingFiles | None = None,
 ) -> SweepReport:
-    """Expire the speakers due, then delete the verdicts and audit rows past retention;
-    one summary log line. ``stop``, once set, ends the sweep after the current batch;
-    ``on_expired`` hears each speaker id expired, once its transaction is committed (the
-    service drops what it remembers of them)."""
+    """Expire the speakers due, then delete the verdicts, audit rows and (given their
+    folder, ``recordings``) call recordings past retention; one summary log line. ``stop``,
+    once set, ends the sweep after the current batch; ``on_expired`` hears each speaker id
+    expired, once its transaction is committed (the service drops what it remembers of
+    them)."""
     now = utcnow()
     stop = stop or threading.Event()
     verdicts_before = _days_before(now, retention.verdict_days)
     audit_before = _days_before(now, retention.audit_days)
+    recordings_before = None if recordings is None else _days_before(now, retention.recording_days)
     if dry_run:
         with database.session() as session:
             report = SweepReport(
                 speakers_expired=_count(session, Speaker.id, _due(expiry, now)),
                 verdicts_deleted=_count_older(session, VerdictRecord.created_at, verdicts_before),
                 audit_rows_deleted=_count_older(session, AuditRecord.at, audit_before),
+                recordings_deleted=_count_older(
+                    session, CallRecording.started_at, recordings_before
+                ),
                 dry_run=True,
             )
     else:
@@ -141,7 +157,10 @@ def sweep(
             database, VerdictRecord, VerdictRecord.created_at, verdicts_before, batch_size, stop
         )
         audit = _delete_older(database, AuditRecord, AuditRecord.at, audit_before, batch_size, stop)
-        report = SweepReport(expired, verdicts, audit, interrupted=stop.is_set())
+        removed = 0
+        if recordings is not None:
+            removed = _delete_recordings(database, recordings, recordings_before, batch_size, stop)
+        report = SweepReport(expired, verdicts, audit, removed, interrupted=stop.is_set())
     logger.info("lifecycle sweep", extra=report.as_dict())
     return report
 
@@ -238,6 +257,46 @@ def _delete_older(
                 deleted += int(getattr(result, "rowcount", 0))
         if len(batch) < batch_size:
             break
+    return deleted
+
+
+def _delete_recordings(
+    database: Database,
+    files: RecordingFiles,
+    before: datetime | None,
+    batch_size: int,
+    stop: threading.Event,
+) -> int:
+    """Delete the call recordings started before ``before``, rows then files, a batch per
+    transaction, then the calls' recording settings made before it; the recordings' count.
+    A row deleted takes its data key with it, so a file left by a failed unlink cannot be
+    opened."""
+    if before is None:
+        return 0
+    deleted = 0
+    while not stop.is_set():
+        with database.session() as session:
+            batch = session.scalars(
+                select(CallRecording.recording_id)
+                .where(CallRecording.started_at < before)
+                .order_by(CallRecording.id)
+                .limit(batch_size)
+            ).all()
+            if batch:
+                session.execute(
+                    delete(CallRecording)
+                    .where(CallRecording.recording_id.in_(batch))
+                    .execution_options(synchronize_session=False)
+                )
+        files.remove(batch)
+        deleted += len(batch)
+        if len(batch) < batch_size:
+            break
+    if not stop.is_set():  # admins' choices for calls that old go with their recordings
+        with database.session() as session:
+            session.execute(
+                delete(CallRecordingSetting).where(CallRecordingSetting.set_at < before)
+            )
     return deleted
 
 

@@ -373,3 +373,42 @@ class WebhookDeadLetter(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     retried_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
+
+
+class CallRecording(Base):
+    """One stretch of a call participant's audio kept on disk (a call resumed after it
+    ended adds another): the index of the sealed files ``<recording_id>.raw`` (the PCM as
+    received) and, for calls not at 16 kHz, ``<recording_id>.16k``. The files are sealed
+    under a key of their own, held here sealed under the voiceprint key (``key_id``), so
+    that rotating that key re-seals this row and not the audio. Keyed by ids, as verdicts
+    are; ``speaker_id`` is whom the participant claimed or enrolled as, for deletion."""
+
+    __tablename__ = "call_recordings"
+    __table_args__ = (Index("ix_call_recordings_call", "call_id", "participant_raw_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[str] = mapped_column(String(36), unique=True)
+    call_id: Mapped[str] = mapped_column(String(256))
+    participant_raw_id: Mapped[str] = mapped_column(String(256))
+    speaker_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    sample_rate: Mapped[int] = mapped_column(Integer)  # of the raw PCM
+    status: Mapped[str] = mapped_column(String(16))  # recording, complete, failed
+    raw_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    wav_bytes: Mapped[int] = mapped_column(Integer, default=0)  # of 16 kHz samples
+    dropped_bytes: Mapped[int] = mapped_column(Integer, default=0)  # behind a slow disk
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32))
+    problem: Mapped[str | None] = mapped_column(String(512))  # why it failed
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    ended_at: Mapped[datetime | None]
+
+
+class CallRecordingSetting(Base):
+    """An admin's choice to record one call, or not, whatever BIOMETRICS_RECORDINGS says."""
+
+    __tablename__ = "call_recording_settings"
+
+    call_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    enabled: Mapped[bool]
+    set_by: Mapped[str] = mapped_column(String(64))  # the admin key id
+    set_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -22,7 +22,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, attributes
 from biometrics.errors import ConfigError, VoiceprintUnreadable
 from biometrics.store.crypto import KEY_FILE_VARIABLE, KEY_VARIABLE, OLD_KEYS_VARIABLE, Cipher
 from biometrics.store.database import Database
-from biometrics.store.models import EncryptionKey, ScoreCohort, Speaker, Voiceprint
+from biometrics.store.models import (
+    CallRecording,
+    EncryptionKey,
+    ScoreCohort,
+    Speaker,
+    Voiceprint,
+)
+from biometrics.store.recordings import recording_key_aad
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +38,7 @@ BATCH_SIZE = 200
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    table: str  # "voiceprints" or "cohorts"
+    table: str  # "voiceprints", "cohorts" or "recordings"
     done: int
     total: int
 
@@ -43,6 +50,7 @@ Report = Callable[[Progress], None]
 class Rekeyed:
     voiceprints: int
     cohorts: int
+    recordings: int = 0  # call recordings' data keys re-sealed (their audio is not rewritten)
 
 
 def open_vault(database: Database, cipher: Cipher) -> Cipher:
@@ -68,7 +76,8 @@ def reencrypt(
 ) -> Rekeyed:
     """Seal every voiceprint and cohort not under the current key yet (with
     ``only_plain``, only the plain ones), ``batch_size`` rows per transaction. Rows already
-    under the current key are skipped, so a run that was interrupted resumes."""
+    under the current key are skipped, so a run that was interrupted resumes. Call
+    recordings' data keys are re-sealed too (never plain, so not with ``only_plain``)."""
     voiceprint_stale = _stale(Voiceprint.key_id, cipher.key_id, only_plain)
     cohort_stale = _stale(ScoreCohort.key_id, cipher.key_id, only_plain)
     return Rekeyed(
@@ -86,6 +95,15 @@ def reencrypt(
             lambda session: _rekey_cohorts(session, cipher, cohort_stale, batch_size),
             report,
         ),
+        recordings=0
+        if only_plain
+        else _batches(
+            database,
+            "recordings",
+            _count(database, CallRecording, CallRecording.key_id != cipher.key_id),
+            lambda session: _rekey_recordings(session, cipher, batch_size),
+            report,
+        ),
     )
 
 
@@ -100,7 +118,7 @@ def _check_keys(database: Database, cipher: Cipher) -> None:
                 )
         in_use = {
             key_id
-            for table in (Voiceprint, ScoreCohort)
+            for table in (Voiceprint, ScoreCohort, CallRecording)
             for key_id in session.scalars(
                 select(table.key_id).where(table.key_id.is_not(None)).distinct()
             )
@@ -132,7 +150,9 @@ def _stale(
 
 
 def _count(
-    database: Database, table: type[Voiceprint] | type[ScoreCohort], stale: ColumnElement[bool]
+    database: Database,
+    table: type[Voiceprint] | type[ScoreCohort] | type[CallRecording],
+    stale: ColumnElement[bool],
 ) -> int:
     with database.session() as session:
         return session.scalar(select(func.count()).select_from(table).where(stale)) or 0
@@ -188,6 +208,21 @@ def _rekey_cohorts(session: Session, cipher: Cipher, stale: ColumnElement[bool],
         else:
             matrix = cohort.embeddings(cipher)
         cohort.seal(cipher, matrix)
+    return len(rows)
+
+
+def _rekey_recordings(session: Session, cipher: Cipher, limit: int) -> int:
+    rows = session.scalars(
+        select(CallRecording)
+        .where(CallRecording.key_id != cipher.key_id)
+        .order_by(CallRecording.id)
+        .limit(limit)
+        .with_for_update()
+    ).all()
+    for row in rows:
+        aad = recording_key_aad(row.recording_id)
+        data_key = cipher.open(row.key_id, row.sealed_key, aad, f"recording {row.recording_id}")
+        row.key_id, row.sealed_key = cipher.seal(data_key, aad)
     return len(rows)
 
 

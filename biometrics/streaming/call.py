@@ -24,6 +24,7 @@ from biometrics.errors import TooManyParticipants
 from biometrics.events.call_events import CallEnded, CallEvent, CallStarted, ParticipantJoined
 from biometrics.snapshots import CallSummary, SpeakerClaim, StreamFormat
 from biometrics.statuses import CallStatus
+from biometrics.store.recordings import Recorder
 from biometrics.streaming.identity import MIXED
 from biometrics.streaming.participant import CallServices, ParticipantStream
 from biometrics.streaming.protocol import AudioFormat, AudioFrame
@@ -66,6 +67,9 @@ class CallSession:
         self._live_counters: list[dict[str, int]] = []  # open sockets' parsers
         self._tasks: set[asyncio.Task[None]] = set()
         self.final_verdicts = 0  # verdicts made final because the service stopped
+        # Whether to record the call: an admin's choice for it, or None for the service's.
+        self.recording: bool | None = None
+        self._recorders: dict[str, Recorder] = {}  # by raw id, while recording
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` as a task of this call (kept referenced until done)."""
@@ -132,6 +136,7 @@ class CallSession:
             participant.join()
             self.report(ParticipantJoined(self.call_id, participant.summary()))
         participant.feed(frame, sample_rate)
+        self._record(raw_id, frame.pcm, sample_rate)
 
     def _drop(self, reason: str) -> None:
         """Count a frame the call itself dropped among the counters of the socket that
@@ -147,6 +152,37 @@ class CallSession:
         if self.mixed is None:
             self.mixed = mixed
         return self.mixed is mixed
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def _record(self, raw_id: str, pcm: bytes, sample_rate: int) -> None:
+        """Keep the participant's audio as received when the call is recorded."""
+        recordings = self._services.recordings
+        if recordings is None:
+            return
+        recorder = self._recorders.get(raw_id)
+        if recorder is None or recorder.sample_rate != sample_rate:
+            if not recordings.wanted(self.recording):
+                return
+            if recorder is not None:  # a reconnect at another rate: a recording of its own
+                recorder.finish(self.participants[raw_id].speaker_id)
+            recorder = recordings.start(self.call_id, raw_id, sample_rate)
+            self._recorders[raw_id] = recorder
+        recorder.write(pcm)
+
+    def set_recording(self, enabled: bool | None) -> None:
+        """An admin chose to record the call, or not (None: as the service does); turned
+        off, what was recorded so far is complete."""
+        self.recording = enabled
+        recordings = self._services.recordings
+        if recordings is not None and not recordings.wanted(enabled):
+            self._finish_recordings()
+
+    def _finish_recordings(self) -> None:
+        for raw_id, recorder in self._recorders.items():
+            participant = self.participants.get(raw_id)
+            recorder.finish(None if participant is None else participant.speaker_id)
+        self._recorders.clear()
 
     async def disconnect(self, counters: dict[str, int], *, final: bool = False) -> bool:
         """A socket closed; when it was the last, judge what is left and end the call
@@ -169,6 +205,7 @@ class CallSession:
             return False
         self.status = CallStatus.ENDED
         self.ended_at = self.active_at = utcnow()
+        self._finish_recordings()
         self.report(CallEnded(self.summary()))
         return True
 
@@ -194,6 +231,7 @@ class CallSession:
         buffers, round after round."""
         for task in list(self._tasks):
             task.cancel()
+        self._finish_recordings()
         self.participants.clear()
 
     # --- participants ------------------------------------------------------------------------

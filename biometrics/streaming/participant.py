@@ -45,6 +45,7 @@ from biometrics.events.call_events import CallEvent, EnrollmentChanged, VerdictC
 from biometrics.snapshots import EnrollmentProgress, ParticipantSummary, SpeakerClaim
 from biometrics.statuses import SpeakerStatus
 from biometrics.store.database import is_unavailable
+from biometrics.store.recordings import Recordings
 from biometrics.streaming.protocol import AudioFrame
 from biometrics.streaming.schedule import DecisionSchedule
 from biometrics.verdicts import CallParticipantRef, Verdict
@@ -87,6 +88,9 @@ class CallServices:
     # Each verdict embeds only the speech since the last one and pools it with the
     # embedding so far, instead of re-embedding the window (BIOMETRICS_LIVE_EMBEDDING).
     incremental_embedding: bool = False
+    # Keeps participants' audio when the call is recorded (BIOMETRICS_RECORDINGS or the
+    # call's own setting); None: never recorded.
+    recordings: Recordings | None = None
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
@@ -411,6 +415,13 @@ class ParticipantStream:
         return judging
 
     # --- views -------------------------------------------------------------------------------
+
+    @property
+    def speaker_id(self) -> str | None:
+        """Whom the participant is taken for: its claim, else whom it enrolls as."""
+        if self.claim is not None:
+            return self.claim.speaker_id
+        return None if self.enrollment is None else self.enrollment.speaker_id
 
     def summary(self) -> ParticipantSummary:
         return ParticipantSummary(

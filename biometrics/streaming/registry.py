@@ -127,6 +127,8 @@ class CallRegistry:
             if call is not None:
                 return call
             stored = await self._load(call_id)
+            recordings = self._services.recordings
+            recording = None if recordings is None else await recordings.setting(call_id)
             self._make_room()
             call = CallSession(
                 call_id,
@@ -138,6 +140,7 @@ class CallRegistry:
             if stored is not None:
                 call.restore(stored)
                 logger.info("call resumed from the database", extra={"call_id": call_id})
+            call.recording = recording
             self._calls[call_id] = call
             return call
 

@@ -34,6 +34,8 @@ ROUTES = [
     ("PUT", "/v1/calls/c1/participants/p1/claim", Role.VERIFY, {"json": {"speaker_id": "ada"}}),
     ("POST", "/v1/calls/c1/participants/p1/enroll", Role.ENROLL, {"json": {"speaker_id": "x"}}),
     ("GET", "/v1/audit", Role.ADMIN, {}),
+    ("PUT", "/v1/calls/c1/recording", Role.ADMIN, {"json": {"enabled": True}}),
+    ("GET", "/v1/calls/c1/participants/p1/audio", Role.ADMIN, {}),
 ]
 
 

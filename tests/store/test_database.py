@@ -18,7 +18,7 @@ def test_migrations_build_exactly_the_models_schema(database_url):
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0009"
+        assert context.get_current_revision() == "0010"
 
 
 def test_migrations_downgrade_and_upgrade_again(database_url):
