@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", type=Path, help="model folder to write the calibration into")
     args = parser.parse_args(argv)
     embedder = configured_embedder(args.model, args.seed)
-    settings = honesty_report.Settings(
+    settings = honesty_report.StudySettings(
         data=args.data, cache=args.cache, folds=args.folds, seed=args.seed
     )
     report = honesty_report.run(embedder, settings, args.out)

@@ -42,7 +42,7 @@ GUARD_FILE = "guard.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class StudySettings:
     data: Path
     cache: Path
     test_seconds: tuple[float, ...] = (2.0, 3.0, 5.0, 10.0)
@@ -52,7 +52,7 @@ class Settings:
     seed: int = 0
 
 
-def trial_set(embedder: Embedder, settings: Settings, channel: str) -> honesty.TrialSet:
+def trial_set(embedder: Embedder, settings: StudySettings, channel: str) -> honesty.TrialSet:
     """The channel's embedded trials, from the cache when this exact set was made before."""
     key = honesty.cache_key(
         embedder.identity["sha256"],
@@ -127,7 +127,7 @@ def study(trials: honesty.Trials, folds: dict[str, int], fit: honesty.Fit) -> di
     }
 
 
-def run(embedder: Embedder, settings: Settings, out: Path) -> dict[str, Any]:
+def run(embedder: Embedder, settings: StudySettings, out: Path) -> dict[str, Any]:
     """Every table and picture into ``out``; returns the report (also report.json) with
     the calibrations to ship (fitted on every wideband and every telephone trial)."""
     sets = {channel: trial_set(embedder, settings, channel).trials() for channel in CHANNELS}
@@ -151,7 +151,11 @@ def run(embedder: Embedder, settings: Settings, out: Path) -> dict[str, Any]:
     pictures(out, studies["wideband"]["held_out"], shipped["wideband"])
     report = {
         "model": embedder.identity,
-        "settings": {k: str(v) for k, v in dataclasses.asdict(settings).items()},
+        "settings": {
+            key: value if isinstance(value, int | tuple) else str(value)
+            for key, value in dataclasses.asdict(settings).items()
+            if key != "cache"  # where this machine kept embeddings: not part of the result
+        },
         "speakers": {
             "enrolled": sorted(set(wideband.enrolled)),
             "impostor_only": len(set(wideband.test_speakers[wideband.impostor_only])),
@@ -192,7 +196,7 @@ def describe(fitted: Calibration) -> dict[str, Any]:
     }
 
 
-def ship(report: dict[str, Any], folder: Path, settings: Settings) -> Path:
+def ship(report: dict[str, Any], folder: Path, settings: StudySettings) -> Path:
     """Write the wideband calibration into a model folder's ``calibration.json``. The
     telephone one is reported, not shipped: the wideband one keeps telephone-band calls
     within a factor of two of their target FAR (docs/accuracy.md)."""
