@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from biometrics.audio.decode import Samples
 from biometrics.evaluation import honesty
 from biometrics.evaluation.protocol import find_speakers, load_speech
 from biometrics.evaluation.run import Embedder, Evaluation, evaluate
@@ -27,7 +28,7 @@ from biometrics.training.data import HELD_OUT_SPEAKERS
 
 TARGET_FARS = (0.01, 0.001)
 MEANING_SCORES = (50.0, 90.0, 99.0)
-CHANNELS: dict[str, Callable[[Any], Any] | None] = {
+CHANNELS: dict[str, Callable[[Samples], Samples] | None] = {
     "wideband": None,
     "telephone": honesty.telephone,
 }

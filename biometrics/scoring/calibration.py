@@ -111,7 +111,8 @@ def write_json(calibration: Calibration, path: Path, **provenance: object) -> Pa
             "reference_seconds": REFERENCE_SECONDS,
             "mean": list(duration.mean),
             "log_spread": list(duration.log_spread),
-            "seconds_range": [duration.seconds_range[0], min(duration.seconds_range[1], 1e9)],
+            # JSON has no infinity: an unbounded end is written as null.
+            "seconds_range": [None if math.isinf(end) else end for end in duration.seconds_range],
         },
         "thresholds": {str(far): value for far, value in calibration.thresholds.items()},
         **provenance,
@@ -139,7 +140,10 @@ def read_json(path: Path) -> Calibration:
         duration = DurationModel(
             mean=(float(model["mean"][0]), float(model["mean"][1])),
             log_spread=(float(model["log_spread"][0]), float(model["log_spread"][1])),
-            seconds_range=(float(model["seconds_range"][0]), float(model["seconds_range"][1])),
+            seconds_range=(
+                float(model["seconds_range"][0] or 0.0),
+                math.inf if model["seconds_range"][1] is None else float(model["seconds_range"][1]),
+            ),
         )
     return Calibration(
         slope=float(body["slope"]),
@@ -200,6 +204,7 @@ def fit(
     if slope > max_slope:
         # Keep the bounded line through the fitted one's even-odds point.
         slope, intercept = max_slope, intercept * max_slope / slope
+    # Thresholds on the already standardised scores: the map alone, any length.
     provisional = Calibration(float(slope), float(intercept), normalized, {}, IDENTITY)
     calibrated_nontargets = provisional.score(nontargets, REFERENCE_SECONDS)
     thresholds = {far: threshold_at_far(calibrated_nontargets, far) for far in FAR_GRID}

@@ -131,3 +131,11 @@ def test_an_unknown_format_is_refused_with_the_way_out(tmp_path):
     path.write_text(json.dumps({"format": 9, "slope": 1.0}))
     with pytest.raises(CalibrationFormatError, match="refit it"):
         read_json(path)
+
+
+def test_a_duration_blind_calibration_file_is_plain_json(gaussian_trials, tmp_path):
+    fitted = fit(*gaussian_trials, normalized=False)
+    path = write_json(fitted, tmp_path / "calibration.json")
+    body = json.loads(path.read_text())  # strict JSON: no Infinity
+    assert body["duration"]["seconds_range"] == [0.0, None]
+    assert read_json(path) == fitted
