@@ -103,7 +103,10 @@ class Trials:
         return target
 
     def where(self, mask: npt.NDArray[np.bool_]) -> Trials:
-        return Trials(**{name: value[mask] for name, value in dataclasses.asdict(self).items()})
+        return Trials(**{name: getattr(self, name)[mask] for name in TRIAL_COLUMNS})
+
+
+TRIAL_COLUMNS = tuple(field.name for field in dataclasses.fields(Trials))
 
 
 def impostor_crops(
@@ -234,10 +237,7 @@ def cross_validate(
             thresholds[far].append(np.full(len(measured.scores), model.threshold_for_far(far)))
         fitted.append(model)
     joined = Trials(
-        **{
-            name: np.concatenate([getattr(part, name) for part in parts])
-            for name in ("scores", "seconds", "enrolled", "test_speakers", "impostor_only")
-        }
+        **{name: np.concatenate([getattr(part, name) for part in parts]) for name in TRIAL_COLUMNS}
     )
     return HeldOut(
         trials=joined,
