@@ -242,7 +242,7 @@ class VerificationService:
         else:
             assert claimed.voiceprint is not None and threshold is not None
             embedding = await self._embed(speech.samples, live)
-            trial = self.scorer.score(claimed.voiceprint, embedding.vector)
+            trial = self.scorer.score(claimed.voiceprint, embedding.vector, speech.speech_seconds)
             verdict = dataclasses.replace(
                 verdict,
                 decision=decide(trial.score, threshold),

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import biometrics
 from biometrics.audio import DetectedSpeech
 from biometrics.audio.quality import Quality
 from biometrics.clock import utcnow
 from biometrics.embedding import Urgency
+from biometrics.scoring.calibration import FOLDER_FILE, read_json
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Decision, SpeakerStatus
 from biometrics.store import Database, Voiceprint, queries
@@ -22,6 +25,8 @@ from biometrics.verdicts import CallParticipantRef, Verdict
 from biometrics.verification import LiveSpeech, VerificationPolicy, VerificationService
 from tests.conftest import TEST_CIPHER
 from tests.streaming.fakes import IDENTITY, UNIT, FakeWorker
+
+BUNDLED_CALIBRATION = Path(biometrics.__file__).parent / "models" / "ecapa-distilled" / FOLDER_FILE
 
 
 def speech(seconds: float, snr_db: float = 30.0, clipping: float = 0.0) -> DetectedSpeech:
@@ -190,3 +195,23 @@ def test_a_live_participant_counts_as_one_attempt_however_many_verdicts(service)
     # Two attempts so far (one per caller); one upload more makes three, then locked.
     assert service.verify("alice", speech(4.0)).locked_until is None
     assert service.verify("alice", speech(4.0)).locked_until is not None
+
+
+def test_the_shipped_calibration_reads_a_score_by_the_speech_it_came_from(service):
+    """The same cosine is stronger evidence from 3 s than from 10 s (impostors score
+    higher on long tests), so one threshold can accept the first and reject the second."""
+    shipped = read_json(BUNDLED_CALIBRATION)
+    threshold = shipped.threshold_for_far(0.01)
+    grid = np.linspace(0.0, 1.0, 10_001)
+    at_3 = grid[np.argmax(shipped.score(grid, 3.0) >= threshold)]
+    at_10 = grid[np.argmax(shipped.score(grid, 10.0) >= threshold)]
+    assert at_3 < at_10
+    cosine = (at_3 + at_10) / 2
+    service.verifier.scorer = Scorer(calibration=shipped)
+    service.add("alice")
+    service.worker.vector = np.array([cosine, np.sqrt(1 - cosine**2), 0, 0], dtype=np.float32)
+    short, long = service.verify("alice", speech(3.0)), service.verify("alice", speech(10.0))
+    assert short.threshold == long.threshold == round(threshold, 2)
+    assert short.score == pytest.approx(float(shipped.score(cosine, 3.0)), abs=0.01)
+    assert long.score == pytest.approx(float(shipped.score(cosine, 10.0)), abs=0.01)
+    assert (short.decision, long.decision) == (Decision.ACCEPT, Decision.REJECT)

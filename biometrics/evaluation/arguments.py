@@ -66,3 +66,14 @@ def selected_embedders(args: argparse.Namespace, settings: Settings) -> Iterator
         yield make_embedder(
             spec, cache_dir=settings.model_cache_dir, threads=threads, seed=args.seed
         )
+
+
+def configured_embedder(model: str | None, seed: int) -> Embedder:
+    """One model by its spec, else the configured one, with the configured cache and threads."""
+    settings = Settings.from_env()
+    return make_embedder(
+        model or settings.model_source,
+        cache_dir=settings.model_cache_dir,
+        threads=settings.inference_threads,
+        seed=seed,
+    )

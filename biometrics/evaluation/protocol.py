@@ -65,13 +65,20 @@ def find_speakers(folder: Path) -> dict[str, list[Path]]:
 
 
 def load_speech(
-    speakers: dict[str, list[Path]], detector: SpeechDetector | None = None
+    speakers: dict[str, list[Path]],
+    detector: SpeechDetector | None = None,
+    channel: Callable[[Samples], Samples] | None = None,
 ) -> list[SpeakerSpeech]:
-    """Decode each file with the service's decoder and keep its speech frames."""
+    """Decode each file with the service's decoder and keep its speech frames;
+    ``channel`` (e.g. a telephone line) transforms the audio before speech detection,
+    as the line would before the service hears it."""
     detector = detector or SpeechDetector()
+    through = channel or (lambda samples: samples)
     loaded = []
     for speaker, paths in sorted(speakers.items()):
-        utterances = [detector.detect(decode_audio(path.read_bytes())).speech() for path in paths]
+        utterances = [
+            detector.detect(through(decode_audio(path.read_bytes()))).speech() for path in paths
+        ]
         loaded.append(SpeakerSpeech(speaker, [u for u in utterances if len(u)]))
     return loaded
 

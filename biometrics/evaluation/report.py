@@ -181,19 +181,29 @@ def normal_deviate(rates: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 def plot_det(folder: Path, evaluations: Sequence[Evaluation]) -> Path:
     """``folder/det.png``: one DET curve per model and test length, EER points marked."""
+    from matplotlib import pyplot
+
+    folder.mkdir(parents=True, exist_ok=True)
+    figure, axes = det_axes()
+    for evaluation in evaluations:
+        label = f"{evaluation.label}, T={evaluation.test_seconds:g} s"
+        eer_point = evaluation.metrics["eer"]
+        draw_det(axes, label, evaluation.targets, evaluation.nontargets, [(eer_point, eer_point)])
+    axes.set_title("DET curves (dots: EER)")
+    path = folder / DET_FILE
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot.close(figure)
+    return path
+
+
+def det_axes() -> tuple[Any, Any]:
+    """A figure and axes on the DET plot's normal-deviate scales, ticked in percent."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    folder.mkdir(parents=True, exist_ok=True)
     figure, axes = pyplot.subplots(figsize=(7, 7))
-    for evaluation in evaluations:
-        rates = error_rates(evaluation.targets, evaluation.nontargets)
-        label = f"{evaluation.label}, T={evaluation.test_seconds:g} s"
-        (curve,) = axes.plot(normal_deviate(rates.far), normal_deviate(rates.frr), label=label)
-        point = normal_deviate(evaluation.metrics["eer"])
-        axes.plot(point, point, "o", color=curve.get_color())
     ticks = normal_deviate(np.array(DET_TICKS) / 100)
     limits = normal_deviate(np.array(DET_LIMITS) / 100)
     for set_ticks, set_limits in (
@@ -205,10 +215,20 @@ def plot_det(folder: Path, evaluations: Sequence[Evaluation]) -> Path:
     axes.plot(limits, limits, color="0.8", linewidth=0.8, zorder=0)
     axes.set_xlabel("false accept rate (%)")
     axes.set_ylabel("false reject rate (%)")
-    axes.set_title("DET curves (dots: EER)")
     axes.grid(True, color="0.9")
+    return figure, axes
+
+
+def draw_det(
+    axes: Any,
+    label: str,
+    targets: npt.NDArray[np.floating[Any]],
+    nontargets: npt.NDArray[np.floating[Any]],
+    points: Sequence[tuple[float, float]],
+) -> None:
+    """One DET curve, its operating ``points`` (FAR, FRR) marked in the curve's colour."""
+    rates = error_rates(targets, nontargets)
+    (curve,) = axes.plot(normal_deviate(rates.far), normal_deviate(rates.frr), label=label)
+    for far, frr in points:
+        axes.plot(normal_deviate(far), normal_deviate(frr), "o", color=curve.get_color())
     axes.legend(fontsize="small", loc="upper right")
-    path = folder / DET_FILE
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    pyplot.close(figure)
-    return path

@@ -56,7 +56,9 @@ class Scorer:
             return UNCALIBRATED_THRESHOLD
         return round(calibration.threshold_for_far(self.target_far), 2)
 
-    def score(self, voiceprint: np.ndarray, test: np.ndarray) -> ScoredTrial:
+    def score(self, voiceprint: np.ndarray, test: np.ndarray, speech_seconds: float) -> ScoredTrial:
+        """Score a test embedding made from ``speech_seconds`` of speech: a calibration
+        with a duration model reads the score against impostors at that length."""
         similarity = float(np.dot(voiceprint, test))
         calibration = self.usable_calibration
         if calibration is None:
@@ -69,7 +71,9 @@ class Scorer:
                 as_norm(np.array([[similarity]]), voiceprint, test, self.cohort)[0, 0]
             )
             raw = normalized
-        return ScoredTrial(similarity, normalized, round(float(calibration.score(raw)), 2), True)
+        return ScoredTrial(
+            similarity, normalized, round(float(calibration.score(raw, speech_seconds)), 2), True
+        )
 
     def describe(self) -> dict[str, object]:
         calibration = self.usable_calibration
