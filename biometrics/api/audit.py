@@ -108,11 +108,11 @@ class AuditRoutes:
         ``subject``, ``action``, and ``since`` (inclusive) / ``until`` (exclusive)."""
         asked = schemas.query(request, schemas.AuditFilter)
         query = AuditQuery(
-            subject=asked.subject,
-            action=asked.action,
+            subject=asked.subject or None,
+            action=asked.action or None,
             since=asked.since,
             until=asked.until,
-            after=None if asked.cursor is None else int(asked.cursor),
+            after=schemas.after(asked.cursor),
             limit=asked.limit + 1,
         )
         rows = await run_in_threadpool(self._log.query, query)

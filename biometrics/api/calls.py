@@ -63,8 +63,8 @@ CALL_EVENTS = Operation(
     [
         Reply(
             200,
-            "text/event-stream: the events retained, then each as it happens",
-            None,
+            "the events retained, then each as it happens",
+            schemas.ServerSentEvent,
             sse.MEDIA_TYPE,
         )
     ],

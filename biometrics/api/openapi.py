@@ -272,11 +272,25 @@ def _query_parameters(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
             "name": name,
             "in": "query",
             "required": name in required,
-            "schema": {k: v for k, v in field.items() if k not in ("title", "description")},
+            "schema": _text_field(field, "description"),
             **({"description": field["description"]} if "description" in field else {}),
         }
         for name, field in schema["properties"].items()
     ]
+
+
+def _text_field(field: Mapping[str, Any], *drop: str) -> dict[str, Any]:
+    """A model field as a query parameter or form field: text, where ``null`` cannot be
+    written, so an optional one is simply left out (``anyOf [X, null]`` becomes ``X``)."""
+    schema = {k: v for k, v in field.items() if k not in ("title", *drop)}
+    choices = [choice for choice in schema.pop("anyOf", ()) if choice != {"type": "null"}]
+    if len(choices) == 1:
+        schema.update(choices[0])
+    elif choices:
+        schema["anyOf"] = choices
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    return schema
 
 
 def _upload(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,10 +301,7 @@ def _upload(fields: Mapping[str, Any]) -> dict[str, Any]:
             "contentMediaType": "audio/wav",
             "description": "the recording: WAV, FLAC or Ogg (any rate; mixed to mono, 16 kHz)",
         },
-        **{
-            name: {k: v for k, v in field.items() if k != "title"}
-            for name, field in fields["properties"].items()
-        },
+        **{name: _text_field(field) for name, field in fields["properties"].items()},
     }
     schema = {
         "type": "object",

@@ -26,7 +26,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -102,14 +101,7 @@ class Incoming(BaseModel):
 
 
 class QueryParams(Incoming):
-    """Query parameters: an empty one counts as absent (``?cursor=`` is the first page)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_empty(cls, values: Any) -> Any:
-        if isinstance(values, Mapping):
-            return {key: value for key, value in values.items() if value != ""}
-        return values
+    """Query parameters (an empty filter or cursor, ``?cursor=``, is as if absent)."""
 
 
 class Outgoing(BaseModel):
@@ -155,7 +147,37 @@ SpeakerId = Annotated[
 ]
 Text = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_stripped)]
 Score = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
-Cursor = Annotated[str, Field(pattern=r"^[0-9]+$", description="a next_cursor this route returned")]
+Cursor = Annotated[str, Field(pattern=r"^[0-9]*$", description="a next_cursor this route returned")]
+MAX_ROW_ID = 2**63 - 1  # the largest id a row can have (a 64-bit signed key)
+
+
+def after(cursor: str | None) -> int | None:
+    """The row id a cursor reads after (an id past any row's is past them all)."""
+    return min(int(cursor), MAX_ROW_ID) if cursor else None
+
+
+def _moment(value: object) -> datetime:
+    """An RFC 3339 time with its zone, as text: never a number (pydantic would read one as
+    seconds since 1970)."""
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError("times are RFC 3339 with a zone, e.g. 2026-12-01T00:00:00Z")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
+
+
+def _whole(value: object) -> object:
+    """JSON's integers include 16.0; a bool is not one."""
+    if isinstance(value, bool):
+        raise ValueError("ttl_seconds must be an integer")
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _future(moment: datetime) -> datetime:
@@ -164,18 +186,24 @@ def _future(moment: datetime) -> datetime:
     return moment
 
 
+YES = ("1", "true", "True", "yes")
+NO = ("", "0", "false", "False", "no")
+
+
 def _flag(name: str) -> BeforeValidator:
-    """A form field that says yes or no in the ways people write it."""
+    """A form field that says yes or no, in the ways the schema lists."""
 
     def parse(value: object) -> object:
-        text = str(value).strip().lower()
-        if text in ("", "0", "false", "no"):
+        if value in NO or value is False:
             return False
-        if text in ("1", "true", "yes"):
+        if value in YES or value is True:
             return True
         raise ValueError(f"{name} must be true or false")
 
     return BeforeValidator(parse)
+
+
+Flag = Field(default=False, json_schema_extra={"type": "string", "enum": [*YES, *NO]})
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -190,7 +218,7 @@ class SpeakerCreate(Incoming):
         description="phone numbers or other ids that name this speaker on a call",
         examples=[["+14255550123"]],
     )
-    expires_at: Annotated[AwareDatetime, AfterValidator(_future)] | None = Field(
+    expires_at: Annotated[Moment, AfterValidator(_future)] | None = Field(
         default=None, description="when the voiceprint expires, RFC 3339 with a zone"
     )
 
@@ -216,11 +244,11 @@ class UploadFields(Incoming):
 
 
 class EnrollmentFields(UploadFields):
-    replace: Annotated[bool, _flag("replace")] = Field(
-        default=False, description="start a new voiceprint instead of adding to it"
+    replace: Annotated[bool, _flag("replace"), Flag] = Field(
+        description="start a new voiceprint instead of adding to it"
     )
-    bulk: Annotated[bool, _flag("bulk")] = Field(
-        default=False, description="bulk work: waits behind live and REST verifications"
+    bulk: Annotated[bool, _flag("bulk"), Flag] = Field(
+        description="bulk work: waits behind live and REST verifications"
     )
 
 
@@ -255,7 +283,9 @@ class CallTokenRequest(Incoming):
     role: Literal["enroll", "verify", "read", "stream"] = Field(
         default="verify", description="the token's role: any but admin, no wider than the key's"
     )
-    ttl_seconds: int = Field(default=DEFAULT_TTL_SECONDS, ge=1, le=MAX_TTL_SECONDS)
+    ttl_seconds: Annotated[int, BeforeValidator(_whole)] = Field(
+        default=DEFAULT_TTL_SECONDS, ge=1, le=MAX_TTL_SECONDS
+    )
 
 
 class VerdictsQuery(QueryParams):
@@ -265,8 +295,8 @@ class VerdictsQuery(QueryParams):
 class AuditFilter(QueryParams):
     subject: str | None = None
     action: str | None = Field(default=None, examples=["speaker.verify"])
-    since: AwareDatetime | None = Field(default=None, description="inclusive, RFC 3339")
-    until: AwareDatetime | None = Field(default=None, description="exclusive, RFC 3339")
+    since: Moment | None = Field(default=None, description="inclusive, RFC 3339")
+    until: Moment | None = Field(default=None, description="exclusive, RFC 3339")
     cursor: Cursor | None = None
     limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
 
@@ -473,6 +503,18 @@ class RetryRefused(Outgoing):
 class RetryReport(Outgoing):
     retried: list[DeadLetter]
     refused: list[RetryRefused]
+
+
+class ServerSentEvent(BaseModel):
+    """One event of a call's stream, as a client's parser sees it: ``data`` is a CloudEvent
+    in JSON (the first message only sets the client's ``retry``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: str | None = Field(default=None, examples=["verdict.changed"])
+    id: str | None = None
+    data: str | None = None
+    retry: int | None = None
 
 
 class Health(Outgoing):

@@ -49,7 +49,13 @@ BAD_ID = {400: ("invalid_request",)}
 # What a speaker made by POST leads to: its own routes.
 SPEAKER_LINKS = {
     name: {"speaker_id": "$response.body#/speaker_id"}
-    for name in ("getSpeaker", "deleteSpeaker", "optOutSpeaker", "enrollSpeaker")
+    for name in (
+        "getSpeaker",
+        "deleteSpeaker",
+        "optOutSpeaker",
+        "enrollSpeaker",
+        "clearSpeakerLockout",
+    )
 }
 CREATE = Operation(
     "createSpeaker",
@@ -161,7 +167,7 @@ class SpeakerRoutes:
 
     async def list_speakers(self, request: Request) -> Response:
         page_query = schemas.query(request, schemas.SpeakerPageQuery)
-        limit, cursor = page_query.limit, page_query.cursor
+        limit, cursor = page_query.limit, page_query.cursor or None
 
         def page() -> dict[str, Any]:
             with self._database.session() as session:

@@ -93,7 +93,8 @@ class WebhookRoutes:
     async def retry_one(self, request: Request) -> Response:
         """Send one dead letter again: 202 with its row (``retried_at`` set)."""
         raw = request.path_params["dead_letter_id"]
-        letter = await run_in_threadpool(self._store.get, int(raw)) if raw.isdigit() else None
+        known = raw.isdigit() and int(raw) <= schemas.MAX_ROW_ID  # a larger one is no row's
+        letter = await run_in_threadpool(self._store.get, int(raw)) if known else None
         call_id = None if letter is None else letter.call_id
         async with self._auditor.act(request, RETRY, raw, call_id=call_id):
             if letter is None:
@@ -143,9 +144,9 @@ class WebhookRoutes:
 
 def _query(asked: schemas.DeadLetterFilter, limit: int) -> DeadLetterQuery:
     return DeadLetterQuery(
-        url=asked.url,
-        call_id=asked.call_id,
+        url=asked.url or None,
+        call_id=asked.call_id or None,
         delivered=None if asked.delivered is None else asked.delivered == "true",
-        after=None if asked.cursor is None else int(asked.cursor),
+        after=schemas.after(asked.cursor),
         limit=limit,
     )
