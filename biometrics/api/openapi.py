@@ -61,8 +61,8 @@ class Reply:
 
 @dataclasses.dataclass(frozen=True)
 class Operation:
-    """What one route does, for the document: everything here is also what the handler uses
-    (``body``, ``form`` and ``query`` are the models it validates its input with)."""
+    """What one route does, for the document: ``body``, ``form`` and ``query`` name the
+    models its handler validates its input with, ``replies`` those it answers through."""
 
     operation_id: str
     summary: str
@@ -170,7 +170,7 @@ def document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
     schemas = _schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
     for route in operations:
-        template = _template(route.path)
+        template = path_template(route.path)
         paths.setdefault(template, {})[route.method.lower()] = _operation(route, schemas)
     tags = sorted({route.operation.tag for route in operations})
     return {
@@ -206,7 +206,7 @@ def _schemas(routes: Sequence[ApiRoute]) -> dict[str, Any]:
     return dict(sorted(defs.items()))
 
 
-def _template(path: str) -> str:
+def path_template(path: str) -> str:
     """``/calls/{raw:path}`` -> ``/calls/{raw}``: OpenAPI names parameters, not converters."""
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
 
@@ -234,10 +234,7 @@ def _operation(route: ApiRoute, schemas: Mapping[str, Any]) -> dict[str, Any]:
     if operation.form is not None:
         body["requestBody"] = _upload(schemas[operation.form.__name__])
     body["responses"] = _responses(operation)
-    if operation.secured:
-        body["security"] = _security(operation)
-    else:
-        body["security"] = []
+    body["security"] = _security(operation) if operation.secured else []  # []: open
     return body
 
 

@@ -10,11 +10,7 @@ import jsonschema_rs
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from starlette.routing import Route, WebSocketRoute
 
-from biometrics.api.openapi import ApiRoute
-
-
-def _template(path: str) -> str:
-    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+from biometrics.api.openapi import ApiRoute, path_template
 
 
 def test_every_route_is_documented(client):
@@ -23,7 +19,7 @@ def test_every_route_is_documented(client):
     plain = [r.path for r in routes if isinstance(r, Route) and not isinstance(r, ApiRoute)]
     assert plain == [], "each HTTP route declares its Operation"
     served = {
-        (_template(r.path), m.lower())
+        (path_template(r.path), m.lower())
         for r in routes
         if isinstance(r, ApiRoute)
         for m in r.methods
