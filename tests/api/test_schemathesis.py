@@ -45,8 +45,9 @@ def service(tmp_path_factory: pytest.TempPathFactory, model_folder: Path) -> Ite
             running.stop()
 
 
-def schemathesis(service: Service, *options: str) -> str:
-    """``schemathesis run`` over the live document; its report, after asserting it passed."""
+def schemathesis(service: Service, folder: Path, *options: str) -> str:
+    """``schemathesis run`` over the live document, from ``folder`` (where it keeps its
+    cache); its report, after asserting it passed."""
     command = [
         str(SCHEMATHESIS),
         "--config-file",
@@ -75,7 +76,7 @@ def schemathesis(service: Service, *options: str) -> str:
         "PYTHONPATH": str(ROOT),
         "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks",  # real WAVs among the uploads
     }
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    run = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=400)
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-12000:]
     return report
@@ -88,15 +89,15 @@ def operations_tested(report: str) -> tuple[int, int]:
     return int(found.group(1)), int(total.group(1))
 
 
-def test_schemathesis_finds_no_failure_in_any_operation(service):
+def test_schemathesis_finds_no_failure_in_any_operation(service, tmp_path):
     # A call's events stream until the call ends: run first, while no call exists, each
     # request is answered at once (404 call_not_found, 400 for a bad id). The rest of the
     # run then claims participants, which makes calls.
     # (It has no links: a stateful phase of it alone would have nothing to follow.)
     events = schemathesis(
-        service, "--include-operation-id", EVENTS, "--phases", "examples,coverage,fuzzing"
+        service, tmp_path, "--include-operation-id", EVENTS, "--phases", "examples,coverage,fuzzing"
     )
-    rest = schemathesis(service, "--exclude-operation-id", EVENTS)
+    rest = schemathesis(service, tmp_path, "--exclude-operation-id", EVENTS)
     operations, total = operations_tested(rest)
     assert operations_tested(events)[0] == 1 and operations == total - 1
     assert "Stateful" in rest and "API Links" in rest
