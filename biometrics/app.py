@@ -16,20 +16,21 @@ from collections.abc import AsyncIterator, Callable
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 
 from biometrics.api import health
 from biometrics.api.audit import Auditor, AuditRoutes
 from biometrics.api.auth import Guard, RateLimit
 from biometrics.api.call_tokens import CallTokenRoutes
 from biometrics.api.calls import CallRoutes
+from biometrics.api.docs import Docs
 from biometrics.api.errors import exception_handlers
 from biometrics.api.limits import BodyLimits
 from biometrics.api.metrics import MetricsRoute
 from biometrics.api.recordings import RecordingRoutes
 from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
-from biometrics.api.verify import VerifyRoute
+from biometrics.api.verify import VERIFY, VerifyRoute
 from biometrics.api.webhooks import WebhookRoutes
 from biometrics.config import Settings
 from biometrics.console.routes import Console, CookiePolicy, SpeechTargets
@@ -234,14 +235,10 @@ def create_service(
     verify = VerifyRoute(verifier, settings.max_audio_seconds, auditor).verify
     auth_warning = None if settings.auth_enabled else AUTH_OFF_WARNING
     routes = [
-        Route("/healthz", health.healthz, methods=["GET"]),
-        Route(
-            "/readyz",
-            health.Readiness(
-                database, encoder.identity, scorer, auth_warning, spool, worker.batcher
-            ).readyz,
-            methods=["GET"],
-        ),
+        *health.Readiness(
+            database, encoder.identity, scorer, auth_warning, spool, worker.batcher
+        ).routes(),
+        *Docs().routes(),
         *SpeakerRoutes(
             database,
             enroller,
@@ -250,7 +247,7 @@ def create_service(
             verifier.claims.forget,
             recordings,
         ).routes(guard),
-        Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
+        guard.route("/v1/verify", Role.VERIFY, verify, "POST", VERIFY),
         *CallTokenRoutes(tokens, auditor, settings.auth_enabled).routes(guard),
         *RecordingRoutes(recordings, calls, auditor).routes(guard),  # before the call routes
         *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),

@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from biometrics.api import schemas
+from biometrics.api.openapi import Operation, Reply
 from biometrics.api.request_id import request_id_of
-from biometrics.errors import BiometricsError, InvalidRequest
+from biometrics.errors import BiometricsError
 from biometrics.statuses import Role
 from biometrics.store.audit import ANONYMOUS, AuditLog, AuditQuery, Origin
 from biometrics.store.database import DatabaseUnavailable, is_unavailable
 
 if TYPE_CHECKING:
     from biometrics.api.auth import Guard
-
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 
 
 def origin_of(connection: HTTPConnection, actor: str | None = None) -> Origin:
@@ -88,63 +86,42 @@ class Auditor:
         await self.record(origin_of(request), action, subject, outcome[-1], **where)
 
 
+LIST = Operation(
+    "listAudit",
+    "Read the audit trail, oldest first, a page at a time (admin keys only)",
+    "audit",
+    [Reply(200, "a page of rows; next_cursor reads the next", schemas.AuditPage)],
+    {400: ("invalid_request",)},
+    query=schemas.AuditFilter,
+)
+
+
 class AuditRoutes:
     def __init__(self, log: AuditLog) -> None:
         self._log = log
 
     def routes(self, guard: Guard) -> list[Route]:
-        return [guard.route("/v1/audit", Role.ADMIN, self.list_audit, "GET")]
+        return [guard.route("/v1/audit", Role.ADMIN, self.list_audit, "GET", LIST)]
 
     async def list_audit(self, request: Request) -> Response:
         """Rows oldest first, ``limit`` a page, ``next_cursor`` to the next page; filtered by
         ``subject``, ``action``, and ``since`` (inclusive) / ``until`` (exclusive)."""
-        params = request.query_params
-        limit = page_size(params.get("limit"))
+        asked = schemas.query(request, schemas.AuditFilter)
         query = AuditQuery(
-            subject=params.get("subject") or None,
-            action=params.get("action") or None,
-            since=_time(params.get("since"), "since"),
-            until=_time(params.get("until"), "until"),
-            after=cursor_of(params.get("cursor")),
-            limit=limit + 1,
+            subject=asked.subject or None,
+            action=asked.action or None,
+            since=asked.since,
+            until=asked.until,
+            after=schemas.after(asked.cursor),
+            limit=asked.limit + 1,
         )
         rows = await run_in_threadpool(self._log.query, query)
-        shown = rows[:limit]
-        body: dict[str, Any] = {
+        shown = rows[: asked.limit]
+        page = {
             "entries": [row.as_dict() for row in shown],
-            "next_cursor": str(shown[-1].id) if len(rows) > limit else None,
+            "next_cursor": str(shown[-1].id) if len(rows) > asked.limit else None,
         }
-        return JSONResponse(body)
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidRequest(
-            f"{name} must be an RFC 3339 time with a zone, e.g. 2026-12-01T00:00:00Z"
-        )
-    return moment
-
-
-def cursor_of(value: str | None) -> int | None:
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidRequest("cursor must be a next_cursor this route returned")
-    return int(value)
-
-
-def page_size(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return int(value)
+        return schemas.respond(schemas.AuditPage, page)
 
 
 def _outcome_of(error: Exception) -> str:

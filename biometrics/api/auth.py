@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from biometrics.api.audit import Auditor, origin_of
+from biometrics.api.openapi import ApiRoute, Operation
 from biometrics.errors import Forbidden, RateLimited, Unauthenticated
 from biometrics.statuses import Role
 from biometrics.store.audit import RefusalThrottle
@@ -129,9 +130,22 @@ class Guard:
                 await self._auditor.record(origin_of(request, key_id), REFUSED, where, refused.code)
             raise
 
-    def route(self, path: str, role: Role | None, endpoint: Endpoint, method: str) -> Route:
-        """A route whose endpoint needs ``role`` (see :meth:`requires`)."""
-        return Route(path, self.requires(role, endpoint), methods=[method])
+    def route(
+        self,
+        path: str,
+        role: Role | None,
+        endpoint: Endpoint,
+        method: str,
+        operation: Operation | None = None,
+    ) -> Route:
+        """A route whose endpoint needs ``role`` (see :meth:`requires`), documented by
+        ``operation`` with the credentials this guard takes there."""
+        guarded = self.requires(role, endpoint)
+        if operation is None:
+            return Route(path, guarded, methods=[method])
+        # A call token is let into a route that needs a role and names its call.
+        call_token = role is not None and "{call_id}" in path
+        return ApiRoute(path, guarded, method, operation.guarded(role, call_token))
 
     async def authenticate(self, presented: str | None) -> Caller:
         """The key or call token, or :class:`Unauthenticated` saying what is wrong with it."""

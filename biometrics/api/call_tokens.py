@@ -10,19 +10,19 @@ that means nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from biometrics.api import schemas
 from biometrics.api.audit import Auditor, origin_of
 from biometrics.api.auth import REFUSED, Caller, Guard
-from biometrics.api.speakers import json_object
+from biometrics.api.openapi import WITH_BODY, Operation, Reply
 from biometrics.clock import isoformat
 from biometrics.errors import BiometricsError, Forbidden, InvalidRequest
 from biometrics.statuses import Role
-from biometrics.store.call_tokens import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, CallTokens
+from biometrics.store.call_tokens import CallTokens
 from biometrics.streaming.identity import call_id_problem
 
 MINTED = "call.token"  # the audit action of a minted token: subject the call, outcome the role
@@ -33,6 +33,21 @@ class AuthOff(BiometricsError):
     status_code = 409
 
 
+MINT = Operation(
+    "mintCallToken",
+    "Mint a call token: a credential for this call alone",
+    "calls",
+    [Reply(201, "the token, shown this once", schemas.CallToken)],
+    {status: ("invalid_request",) for status in WITH_BODY}
+    | {403: ("forbidden",), 409: ("auth_off",)},
+    body=schemas.CallTokenRequest,
+    description=(
+        "Any API key may mint, for a role no wider than its own (an admin key: any but "
+        "admin). The token acts on this call's routes only, until `expires_at`."
+    ),
+)
+
+
 class CallTokenRoutes:
     def __init__(self, tokens: CallTokens, auditor: Auditor, auth_enabled: bool) -> None:
         self._tokens = tokens
@@ -40,7 +55,7 @@ class CallTokenRoutes:
         self._auth_enabled = auth_enabled
 
     def routes(self, guard: Guard) -> list[Route]:
-        return [guard.route("/v1/calls/{call_id}/tokens", None, self.mint, "POST")]
+        return [guard.route("/v1/calls/{call_id}/tokens", None, self.mint, "POST", MINT)]
 
     async def mint(self, request: Request) -> Response:
         """``{"role", "ttl_seconds"}`` → 201 ``{"token", "call_id", "role", "expires_at"}``."""
@@ -53,9 +68,8 @@ class CallTokenRoutes:
         problem = call_id_problem(call_id)
         if problem is not None:
             raise InvalidRequest(f"bad call id: {problem}")
-        body = await json_object(request)
-        role = _role(body.get("role", Role.VERIFY.value))
-        ttl = _ttl(body.get("ttl_seconds", DEFAULT_TTL_SECONDS))
+        asked = await schemas.json_body(request, schemas.CallTokenRequest)
+        role, ttl = Role(asked.role), asked.ttl_seconds
         caller: Caller = request.state.api_key
         if not caller.role.allows(role):
             where = f"{request.method} {request.url.path}"
@@ -66,30 +80,13 @@ class CallTokenRoutes:
             )
         token, granted = self._tokens.mint(call_id, role, caller.key_id, ttl)
         await self._auditor.record(origin_of(request), MINTED, call_id, role.value, call_id=call_id)
-        body_out: dict[str, Any] = {
+        minted = {
             "token": token,
             "call_id": call_id,
             "role": role.value,
             "expires_at": isoformat(_moment(granted.expires_at)),
         }
-        return JSONResponse(body_out, status_code=201)
-
-
-def _role(value: object) -> Role:
-    """A token's role: any but admin and metrics (a call token acts on one call; admin and
-    the service-wide metrics are for keys)."""
-    mintable = [role.value for role in Role if role not in (Role.ADMIN, Role.METRICS)]
-    if value not in mintable:
-        raise InvalidRequest(f"role must be one of {', '.join(mintable)}, got {value!r}")
-    return Role(value)
-
-
-def _ttl(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TTL_SECONDS:
-        raise InvalidRequest(
-            f"ttl_seconds must be an integer from 1 to {MAX_TTL_SECONDS}, got {value!r}"
-        )
-    return value
+        return schemas.respond(schemas.CallToken, minted, 201)
 
 
 def _moment(unix_seconds: int) -> datetime:

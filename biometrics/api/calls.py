@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from biometrics.api import schemas
 from biometrics.api.audit import Auditor
 from biometrics.api.auth import Guard
-from biometrics.api.speakers import check_speaker_id, json_object
+from biometrics.api.openapi import WITH_BODY, Operation, Reply
 from biometrics.errors import (
     CallNotFound,
     InvalidRequest,
@@ -37,8 +37,89 @@ from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.identity import MAX_CALL_ID_CHARS, call_id_problem
 from biometrics.streaming.registry import CallRegistry
 
-DEFAULT_VERDICTS = 100
-MAX_VERDICTS = 1000
+TAG = "calls"
+BAD_ID = ("invalid_request",)
+NO_CALL = {400: BAD_ID, 404: ("call_not_found",)}
+NO_PARTICIPANT = {400: BAD_ID, 404: ("call_not_found", "participant_not_found")}
+# A claimed participant's own routes (not its call's events: they stream until it ends).
+PARTICIPANT_LINKS = {
+    name: {
+        "call_id": "$response.body#/call_id",
+        "participant_raw_id": "$response.body#/participant_raw_id",
+    }
+    for name in ("getParticipant", "listParticipantVerdicts")
+}
+GET_CALL = Operation(
+    "getCall",
+    "Read a call: its status, counters and participants",
+    TAG,
+    [Reply(200, "the call", schemas.Call)],
+    NO_CALL,
+)
+CALL_EVENTS = Operation(
+    "streamCallEvents",
+    "The call's events as server-sent events, until it ends",
+    TAG,
+    [
+        Reply(
+            200,
+            "the events retained, then each as it happens",
+            schemas.ServerSentEvent,
+            sse.MEDIA_TYPE,
+        )
+    ],
+    NO_CALL,
+    description=(
+        "Each event is a CloudEvent in JSON (`call.started`, `participant.joined`, "
+        "`verdict`, `call.ended`, ...); send `Last-Event-ID` to resume after one."
+    ),
+)
+LIST_VERDICTS = Operation(
+    "listParticipantVerdicts",
+    "A participant's verdicts, newest first",
+    TAG,
+    [Reply(200, "the verdicts", schemas.VerdictList)],
+    NO_PARTICIPANT,
+    query=schemas.VerdictsQuery,
+)
+CLAIM = Operation(
+    "claimParticipant",
+    "Judge a participant as a speaker (before its audio arrives, or during the call)",
+    TAG,
+    [
+        Reply(
+            200,
+            "the participant; its first verdict follows as an event",
+            schemas.Participant,
+            links=PARTICIPANT_LINKS,
+        )
+    ],
+    {status: BAD_ID for status in WITH_BODY}
+    | {404: ("speaker_not_found",), 409: ("too_many_participants",), 503: ("too_many_calls",)},
+    body=schemas.ClaimRequest,
+)
+ENROLL = Operation(
+    "enrollFromCall",
+    "Enroll a speaker from a participant's speech, so far and as it arrives",
+    TAG,
+    [
+        Reply(200, "the speech so far is enrolled", schemas.Participant),
+        Reply(202, "too little speech yet: enrollment goes on as it arrives", schemas.Participant),
+    ],
+    {status: BAD_ID for status in WITH_BODY}
+    | {
+        404: ("call_not_found", "participant_not_found"),
+        409: ("speaker_opted_out", "enrollment_in_progress", "model_mismatch"),
+    },
+    body=schemas.EnrollFromCallRequest,
+)
+GET_PARTICIPANT = Operation(
+    "getParticipant",
+    "Read a participant: claim, speech so far, latest verdict, enrollment",
+    TAG,
+    [Reply(200, "the participant", schemas.Participant)],
+    NO_PARTICIPANT,
+)
 
 
 class CallRoutes:
@@ -65,49 +146,55 @@ class CallRoutes:
         participant = call + "/participants/{participant_raw_id:path}"
         # Raw ids may hold "/" once decoded: the suffixed routes come before the bare one.
         return [
-            guard.route(call, Role.READ, self.get_call, "GET"),
-            guard.route(call + "/events", Role.READ, self.call_events, "GET"),
-            guard.route(participant + "/verdicts", Role.READ, self.list_verdicts, "GET"),
-            guard.route(participant + "/claim", Role.VERIFY, self.put_claim, "PUT"),
-            guard.route(participant + "/enroll", Role.ENROLL, self.enroll_from_call, "POST"),
-            guard.route(participant, Role.READ, self.get_participant, "GET"),
+            guard.route(call, Role.READ, self.get_call, "GET", GET_CALL),
+            guard.route(call + "/events", Role.READ, self.call_events, "GET", CALL_EVENTS),
+            guard.route(
+                participant + "/verdicts", Role.READ, self.list_verdicts, "GET", LIST_VERDICTS
+            ),
+            guard.route(participant + "/claim", Role.VERIFY, self.put_claim, "PUT", CLAIM),
+            guard.route(
+                participant + "/enroll", Role.ENROLL, self.enroll_from_call, "POST", ENROLL
+            ),
+            guard.route(participant, Role.READ, self.get_participant, "GET", GET_PARTICIPANT),
         ]
 
     async def get_call(self, request: Request) -> Response:
         summary = await self._summary(request)
-        return JSONResponse(summary.as_dict())
+        return schemas.respond(schemas.Call, summary.as_dict())
 
     async def get_participant(self, request: Request) -> Response:
         summary = await self._summary(request)
-        return JSONResponse(_participant_json(summary, _participant_of(request, summary)))
+        participant = _participant_of(request, summary)
+        return schemas.respond(schemas.Participant, _participant_json(summary, participant))
 
     async def list_verdicts(self, request: Request) -> Response:
         call_id, raw_id = _call_id(request), _raw_id(request)
-        limit = _limit(request.query_params.get("limit"))
+        limit = schemas.query(request, schemas.VerdictsQuery).limit
         await self._store.flush()  # the participant row, if it is new
         _participant_of(request, await self._summary(request))
         verdicts = await run_in_threadpool(self._history.of_participant, call_id, raw_id, limit)
-        return JSONResponse(
+        return schemas.respond(
+            schemas.VerdictList,
             {
                 "call_id": call_id,
                 "participant_raw_id": raw_id,
                 "verdicts": [verdict.as_dict() for verdict in verdicts],
-            }
+            },
         )
 
     async def put_claim(self, request: Request) -> Response:
         """Judge a participant as a speaker, before its audio arrives (the call is then
         PENDING) or during the call; the first verdict follows at once as an event."""
         call_id, raw_id = _call_id(request), _raw_id(request)
-        body = await json_object(request)
-        speaker_id = _speaker_id(body)
-        threshold = _threshold(body.get("threshold"))
-        await run_in_threadpool(self._require_speaker, speaker_id)
+        claim = await schemas.json_body(request, schemas.ClaimRequest)
+        await run_in_threadpool(self._require_speaker, claim.speaker_id)
         participant = await self._calls.claim(
-            call_id, raw_id, SpeakerClaim(speaker_id, threshold, "api")
+            call_id, raw_id, SpeakerClaim(claim.speaker_id, claim.threshold, "api")
         )
         call = await self._calls.obtain(call_id)
-        return JSONResponse(_participant_json(call.summary(), participant.summary()))
+        return schemas.respond(
+            schemas.Participant, _participant_json(call.summary(), participant.summary())
+        )
 
     async def enroll_from_call(self, request: Request) -> Response:
         """Enroll a speaker from a participant's speech so far, then from each further chunk
@@ -115,8 +202,7 @@ class CallRoutes:
         there is too little speech yet (enrollment starts as it arrives). The audit row's
         outcome is ``ok``, or ``started`` for a 202."""
         call_id, raw_id = _call_id(request), _raw_id(request)
-        body = await json_object(request)
-        speaker_id = _speaker_id(body)
+        speaker_id = (await schemas.json_body(request, schemas.EnrollFromCallRequest)).speaker_id
         where = {"call_id": call_id, "participant_raw_id": raw_id}
         async with self._auditor.act(request, "speaker.enroll", speaker_id, **where) as outcome:
             if await self._calls.summary(call_id) is None:
@@ -131,9 +217,10 @@ class CallRoutes:
                 outcome.append("started")
             else:
                 await asyncio.shield(task)  # the enrollment goes on if the client leaves
-        return JSONResponse(
+        return schemas.respond(
+            schemas.Participant,
             _participant_json(call.summary(), participant.summary()),
-            status_code=202 if task is None else 200,
+            202 if task is None else 200,
         )
 
     async def call_events(self, request: Request) -> Response:
@@ -217,25 +304,3 @@ def _raw_id(request: Request) -> str:
             "(URL-encode it in the path)"
         )
     return raw_id
-
-
-def _speaker_id(body: dict[str, Any]) -> str:
-    value = body.get("speaker_id")
-    return check_speaker_id(value if isinstance(value, str) else "")
-
-
-def _threshold(value: object) -> float | None:
-    if value is None:
-        return None
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or not 0.0 <= number <= 100.0:
-        raise InvalidRequest(f"threshold must be a number from 0 to 100, got {value!r}")
-    return float(number)
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_VERDICTS
-    if not value.isdigit() or not 1 <= int(value) <= MAX_VERDICTS:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_VERDICTS}")
-    return int(value)

@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from biometrics.errors import BiometricsError, Forbidden, Unauthenticated
 from biometrics.store.database import DatabaseUnavailable, is_unavailable
@@ -58,7 +59,21 @@ async def biometrics_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    response = error_response(exc.status_code, code, str(exc.detail))
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_allowed(request))
+    return response
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods of the path the router chose (the first route template that matched):
+    each route has one method, and the router's own 405 names only that route's."""
+    routes = [route for route in request.app.routes if isinstance(route, Route)]
+    chosen = next(
+        (route.path for route in routes if route.path_regex.match(request.url.path)), None
+    )
+    methods = {m for route in routes if route.path == chosen for m in route.methods or ()}
+    return sorted(methods)
 
 
 async def database_error(request: Request, exc: Exception) -> Response:

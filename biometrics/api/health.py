@@ -6,8 +6,10 @@ import logging
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from biometrics.api import schemas
+from biometrics.api.openapi import ApiRoute, Operation, Reply
 from biometrics.embedding import InferenceBatcher, ModelIdentity
 from biometrics.scoring.scorer import Scorer
 from biometrics.store import Database
@@ -16,8 +18,23 @@ from biometrics.store.spool import Spool
 logger = logging.getLogger(__name__)
 
 
+TAG = "health"
+HEALTHZ = Operation(
+    "healthz", "Liveness: the process answers", TAG, [Reply(200, "alive", schemas.Health)]
+)
+READYZ = Operation(
+    "readyz",
+    "Readiness: the model, how it scores, the database, the spool and inference queue",
+    TAG,
+    [
+        Reply(200, "ready", schemas.Readiness),
+        Reply(503, "the database does not answer", schemas.Readiness),
+    ],
+)
+
+
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return schemas.respond(schemas.Health, {"status": "ok"})
 
 
 class Readiness:
@@ -58,5 +75,12 @@ class Readiness:
             logger.warning(
                 "database unreachable", extra={"error": str(error), "spool": body.get("spool")}
             )
-            return JSONResponse({**body, "status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({**body, "status": "ready", "database": "ok"})
+            unready = {**body, "status": "unavailable", "database": "unreachable"}
+            return schemas.respond(schemas.Readiness, unready, 503)
+        return schemas.respond(schemas.Readiness, {**body, "status": "ready", "database": "ok"})
+
+    def routes(self) -> list[ApiRoute]:
+        return [
+            ApiRoute("/healthz", healthz, "GET", HEALTHZ),
+            ApiRoute("/readyz", self.readyz, "GET", READYZ),
+        ]

@@ -3,32 +3,26 @@ deleting, opting out and enrolling each leave a row in the audit trail."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from biometrics.api import schemas
 from biometrics.api.audit import Auditor
 from biometrics.api.auth import Guard
+from biometrics.api.openapi import UPLOAD, WITH_BODY, Operation, Reply
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
 from biometrics.clock import isoformat, utcnow
 from biometrics.embedding import Urgency
 from biometrics.enrollment import Enroller, remaining_seconds
-from biometrics.errors import InvalidRequest
 from biometrics.statuses import Role, SpeakerStatus
 from biometrics.store import Database, Speaker, queries
 from biometrics.store.recordings import Recordings
-
-SPEAKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
-MAX_ALIASES = 16
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 
 
 def speaker_json(speaker: Speaker, minimum: float) -> dict[str, Any]:
@@ -50,13 +44,74 @@ def speaker_json(speaker: Speaker, minimum: float) -> dict[str, Any]:
     }
 
 
-def check_speaker_id(speaker_id: str) -> str:
-    if not SPEAKER_ID.match(speaker_id):
-        raise InvalidRequest(
-            "speaker_id must be 1-128 characters of letters, digits and . _ : @ + -, "
-            "starting with a letter or digit"
-        )
-    return speaker_id
+TAG = "speakers"
+NOT_FOUND = {404: ("speaker_not_found",)}
+BAD_ID = {400: ("invalid_request",)}
+# What a speaker made by POST leads to: its own routes.
+SPEAKER_LINKS = {
+    name: {"speaker_id": "$response.body#/speaker_id"}
+    for name in (
+        "getSpeaker",
+        "deleteSpeaker",
+        "optOutSpeaker",
+        "enrollSpeaker",
+        "clearSpeakerLockout",
+    )
+}
+CREATE = Operation(
+    "createSpeaker",
+    "Create a speaker (enrollment also creates a missing one)",
+    TAG,
+    [Reply(201, "the speaker, PENDING_ENROLLMENT", schemas.Speaker, links=SPEAKER_LINKS)],
+    {status: ("invalid_request",) for status in WITH_BODY} | {409: ("speaker_exists",)},
+    body=schemas.SpeakerCreate,
+)
+LIST = Operation(
+    "listSpeakers",
+    "List speakers by id, a page at a time",
+    TAG,
+    [Reply(200, "a page of speakers; next_cursor reads the next", schemas.SpeakerPage)],
+    BAD_ID,
+    query=schemas.SpeakerPageQuery,
+)
+GET = Operation(
+    "getSpeaker",
+    "Read a speaker and their enrollment",
+    TAG,
+    [Reply(200, "the speaker", schemas.Speaker)],
+    NOT_FOUND,
+)
+DELETE = Operation(
+    "deleteSpeaker",
+    "Delete a speaker, their voiceprint and verdicts (the audit rows stay)",
+    TAG,
+    [Reply(204, "deleted")],
+    NOT_FOUND,
+)
+OPT_OUT = Operation(
+    "optOutSpeaker",
+    "Delete the voiceprint and refuse future enrollment (creates an unknown speaker)",
+    TAG,
+    [Reply(200, "the speaker, OPTED_OUT", schemas.Speaker)],
+    BAD_ID,
+)
+ENROLL = Operation(
+    "enrollSpeaker",
+    "Add a recording's speech to the speaker's voiceprint",
+    TAG,
+    [Reply(201, "the enrollment's progress; repeat until ENROLLED", schemas.Enrollment)],
+    {status: () for status in UPLOAD}
+    | {400: ("invalid_request", "invalid_audio"), 409: ("speaker_opted_out", "model_mismatch")}
+    | {422: ("insufficient_speech",)},
+    form=schemas.EnrollmentFields,
+)
+UNLOCK = Operation(
+    "clearSpeakerLockout",
+    "Clear a lockout: failed verifications before now no longer count",
+    TAG,
+    [Reply(200, "the speaker", schemas.Speaker)],
+    NOT_FOUND,
+)
 
 
 class SpeakerRoutes:
@@ -84,39 +139,39 @@ class SpeakerRoutes:
     def routes(self, guard: Guard) -> list[Route]:
         speaker = "/v1/speakers/{speaker_id}"
         return [
-            guard.route("/v1/speakers", Role.ENROLL, self.create_speaker, "POST"),
-            guard.route("/v1/speakers", Role.READ, self.list_speakers, "GET"),
-            guard.route(speaker, Role.READ, self.get_speaker, "GET"),
-            guard.route(speaker, Role.ADMIN, self.delete_speaker, "DELETE"),
-            guard.route(speaker + "/opt-out", Role.ENROLL, self.opt_out, "POST"),
-            guard.route(speaker + "/enrollments", Role.ENROLL, self.enroll, "POST"),
-            guard.route(speaker + "/lockout", Role.ADMIN, self.clear_lockout, "DELETE"),
+            guard.route("/v1/speakers", Role.ENROLL, self.create_speaker, "POST", CREATE),
+            guard.route("/v1/speakers", Role.READ, self.list_speakers, "GET", LIST),
+            guard.route(speaker, Role.READ, self.get_speaker, "GET", GET),
+            guard.route(speaker, Role.ADMIN, self.delete_speaker, "DELETE", DELETE),
+            guard.route(speaker + "/opt-out", Role.ENROLL, self.opt_out, "POST", OPT_OUT),
+            guard.route(speaker + "/enrollments", Role.ENROLL, self.enroll, "POST", ENROLL),
+            guard.route(speaker + "/lockout", Role.ADMIN, self.clear_lockout, "DELETE", UNLOCK),
         ]
 
     def _json(self, speaker: Speaker) -> dict[str, Any]:
         return speaker_json(speaker, self._enroller.minimum)
 
     async def create_speaker(self, request: Request) -> Response:
-        body = await json_object(request)
-        speaker_id = check_speaker_id(_string(body, "speaker_id", required=True) or "")
-        display_name = _string(body, "display_name", required=False)
-        aliases = _aliases(body.get("aliases", []))
-        expires_at = _future_time(body.get("expires_at"), "expires_at")
+        body = await schemas.json_body(request, schemas.SpeakerCreate)
 
         def create() -> dict[str, Any]:
             with self._database.session() as session:
                 speaker = queries.create_speaker(
-                    session, speaker_id, display_name, aliases, expires_at=expires_at
+                    session,
+                    body.speaker_id,
+                    body.display_name,
+                    body.aliases,
+                    expires_at=body.expires_at,
                 )
                 return self._json(speaker)
 
-        async with self._auditor.act(request, "speaker.create", speaker_id):
+        async with self._auditor.act(request, "speaker.create", body.speaker_id):
             created = await run_in_threadpool(create)
-        return JSONResponse(created, status_code=201)
+        return schemas.respond(schemas.Speaker, created, 201)
 
     async def list_speakers(self, request: Request) -> Response:
-        limit = _page_size(request.query_params.get("limit"))
-        cursor = request.query_params.get("cursor") or None
+        page_query = schemas.query(request, schemas.SpeakerPageQuery)
+        limit, cursor = page_query.limit, page_query.cursor or None
 
         def page() -> dict[str, Any]:
             with self._database.session() as session:
@@ -127,7 +182,7 @@ class SpeakerRoutes:
                     "next_cursor": shown[-1].speaker_id if len(speakers) > limit else None,
                 }
 
-        return JSONResponse(await run_in_threadpool(page))
+        return schemas.respond(schemas.SpeakerPage, await run_in_threadpool(page))
 
     async def get_speaker(self, request: Request) -> Response:
         speaker_id = request.path_params["speaker_id"]
@@ -136,7 +191,7 @@ class SpeakerRoutes:
             with self._database.session() as session:
                 return self._json(queries.get_speaker(session, speaker_id))
 
-        return JSONResponse(await run_in_threadpool(read))
+        return schemas.respond(schemas.Speaker, await run_in_threadpool(read))
 
     async def delete_speaker(self, request: Request) -> Response:
         speaker_id = request.path_params["speaker_id"]
@@ -171,12 +226,12 @@ class SpeakerRoutes:
         async with self._auditor.act(request, "speaker.clear_lockout", speaker_id):
             cleared = await run_in_threadpool(clear)
         self._forget_claim(speaker_id)
-        return JSONResponse(cleared)
+        return schemas.respond(schemas.Speaker, cleared)
 
     async def opt_out(self, request: Request) -> Response:
         """Delete the voiceprint and refuse future enrollment. An unknown speaker is
         created opted out, so that consent withdrawn before enrollment still holds."""
-        speaker_id = check_speaker_id(request.path_params["speaker_id"])
+        speaker_id = schemas.check_speaker_id(request.path_params["speaker_id"])
 
         def withdraw() -> dict[str, Any]:
             with self._database.session() as session:
@@ -193,80 +248,17 @@ class SpeakerRoutes:
         async with self._auditor.act(request, "speaker.opt_out", speaker_id):
             withdrawn = await run_in_threadpool(withdraw)
         self._forget_claim(speaker_id)
-        return JSONResponse(withdrawn)
+        return schemas.respond(schemas.Speaker, withdrawn)
 
     async def enroll(self, request: Request) -> Response:
-        speaker_id = check_speaker_id(request.path_params["speaker_id"])
+        speaker_id = schemas.check_speaker_id(request.path_params["speaker_id"])
         async with self._auditor.act(request, "speaker.enroll", speaker_id) as outcome:
             upload = await read_audio_upload(request, self._max_audio_seconds)
-            replace = _flag(upload.fields.get("replace"), "replace")
-            bulk = _flag(upload.fields.get("bulk"), "bulk")  # yield to verifications
+            fields = schemas.validated(schemas.EnrollmentFields, upload.fields)
             speech = await run_in_threadpool(detect_speech, upload.samples)
+            urgency = Urgency.BULK if fields.bulk else Urgency.REST  # bulk yields to verifying
             result = await self._enroller.enroll(
-                speaker_id, speech, replace=replace, urgency=Urgency.BULK if bulk else Urgency.REST
+                speaker_id, speech, replace=fields.replace, urgency=urgency
             )
             outcome.append(result.status.value)
-        return JSONResponse(result.as_dict(), status_code=201)
-
-
-async def json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequest("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    return body
-
-
-def _string(body: dict[str, Any], name: str, *, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 256:
-        raise InvalidRequest(f"{name} must be a non-empty string of at most 256 characters")
-    return value.strip()
-
-
-def _aliases(value: object) -> list[str]:
-    if not isinstance(value, list) or len(value) > MAX_ALIASES:
-        raise InvalidRequest(f"aliases must be a list of at most {MAX_ALIASES} strings")
-    aliases = []
-    for alias in value:
-        if not isinstance(alias, str) or not alias.strip() or len(alias) > 256:
-            raise InvalidRequest("each alias must be a non-empty string of at most 256 characters")
-        if alias.strip() not in aliases:
-            aliases.append(alias.strip())
-    return aliases
-
-
-def _future_time(value: object, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidRequest(
-            f"{name} must be an RFC 3339 time with a zone, e.g. 2027-01-31T00:00:00Z"
-        )
-    if moment <= utcnow():
-        raise InvalidRequest(f"{name} must be in the future")
-    return moment
-
-
-def _page_size(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return int(value)
-
-
-def _flag(value: str | None, name: str) -> bool:
-    if value is None or value.lower() in ("", "0", "false", "no"):
-        return False
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    raise InvalidRequest(f"{name} must be true or false")
+        return schemas.respond(schemas.Enrollment, result.as_dict(), 201)

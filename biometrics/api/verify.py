@@ -3,18 +3,17 @@ found by a detector of its own, then the verification service decides, as for li
 
 from __future__ import annotations
 
-import math
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from biometrics.api import schemas
 from biometrics.api.audit import Auditor, origin_of
-from biometrics.api.speakers import check_speaker_id
+from biometrics.api.openapi import UPLOAD, Operation, Reply
 from biometrics.api.uploads import read_audio_upload
 from biometrics.audio import detect_speech
 from biometrics.clock import utcnow
-from biometrics.errors import BiometricsError, InvalidRequest, SpeakerLockedOut
+from biometrics.errors import BiometricsError, SpeakerLockedOut
 from biometrics.verification import VerificationService
 
 
@@ -30,11 +29,8 @@ class VerifyRoute:
 
     async def verify(self, request: Request) -> Response:
         upload = await read_audio_upload(request, self._max_audio_seconds)
-        speaker_id = upload.fields.get("speaker_id")
-        if not speaker_id:
-            raise InvalidRequest("speaker_id is required (a form field or query parameter)")
-        threshold = _threshold(upload.fields.get("threshold"))
-        speaker_id = check_speaker_id(speaker_id)
+        fields = schemas.validated(schemas.VerifyFields, upload.fields)
+        speaker_id, threshold = fields.speaker_id, fields.threshold
         speech = await run_in_threadpool(detect_speech, upload.samples)
         origin = origin_of(request)
         try:
@@ -51,16 +47,25 @@ class VerifyRoute:
                 verdict.detail or "locked out",
                 retry_after=(verdict.locked_until - utcnow()).total_seconds(),
             )
-        return JSONResponse(verdict.as_dict())
+        return schemas.respond(schemas.Verdict, verdict.as_dict())
 
 
-def _threshold(value: str | None) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        threshold = float(value)
-    except ValueError:
-        threshold = math.nan
-    if not 0.0 <= threshold <= 100.0:
-        raise InvalidRequest(f"threshold must be a number from 0 to 100, got {value!r}")
-    return threshold
+VERIFY = Operation(
+    "verify",
+    "Verify a recording against the speaker it claims to be",
+    "verification",
+    [Reply(200, "the verdict: ACCEPT, REJECT, or why it could not judge", schemas.Verdict)],
+    {status: () for status in UPLOAD}
+    | {
+        400: ("invalid_request", "invalid_audio"),
+        404: ("speaker_not_found",),
+        409: ("model_mismatch",),
+        429: ("speaker_locked_out", "rate_limited"),
+    },
+    form=schemas.VerifyFields,
+    description=(
+        "The recording's speech is found by a detector of its own, then judged as a live "
+        "call's would be. A speaker locked out after repeated failures is 429 "
+        "`speaker_locked_out` with Retry-After."
+    ),
+)

@@ -12,15 +12,16 @@ and are refused with 409. Each retry leaves a ``webhook.retry`` audit row.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from biometrics.api.audit import Auditor, cursor_of, origin_of, page_size
+from biometrics.api import schemas
+from biometrics.api.audit import Auditor, origin_of
 from biometrics.api.auth import Guard
+from biometrics.api.openapi import Operation, Reply
 from biometrics.clock import isoformat, utcnow
 from biometrics.errors import (
     BiometricsError,
@@ -36,6 +37,32 @@ RETRY = "webhook.retry"
 BASE = "/v1/webhooks/dead-letters"
 
 
+TAG = "webhooks"
+LIST = Operation(
+    "listDeadLetters",
+    "Read the webhook dead letters, oldest first (admin keys only)",
+    TAG,
+    [Reply(200, "a page of dead letters; next_cursor reads the next", schemas.DeadLetterPage)],
+    {400: ("invalid_request",)},
+    query=schemas.DeadLetterFilter,
+)
+RETRY_ALL = Operation(
+    "retryDeadLetters",
+    "Send every undelivered dead letter again, a page at a time (admin keys only)",
+    TAG,
+    [Reply(202, "those handed to the sender, and those refused with why", schemas.RetryReport)],
+    {400: ("invalid_request",)},
+    query=schemas.DeadLetterFilter,
+)
+RETRY_ONE = Operation(
+    "retryDeadLetter",
+    "Send one dead letter again (admin keys only)",
+    TAG,
+    [Reply(202, "on its way, not yet delivered: the row, retried_at set", schemas.DeadLetter)],
+    {404: ("dead_letter_not_found",), 409: ("dead_letter_not_retryable",)},
+)
+
+
 class WebhookRoutes:
     def __init__(self, store: DeadLetters, sender: WebhookSender | None, auditor: Auditor) -> None:
         self._store = store
@@ -44,39 +71,42 @@ class WebhookRoutes:
 
     def routes(self, guard: Guard) -> list[Route]:
         return [
-            guard.route(BASE, Role.ADMIN, self.list_dead_letters, "GET"),
-            guard.route(BASE + "/retry", Role.ADMIN, self.retry_all, "POST"),
-            guard.route(BASE + "/{dead_letter_id}/retry", Role.ADMIN, self.retry_one, "POST"),
+            guard.route(BASE, Role.ADMIN, self.list_dead_letters, "GET", LIST),
+            guard.route(BASE + "/retry", Role.ADMIN, self.retry_all, "POST", RETRY_ALL),
+            guard.route(
+                BASE + "/{dead_letter_id}/retry", Role.ADMIN, self.retry_one, "POST", RETRY_ONE
+            ),
         ]
 
     async def list_dead_letters(self, request: Request) -> Response:
         """Rows oldest first, ``limit`` a page, ``next_cursor`` to the next page; filtered by
         ``url``, ``call_id`` and ``delivered`` (true or false)."""
-        limit = page_size(request.query_params.get("limit"))
-        rows = await run_in_threadpool(self._store.query, _query(request, limit + 1))
-        shown = rows[:limit]
-        body: dict[str, Any] = {
+        asked = schemas.query(request, schemas.DeadLetterFilter)
+        rows = await run_in_threadpool(self._store.query, _query(asked, asked.limit + 1))
+        shown = rows[: asked.limit]
+        page = {
             "dead_letters": [row.as_dict() for row in shown],
-            "next_cursor": str(shown[-1].id) if len(rows) > limit else None,
+            "next_cursor": str(shown[-1].id) if len(rows) > asked.limit else None,
         }
-        return JSONResponse(body)
+        return schemas.respond(schemas.DeadLetterPage, page)
 
     async def retry_one(self, request: Request) -> Response:
         """Send one dead letter again: 202 with its row (``retried_at`` set)."""
         raw = request.path_params["dead_letter_id"]
-        letter = await run_in_threadpool(self._store.get, int(raw)) if raw.isdigit() else None
+        known = raw.isdigit() and int(raw) <= schemas.MAX_ROW_ID  # a larger one is no row's
+        letter = await run_in_threadpool(self._store.get, int(raw)) if known else None
         call_id = None if letter is None else letter.call_id
         async with self._auditor.act(request, RETRY, raw, call_id=call_id):
             if letter is None:
                 raise DeadLetterNotFound(f"no webhook dead letter has the id {raw!r}")
             retried = await self._retry(letter)
-        return JSONResponse(retried.as_dict(), status_code=202)
+        return schemas.respond(schemas.DeadLetter, retried.as_dict(), 202)
 
     async def retry_all(self, request: Request) -> Response:
         """Send again every undelivered dead letter (``limit`` of them, oldest first,
         filtered as the list): 202 with those handed to the sender and those refused."""
-        limit = page_size(request.query_params.get("limit"))
-        query = _query(request, limit)
+        asked = schemas.query(request, schemas.DeadLetterFilter)
+        query = _query(asked, asked.limit)
         if query.delivered:
             raise InvalidRequest("delivered dead letters are not sent again")
         undelivered = dataclasses.replace(query, delivered=False)
@@ -93,7 +123,8 @@ class WebhookRoutes:
             await self._auditor.record(
                 origin, RETRY, str(letter.id), outcome, call_id=letter.call_id
             )
-        return JSONResponse({"retried": retried, "refused": refused}, status_code=202)
+        report = {"retried": retried, "refused": refused}
+        return schemas.respond(schemas.RetryReport, report, 202)
 
     async def _retry(self, letter: DeadLetter) -> DeadLetter:
         if letter.delivered_at is not None:
@@ -111,20 +142,11 @@ class WebhookRoutes:
         return marked or letter
 
 
-def _query(request: Request, limit: int) -> DeadLetterQuery:
-    params = request.query_params
+def _query(asked: schemas.DeadLetterFilter, limit: int) -> DeadLetterQuery:
     return DeadLetterQuery(
-        url=params.get("url") or None,
-        call_id=params.get("call_id") or None,
-        delivered=_flag(params.get("delivered")),
-        after=cursor_of(params.get("cursor")),
+        url=asked.url or None,
+        call_id=asked.call_id or None,
+        delivered=None if asked.delivered is None else asked.delivered == "true",
+        after=schemas.after(asked.cursor),
         limit=limit,
     )
-
-
-def _flag(value: str | None) -> bool | None:
-    if not value:
-        return None
-    if value not in ("true", "false"):
-        raise InvalidRequest("delivered must be true or false")
-    return value == "true"
