@@ -3,26 +3,21 @@ a real PostgreSQL), the application in-process, and a real uvicorn server."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
-import socket
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from hypothesis.internal.conjecture import providers as hypothesis_providers
 from speechbrain.utils.importutils import LazyModule
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from benchmarks.common import running_server
 from biometrics.app import create_app
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
@@ -219,26 +214,3 @@ def live_server(
     monkeypatch.setenv("BIOMETRICS_API_KEY", admin_key)
     with running_server(create_app(settings, encoder=encoder)) as url:
         yield LiveServer(url=url, settings=settings, api_key=admin_key)
-
-
-@contextlib.contextmanager
-def running_server(app: Starlette) -> Iterator[str]:
-    """``app`` on a real uvicorn server on a free loopback port, until the block ends; its
-    URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

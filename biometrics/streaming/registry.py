@@ -272,7 +272,6 @@ class CallRegistry:
         if call.idle:
             call.close()
             del self._calls[call_id]
-            self._broker.forget(call_id)
         else:
             logger.error(
                 "a call streaming here lost its lease to another replica (Redis was "
@@ -359,9 +358,10 @@ class CallRegistry:
     def _evict(self, call: CallSession) -> None:
         call.close()
         del self._calls[call.call_id]
-        self._broker.forget(call.call_id)
         logger.info("call left memory", extra={"call_id": call.call_id, "status": call.status})
-        if self._ownership.shared:
+        if not self._ownership.shared:
+            self._broker.forget(call.call_id)
+        else:  # its SSE subscribers here follow it to the replica that takes it next
             task = asyncio.get_running_loop().create_task(self._let_go(call.call_id))
             self._letting_go.add(task)
             task.add_done_callback(self._letting_go.discard)

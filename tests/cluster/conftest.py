@@ -9,13 +9,13 @@ import pytest
 import redis
 
 from tests.conftest import emptied
-from tests.redis_server import running_redis
+from tests.redis_server import redis_or_skip
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder: Path = tmp_path_factory.mktemp("redis")
-    with running_redis(folder) as url:
+    with redis_or_skip(folder) as url:
         yield url
 
 

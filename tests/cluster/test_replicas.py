@@ -21,13 +21,13 @@ import redis
 from starlette.testclient import TestClient
 from websockets.asyncio.client import connect
 
+from benchmarks.common import free_port
 from biometrics.app import create_app
 from biometrics.cluster import keys
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
 from tests.conftest import LiveServer, running_server
 from tests.events.receiver import WebhookReceiver
-from tests.recordings import free_port
 from tests.streaming.helpers import call_messages, live_settings, parse_sse, voice
 from tests.test_live_call_end_to_end import enroll, follow_events, participant_path, ws_url
 
