@@ -1,8 +1,9 @@
 """Webhooks: every call event POSTed to each configured URL as a signed CloudEvent.
 
 Delivery never slows the audio path, and one event never holds up another. Each URL has
-its own broker subscription (a bounded queue) and a dispatcher that keeps up to
-``POSTS_IN_FLIGHT`` posts going at once. A failed post does not wait in line: it goes to
+its own subscription (a bounded queue: from this process's broker, or with several
+replicas from their shared webhook stream, each event to one replica) and a dispatcher
+that keeps up to ``POSTS_IN_FLIGHT`` posts going at once. A failed post does not wait in line: it goes to
 the URL's retry schedule (a heap by due time) and the dispatcher moves straight on to the
 next event; the retry is posted when it falls due. So a retried event may arrive after
 newer ones: a receiver orders by the CloudEvent's ``time`` and drops ids it has seen (a
