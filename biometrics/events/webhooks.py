@@ -3,8 +3,8 @@
 Delivery never slows the audio path, and one event never holds up another. Each URL has
 its own subscription (a bounded queue: from this process's broker, or with several
 replicas from their shared webhook stream, each event to one replica) and a dispatcher
-that keeps up to ``POSTS_IN_FLIGHT`` posts going at once. A failed post does not wait in line: it goes to
-the URL's retry schedule (a heap by due time) and the dispatcher moves straight on to the
+that keeps up to ``POSTS_IN_FLIGHT`` posts going at once. A failed post does not wait in
+line: it goes to the URL's retry schedule (a heap by due time) and the dispatcher moves straight on to the
 next event; the retry is posted when it falls due. So a retried event may arrive after
 newer ones: a receiver orders by the CloudEvent's ``time`` and drops ids it has seen (a
 retry repeats the id). Outbound HTTP uses the standard library in a small thread pool of
