@@ -196,3 +196,10 @@ class CallElsewhere(BiometricsError):
 
     code = "call_elsewhere"
     status_code = 503
+
+
+class SharedStateUnavailable(BiometricsError):
+    """Redis, which the replicas share live calls through, does not answer."""
+
+    code = "redis_unavailable"
+    status_code = 503

@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from biometrics import memory
 from biometrics.clock import utcnow
 from biometrics.cluster.ownership import SOLE_REPLICA, CallOwnership
-from biometrics.errors import CallElsewhere, TooManyCalls
+from biometrics.errors import CallElsewhere, SharedStateUnavailable, TooManyCalls
 from biometrics.events import Broker
 from biometrics.events.publisher import CallPublisher
 from biometrics.snapshots import CallSummary, SpeakerClaim, participant_view
@@ -191,7 +191,14 @@ class CallRegistry:
             held = await self._hold(call_id)
             if isinstance(held, CallSession):
                 return held
-            answer = await ask(held)
+            try:
+                answer = await ask(held)
+            except (RedisError, OSError) as error:
+                raise SharedStateUnavailable(
+                    f"call {call_id!r} is held by replica {held}, and Redis, through which "
+                    f"replicas reach each other, does not answer ({error}); try again shortly",
+                    retry_after=1.0,
+                ) from error
             if answer is not None:
                 return answer
             if loop.time() > deadline:

@@ -26,6 +26,7 @@ from biometrics.app import create_app
 from biometrics.cluster import keys
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
+from tests.api.test_calls import wait_until
 from tests.conftest import LiveServer, running_server
 from tests.events.receiver import WebhookReceiver
 from tests.streaming.helpers import call_messages, live_settings, parse_sse, voice
@@ -219,3 +220,35 @@ def test_readyz_names_redis_and_fails_without_it(settings, encoder, redis_url):
 
 def test_without_redis_readyz_says_nothing_of_it(client):
     assert "redis" not in client.get("/readyz").json()
+
+
+def test_without_redis_a_replica_still_judges_its_calls_and_says_what_it_cannot_do(
+    settings, encoder, admin_key, caplog
+):
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(live_settings(settings, redis_url=unreachable), encoder=encoder)
+    call_id = "redis-down"
+    messages = call_messages({ALICE: voice(4.0, "a", seed=31)})
+    with TestClient(app, headers={"Authorization": f"Bearer {admin_key}"}) as client:
+        enroll(client, "alice", "a", seed=1)
+        claimed = client.put(
+            participant_path(call_id, ALICE, "claim"), json={"speaker_id": "alice", "threshold": 0}
+        )
+        assert claimed.status_code == 200, claimed.text
+        with client.websocket_connect(
+            "/ws/acs", headers={"x-ms-call-connection-id": call_id}
+        ) as socket:
+            for message in messages:
+                socket.send_text(message)
+            # (the test client cancels the socket's handler when the block ends)
+            wait_until(
+                client, call_id, lambda call: call["counters"].get("frames") == len(messages)
+            )
+        wait_until(client, call_id, lambda call: call["status"] == "ENDED")
+        verdicts = client.get(participant_path(call_id, ALICE, "verdicts")).json()["verdicts"]
+        events = client.get(f"/v1/calls/{call_id}/events")
+    assert [v["decision"] for v in verdicts][-1] == "ACCEPT"
+    assert (events.status_code, events.json()["error"]) == (503, "redis_unavailable")
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "Redis unreachable: the call is held here without a lease" in logged
+    assert "Redis unreachable: call events reach this replica's subscribers only" in logged
