@@ -203,3 +203,8 @@ class SharedStateUnavailable(BiometricsError):
 
     code = "redis_unavailable"
     status_code = 503
+
+    def __init__(self, needs: str, error: Exception, meanwhile: str = "try again shortly") -> None:
+        super().__init__(
+            f"{needs}, and Redis does not answer ({error}); {meanwhile}", retry_after=1.0
+        )

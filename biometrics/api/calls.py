@@ -180,9 +180,9 @@ class CallRoutes:
                 subscription, known = await self._shared_events.subscribe(call_id, after)
             except (RedisError, OSError) as error:
                 raise SharedStateUnavailable(
-                    f"the events of call {call_id!r} are kept in Redis, which does not answer "
-                    f"({error}); read GET /v1/calls/{call_id} meanwhile, or try again shortly",
-                    retry_after=1.0,
+                    f"the events of call {call_id!r} are kept in Redis",
+                    error,
+                    f"read GET /v1/calls/{call_id} meanwhile, or try again shortly",
                 ) from error
             summary = None if known else await self._calls.summary(call_id)
             if known or (summary is not None and summary.status is not CallStatus.ENDED):

@@ -195,9 +195,7 @@ class CallRegistry:
                 answer = await ask(held)
             except (RedisError, OSError) as error:
                 raise SharedStateUnavailable(
-                    f"call {call_id!r} is held by replica {held}, and Redis, through which "
-                    f"replicas reach each other, does not answer ({error}); try again shortly",
-                    retry_after=1.0,
+                    f"call {call_id!r} is held by replica {held}, reached through Redis", error
                 ) from error
             if answer is not None:
                 return answer
