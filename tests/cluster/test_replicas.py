@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -57,20 +57,23 @@ def replica_settings(settings: Settings, redis_url: str, receiver: WebhookReceiv
     return dataclasses.replace(live, stream_idle_timeout_seconds=10.0)
 
 
+@dataclasses.dataclass
+class Replicas:
+    a: LiveServer
+    b: LiveServer
+    stop_a: Callable[[], None]  # a graceful stop, as SIGTERM's
+
+
 @pytest.fixture
 def replicas(
     replica_settings: Settings, encoder: SpeakerEncoder, admin_key: str
-) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with contextlib.ExitStack() as stack:
-        a, b = (
-            LiveServer(
-                stack.enter_context(running_server(create_app(replica_settings, encoder=encoder))),
-                replica_settings,
-                admin_key,
-            )
-            for _ in range(2)
-        )
-        yield a, b
+) -> Iterator[Replicas]:
+    def serve(stack: contextlib.ExitStack) -> LiveServer:
+        url = stack.enter_context(running_server(create_app(replica_settings, encoder=encoder)))
+        return LiveServer(url, replica_settings, admin_key)
+
+    with contextlib.ExitStack() as on_a, contextlib.ExitStack() as on_b:
+        yield Replicas(serve(on_a), serve(on_b), on_a.close)
 
 
 async def wait_for_status(http: httpx.AsyncClient, call_id: str, status: str) -> dict:
@@ -92,7 +95,7 @@ async def stream(server: LiveServer, call_id: str, messages: list[str]) -> None:
 
 
 def test_claim_on_b_reaches_a_and_both_see_every_event_once_in_order(replicas, receiver):
-    a, b = replicas
+    a, b = replicas.a, replicas.b
     receiver.statuses = [500]  # the first delivery fails and is retried
     call_id = "across-1"
     messages = call_messages({ALICE: voice(4.0, "a", seed=11)})
@@ -151,11 +154,11 @@ def test_claim_on_b_reaches_a_and_both_see_every_event_once_in_order(replicas, r
     assert sorted(set(posted)) == sorted(ids) and len(posted) == len(ids) + 1
 
 
-@pytest.mark.parametrize("holder", ["idle", "dead"])
+@pytest.mark.parametrize("holder", ["idle", "dead", "stopped"])
 def test_a_reconnect_on_b_takes_the_call_over_with_its_claims_and_history(
     replicas, redis_url, holder
 ):
-    a, b = replicas
+    a, b = replicas.a, replicas.b
     call_id = f"takeover-{holder}"
     first = call_messages({ALICE: voice(2.5, "a", seed=21)})
     second = call_messages({ALICE: voice(4.0, "a", seed=22)})
@@ -180,6 +183,9 @@ def test_a_reconnect_on_b_takes_the_call_over_with_its_claims_and_history(
     if holder == "dead":
         # What a replica that died leaves: a lease nobody renews, and nobody to ask.
         shared.set(keys.owner(call_id), "replica-gone", px=1500)
+    if holder == "stopped":  # a rolling restart: A lets its calls go as it stops
+        replicas.stop_a()
+        assert shared.get(keys.owner(call_id)) is None
 
     started = time.monotonic()
     asyncio.run(stream(b, call_id, second))
