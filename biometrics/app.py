@@ -32,6 +32,7 @@ from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VERIFY, VerifyRoute
 from biometrics.api.webhooks import WebhookRoutes
+from biometrics.cluster.state import SharedState
 from biometrics.config import Settings
 from biometrics.console.routes import Console, CookiePolicy, SpeechTargets
 from biometrics.console.sessions import ConsoleSessions
@@ -44,6 +45,7 @@ from biometrics.embedding import (
 )
 from biometrics.enrollment import Enroller
 from biometrics.events import Broker
+from biometrics.events.broker import HISTORY_SIZE
 from biometrics.events.dead_letter_writer import DeadLetterWriter
 from biometrics.events.publisher import CallPublisher
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
@@ -177,7 +179,20 @@ def create_service(
             settings.sweep_interval_seconds,
         )
 
-    broker = Broker()
+    # Several replicas: calls, events and webhooks are shared through Redis; the broker
+    # then only hands events to this replica's SSE subscribers (Redis keeps the history).
+    retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds)
+    broker = Broker(history_size=0 if settings.redis_url else HISTORY_SIZE)
+    shared = None
+    if settings.redis_url:
+        shared = SharedState(
+            settings.redis_url,
+            broker,
+            lease_seconds=settings.redis_lease_seconds,
+            events_ttl_seconds=settings.redis_events_ttl_seconds,
+            webhooks=bool(settings.webhook_url_list),
+            webhook_claim_idle_seconds=retry.longest_seconds(settings.webhook_timeout_seconds),
+        )
     call_store = CallStore(database)
     calls = CallRegistry(
         CallLimits(
@@ -199,17 +214,18 @@ def create_service(
             recordings=recordings,
         ),
         call_store,
-        CallPublisher(broker),
+        CallPublisher(broker if shared is None else shared.events),
         broker,
+        *([] if shared is None else [shared.ownership]),
     )
     dead_letters = DeadLetters(database)
     webhooks = None
     if settings.webhook_url_list:
         webhooks = WebhookSender(
-            broker,
+            broker if shared is None else shared.webhook_feed,
             settings.webhook_url_list,
             settings.webhook_secret or "",
-            RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
+            retry,
             settings.webhook_timeout_seconds,
             DeadLetterWriter(dead_letters),
         )
@@ -236,7 +252,13 @@ def create_service(
     auth_warning = None if settings.auth_enabled else AUTH_OFF_WARNING
     routes = [
         *health.Readiness(
-            database, encoder.identity, scorer, auth_warning, spool, worker.batcher
+            database,
+            encoder.identity,
+            scorer,
+            auth_warning,
+            spool,
+            worker.batcher,
+            None if shared is None else shared.ping,
         ).routes(),
         *Docs().routes(),
         *SpeakerRoutes(
@@ -250,7 +272,15 @@ def create_service(
         guard.route("/v1/verify", Role.VERIFY, verify, "POST", VERIFY),
         *CallTokenRoutes(tokens, auditor, settings.auth_enabled).routes(guard),
         *RecordingRoutes(recordings, calls, auditor).routes(guard),  # before the call routes
-        *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
+        *CallRoutes(
+            calls,
+            call_store,
+            history,
+            database,
+            broker,
+            auditor,
+            None if shared is None else shared.events,
+        ).routes(guard),
         *AuditRoutes(audit_log).routes(guard),
         *WebhookRoutes(dead_letters, webhooks, auditor).routes(guard),
         WebSocketRoute(
@@ -294,6 +324,8 @@ def create_service(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         spool.start()
+        if shared is not None:
+            shared.start()
         calls.start()
         if webhooks is not None:
             webhooks.start()
@@ -312,6 +344,8 @@ def create_service(
             spooled = await run_in_threadpool(spool.stop)
             if webhooks is not None:
                 await webhooks.stop(settings.webhook_drain_seconds)
+            if shared is not None:
+                await shared.close()
             broker.close()
             worker.close()
             call_store.close()

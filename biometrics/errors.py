@@ -210,3 +210,23 @@ class RecordingUnreadable(BiometricsError):
 
     code = "recording_unreadable"
     status_code = 500
+
+
+class CallElsewhere(BiometricsError):
+    """Another replica holds the call (its socket streams there) and this request cannot be
+    sent to it, or it did not answer within its lease."""
+
+    code = "call_elsewhere"
+    status_code = 503
+
+
+class SharedStateUnavailable(BiometricsError):
+    """Redis, which the replicas share live calls through, does not answer."""
+
+    code = "redis_unavailable"
+    status_code = 503
+
+    def __init__(self, needs: str, error: Exception, meanwhile: str = "try again shortly") -> None:
+        super().__init__(
+            f"{needs}, and Redis does not answer ({error}); {meanwhile}", retry_after=1.0
+        )

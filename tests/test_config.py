@@ -135,3 +135,25 @@ def test_recordings_are_off_by_default_and_turned_on_with_a_folder_and_retention
             Settings.from_env({f"BIOMETRICS_RECORDINGS_{name}": value})
     with pytest.raises(ConfigError, match="BIOMETRICS_RECORDINGS="):
         Settings.from_env({"BIOMETRICS_RECORDINGS": "sometimes"})
+
+
+def test_redis_settings_are_checked():
+    assert Settings.from_env({}).redis_url is None  # one process, nothing shared
+    settings = Settings.from_env(
+        {
+            "BIOMETRICS_REDIS_URL": "redis://:hunter2@cache:6379/2",
+            "BIOMETRICS_REDIS_LEASE_SECONDS": "3",
+        }
+    )
+    assert (settings.redis_url, settings.redis_lease_seconds) == (
+        "redis://:hunter2@cache:6379/2",
+        3.0,
+    )
+    assert "hunter2" not in repr(settings)  # a URL may hold the server's password
+    for variable, value in (
+        ("BIOMETRICS_REDIS_URL", "http://cache:6379"),
+        ("BIOMETRICS_REDIS_LEASE_SECONDS", "0.5"),
+        ("BIOMETRICS_REDIS_EVENTS_TTL_SECONDS", "10"),
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: value})

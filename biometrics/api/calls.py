@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -21,16 +22,18 @@ from biometrics.api import schemas
 from biometrics.api.audit import Auditor
 from biometrics.api.auth import Guard
 from biometrics.api.openapi import WITH_BODY, Operation, Reply
+from biometrics.cluster.events import SharedEvents
 from biometrics.errors import (
     CallNotFound,
     InvalidRequest,
     ParticipantNotFound,
+    SharedStateUnavailable,
     SpeakerExists,
     SpeakerOptedOut,
 )
-from biometrics.events import Broker, sse
-from biometrics.snapshots import CallSummary, ParticipantSummary, SpeakerClaim
-from biometrics.statuses import Role, SpeakerStatus
+from biometrics.events import Broker, Subscription, sse
+from biometrics.snapshots import CallSummary, ParticipantSummary, SpeakerClaim, participant_view
+from biometrics.statuses import CallStatus, Role, SpeakerStatus
 from biometrics.store import Database, queries
 from biometrics.store.calls import CallStore
 from biometrics.store.verdicts import VerdictHistory
@@ -133,7 +136,9 @@ class CallRoutes:
         database: Database,
         broker: Broker,
         auditor: Auditor,
+        shared_events: SharedEvents | None = None,
     ) -> None:
+        self._shared_events = shared_events
         self._auditor = auditor
         self._calls = calls
         self._store = store
@@ -164,8 +169,9 @@ class CallRoutes:
 
     async def get_participant(self, request: Request) -> Response:
         summary = await self._summary(request)
-        participant = _participant_of(request, summary)
-        return schemas.respond(schemas.Participant, _participant_json(summary, participant))
+        return schemas.respond(
+            schemas.Participant, participant_view(summary, _participant_of(request, summary))
+        )
 
     async def list_verdicts(self, request: Request) -> Response:
         call_id, raw_id = _call_id(request), _raw_id(request)
@@ -188,13 +194,10 @@ class CallRoutes:
         call_id, raw_id = _call_id(request), _raw_id(request)
         claim = await schemas.json_body(request, schemas.ClaimRequest)
         await run_in_threadpool(self._require_speaker, claim.speaker_id)
-        participant = await self._calls.claim(
+        claimed = await self._calls.claim(
             call_id, raw_id, SpeakerClaim(claim.speaker_id, claim.threshold, "api")
         )
-        call = await self._calls.obtain(call_id)
-        return schemas.respond(
-            schemas.Participant, _participant_json(call.summary(), participant.summary())
-        )
+        return schemas.respond(schemas.Participant, claimed)
 
     async def enroll_from_call(self, request: Request) -> Response:
         """Enroll a speaker from a participant's speech so far, then from each further chunk
@@ -219,7 +222,7 @@ class CallRoutes:
                 await asyncio.shield(task)  # the enrollment goes on if the client leaves
         return schemas.respond(
             schemas.Participant,
-            _participant_json(call.summary(), participant.summary()),
+            participant_view(call.summary(), participant.summary()),
             202 if task is None else 200,
         )
 
@@ -227,28 +230,54 @@ class CallRoutes:
         """The call's events as ``text/event-stream``: first those retained (or those after
         ``Last-Event-ID``), then each as it happens, ending after ``call.ended``."""
         call_id = _call_id(request)
-        if self._calls.find(call_id) is None:
+        after = request.headers.get("last-event-id")
+        subscription = await self._subscribe(call_id, after)
+        if subscription is None:
             if await self._calls.summary(call_id) is None:
                 raise CallNotFound(f"call {call_id!r} is not known")
             raise CallNotFound(
                 f"call {call_id!r} ended and its events are no longer held: read "
                 f"GET /v1/calls/{call_id} and its participants' verdicts instead"
             )
-        broker = self._broker
-        subscription = broker.subscribe(call_id, after=request.headers.get("last-event-id"))
+        unsubscribe = (
+            self._broker.unsubscribe
+            if self._shared_events is None
+            else self._shared_events.unsubscribe
+        )
 
         async def body() -> Any:
             try:
                 async for chunk in sse.stream(subscription):
                     yield chunk
             finally:
-                broker.unsubscribe(subscription)
+                unsubscribe(subscription)
 
         return StreamingResponse(
             body(),
             media_type=sse.MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    async def _subscribe(self, call_id: str, after: str | None) -> Subscription | None:
+        """The call's events from this process's broker (while the call is in memory), or
+        from the replicas' shared streams (while Redis keeps them)."""
+        if self._shared_events is not None:
+            try:
+                subscription, known = await self._shared_events.subscribe(call_id, after)
+            except (RedisError, OSError) as error:
+                raise SharedStateUnavailable(
+                    f"the events of call {call_id!r} are kept in Redis",
+                    error,
+                    f"read GET /v1/calls/{call_id} meanwhile, or try again shortly",
+                ) from error
+            summary = None if known else await self._calls.summary(call_id)
+            if known or (summary is not None and summary.status is not CallStatus.ENDED):
+                return subscription  # (a pending call's first events are still to come)
+            self._shared_events.unsubscribe(subscription)
+            return None
+        if self._calls.find(call_id) is None:
+            return None
+        return self._broker.subscribe(call_id, after=after)
 
     async def _summary(self, request: Request) -> CallSummary:
         call_id = _call_id(request)
@@ -282,10 +311,6 @@ def _participant_of(request: Request, summary: CallSummary) -> ParticipantSummar
     if participant is None:
         raise ParticipantNotFound(f"call {summary.call_id!r} has no participant {raw_id!r}")
     return participant
-
-
-def _participant_json(call: CallSummary, participant: ParticipantSummary) -> dict[str, Any]:
-    return {"call_id": call.call_id, "call_status": call.status.value, **participant.as_dict()}
 
 
 def _call_id(request: Request) -> str:

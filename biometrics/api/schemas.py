@@ -554,3 +554,4 @@ class Readiness(Outgoing):
     warnings: list[str] | None = None
     spool: SpoolCounts | None = None
     inference: InferenceCounters | None = None
+    redis: Literal["ok", "unreachable"] | None = None
