@@ -11,8 +11,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from biometrics.api.auth import Guard
+from biometrics.api.openapi import ApiRoute, Operation, Reply
 from biometrics.metrics import CONTENT_TYPE, Metrics
 from biometrics.statuses import Role
+
+SCRAPE = Operation(
+    "getMetrics",
+    "The service's metrics, in Prometheus's text format",
+    "operations",
+    [Reply(200, "counters, histograms and the model's identity", media_type="text/plain")],
+    description=(
+        "Needs an admin or `metrics` key, unless the operator opened it "
+        "(`BIOMETRICS_METRICS_PUBLIC=true`)."
+    ),
+)
 
 
 class MetricsRoute:
@@ -28,5 +40,5 @@ class MetricsRoute:
 
     def route(self, guard: Guard) -> Route:
         if self._public:
-            return Route("/metrics", self.scrape, methods=["GET"])
-        return guard.route("/metrics", Role.METRICS, self.scrape, "GET")
+            return ApiRoute("/metrics", self.scrape, "GET", SCRAPE)
+        return guard.route("/metrics", Role.METRICS, self.scrape, "GET", SCRAPE)

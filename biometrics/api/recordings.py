@@ -10,19 +10,50 @@ from collections.abc import Iterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from biometrics.api import schemas
 from biometrics.api.audit import Auditor, origin_of
 from biometrics.api.auth import Guard
 from biometrics.api.calls import _call_id, _raw_id
-from biometrics.api.speakers import json_object
-from biometrics.errors import InvalidRequest
+from biometrics.api.openapi import WITH_BODY, Operation, Reply
 from biometrics.statuses import Role
 from biometrics.store.recordings import RecordingAudio, Recordings
 from biometrics.streaming.registry import CallRegistry
 
-FORMATS = ("wav", "pcm")
+CHOOSE = Operation(
+    "setCallRecording",
+    "Record this call, or stop recording it, whatever the service's default",
+    "recordings",
+    [Reply(200, "the call's choice, and the service's default", schemas.RecordingChoice)],
+    {status: ("invalid_request",) for status in WITH_BODY},
+    body=schemas.RecordingRequest,
+    description=(
+        "Participants streaming now are recorded from their next frame, ones to come from "
+        "their first; `false` stops it and keeps what was recorded. Audited."
+    ),
+)
+DOWNLOAD = Operation(
+    "getParticipantAudio",
+    "Download a participant's recording, once its call has ended",
+    "recordings",
+    [
+        Reply(
+            200,
+            "a 16 kHz 16-bit mono WAV; with format=pcm the PCM as received (s16le "
+            "mono at X-Sample-Rate, application/octet-stream)",
+            media_type="audio/wav",
+        ),
+    ],
+    {
+        400: ("invalid_request",),
+        404: ("recording_not_found",),
+        409: ("recording_in_progress",),
+    },
+    query=schemas.AudioQuery,
+    description="Every download is audited as `recording.download`.",
+)
 
 
 class RecordingRoutes:
@@ -36,8 +67,8 @@ class RecordingRoutes:
         call = "/v1/calls/{call_id}"
         audio = call + "/participants/{participant_raw_id:path}/audio"
         return [
-            guard.route(call + "/recording", Role.ADMIN, self.put_recording, "PUT"),
-            guard.route(audio, Role.ADMIN, self.get_audio, "GET"),
+            guard.route(call + "/recording", Role.ADMIN, self.put_recording, "PUT", CHOOSE),
+            guard.route(audio, Role.ADMIN, self.get_audio, "GET", DOWNLOAD),
         ]
 
     async def put_recording(self, request: Request) -> Response:
@@ -46,9 +77,7 @@ class RecordingRoutes:
         recorded so far is complete and kept). Audited as ``call.recording``, ``on`` or
         ``off``."""
         call_id = _call_id(request)
-        enabled = (await json_object(request)).get("enabled")
-        if not isinstance(enabled, bool):
-            raise InvalidRequest('the body must be {"enabled": true} or {"enabled": false}')
+        enabled = (await schemas.json_body(request, schemas.RecordingRequest)).enabled
         actor = origin_of(request).actor
         async with self._auditor.act(request, "call.recording", call_id, call_id=call_id) as out:
             out.append("on" if enabled else "off")
@@ -56,9 +85,8 @@ class RecordingRoutes:
             live = self._calls.find(call_id)
             if live is not None:
                 live.set_recording(enabled)
-        return JSONResponse(
-            {"call_id": call_id, "recording": enabled, "default": self._recordings.default}
-        )
+        choice = {"call_id": call_id, "recording": enabled, "default": self._recordings.default}
+        return schemas.respond(schemas.RecordingChoice, choice)
 
     async def get_audio(self, request: Request) -> Response:
         """The participant's recording once its call has ended: ``audio/wav`` (16 kHz, 16-bit
@@ -66,9 +94,7 @@ class RecordingRoutes:
         s16le mono at ``X-Sample-Rate``). A call resumed after it ended has several
         recordings: they follow one another. Audited as ``recording.download``."""
         call_id, raw_id = _call_id(request), _raw_id(request)
-        kind = request.query_params.get("format", "wav")
-        if kind not in FORMATS:
-            raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}, got {kind!r}")
+        kind = schemas.query(request, schemas.AudioQuery).format
         where = {"call_id": call_id, "participant_raw_id": raw_id}
         async with self._auditor.act(request, "recording.download", call_id, **where) as out:
             out.append(kind)

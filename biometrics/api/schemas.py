@@ -449,6 +449,26 @@ class VerdictList(Outgoing):
     verdicts: list[Verdict]
 
 
+class RecordingRequest(Incoming):
+    model_config = ConfigDict(strict=True)
+
+    enabled: bool = Field(description="record this call from now on, or stop recording it")
+
+
+class AudioQuery(QueryParams):
+    format: Literal["wav", "pcm"] = Field(
+        default="wav", description="a 16 kHz WAV, or the PCM as received (s16le mono)"
+    )
+
+
+class RecordingChoice(Outgoing):
+    call_id: str
+    recording: bool = Field(description="whether this call is recorded")
+    default: bool = Field(
+        description="whether calls are recorded unless told (BIOMETRICS_RECORDINGS)"
+    )
+
+
 class CallToken(Outgoing):
     token: str = Field(examples=["bmc.eyJjYWxsIjoi…"])
     call_id: str
