@@ -218,7 +218,7 @@ def test_metrics_need_an_admin_or_metrics_key_unless_made_public(
             "/v1/calls/c1/tokens", json={"role": "metrics"}, headers=bearer(admin_key)
         )
         assert minted.status_code == 400 and minted.json()["error"] == "invalid_request"
-        assert "one of enroll, verify, read, stream," in minted.json()["detail"]
+        assert "'enroll', 'verify', 'read' or 'stream'" in minted.json()["detail"]
 
     public = dataclasses.replace(settings, metrics_public=True)
     with TestClient(create_app(public, encoder=encoder)) as client:
