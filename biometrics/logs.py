@@ -106,12 +106,15 @@ class JsonFormatter(logging.Formatter):
 
 class ConsoleFormatter(logging.Formatter):
     """``12:00:01 INFO    streaming.endpoint: call socket open  call_id=c1 sockets=1``:
-    the package's prefix left off the logger, values with spaces quoted."""
+    the package's prefix left off the logger, values with spaces quoted, fields without a
+    value left out."""
 
     def format(self, record: logging.LogRecord) -> str:
         time = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         name = record.name.removeprefix("biometrics.")
-        fields = " ".join(f"{key}={_shown(value)}" for key, value in _extras(record).items())
+        fields = " ".join(
+            f"{key}={_shown(value)}" for key, value in _extras(record).items() if value is not None
+        )
         line = f"{time} {record.levelname:<7} {name}: {record.getMessage()}"
         line = f"{line}  {fields}" if fields else line
         if record.exc_info:

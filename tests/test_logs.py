@@ -140,7 +140,8 @@ def test_a_terminal_line_reads_as_a_sentence_with_the_context_first(monkeypatch)
     log = captured(monkeypatch, "console")
     with log_context(call_id="c1", participant="4:+14255550123"):
         logging.getLogger("biometrics.streaming.endpoint").warning(
-            "closing call socket", extra={"close_code": 1008, "reason": "no message for 5 s"}
+            "closing call socket",
+            extra={"close_code": 1008, "reason": "no message for 5 s", "correlation_id": None},
         )
     (line,) = log.getvalue().splitlines()
     time, level, rest = line.split(maxsplit=2)
