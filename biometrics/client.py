@@ -10,8 +10,10 @@
             print(event.type, event.data)
 
 Every method sends one request under one retry policy (``RetryPolicy``): connection
-errors, timeouts, HTTP 429, 502, 503 and 504 are retried with exponential backoff, waiting
-at least what ``Retry-After`` asks; nothing else is. A timeout after a POST was sent is not
+errors, timeouts, HTTP 429 (but a speaker's lockout), 502, 503 and 504 are retried with
+exponential backoff, waiting at least what ``Retry-After`` asks; nothing else is. Each
+request carries an ``X-Request-ID`` of its own, the same on its retries, and an
+``ApiError`` the one the service answered under. A timeout after a POST was sent is not
 retried, because the service may have acted on it (an enrollment would count twice). An
 error answer raises ``ApiError`` with the service's ``{"error": code, "detail": text}``; no
 answer at all raises ``TransportError``. Replies are read leniently: unknown keys are
@@ -41,6 +43,9 @@ CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 END_EVENTS = frozenset({"call.ended"})  # the service ends an event stream after these
 SSE_RETRY_SECONDS = 2.0  # until the stream says otherwise with ``retry:``
+# 429s that waiting a few seconds cannot change: the speaker stays locked out for minutes
+# (its Retry-After says until when).
+FINAL_429_CODES = frozenset({"speaker_locked_out"})
 # Each request names itself, the same id on every retry, so that the service's log lines
 # of it can be found from the client's side (the service answers with the same header).
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -681,12 +686,22 @@ class Client:
                     raise TransportError(f"{what}: {_describe(error, self.timeout)}") from error
                 time.sleep(policy.delay(attempt))
                 continue
-            if last or response.status_code not in policy.statuses:
+            if last or not self._retryable_answer(response, policy, stream=stream):
                 return response
             if stream:
                 response.close()
             time.sleep(policy.delay(attempt, response.headers.get("Retry-After")))
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def _retryable_answer(response: httpx.Response, policy: RetryPolicy, *, stream: bool) -> bool:
+        """An answer worth asking again for: overloaded or a gateway's, but not a speaker's
+        lockout (429 too), which lasts minutes, past any retry."""
+        if response.status_code not in policy.statuses:
+            return False
+        if response.status_code != 429 or stream:
+            return True
+        return ApiError.from_response(response).code not in FINAL_429_CODES
 
     @staticmethod
     def _raise_for_error(response: httpx.Response) -> None:

@@ -122,6 +122,8 @@ def test_exit_statuses_say_what_kind_of_failure_it_was(live_server, tmp_path, ca
     assert biometrics("speakers", "show", "nobody", *url) == 3
     err = capsys.readouterr().err
     assert err.startswith("biometrics speakers show: error: HTTP 404 speaker_not_found")
+    # It names the request, whose id the service's log lines carry.
+    assert re.search(r"\[request [0-9a-f]{32}\]$", err.strip())
 
     assert biometrics("speakers", "list", *url, "--api-key", "bmk_nope_nope") == 4
     assert "HTTP 401 unauthenticated" in capsys.readouterr().err

@@ -47,13 +47,17 @@ def client_failure(error: ClientError, url: str) -> CommandError:
             "BIOMETRICS_URL says where)",
             Exit.UNREACHABLE,
         )
-    if isinstance(error, ApiError) and error.status in (401, 403):
+    if not isinstance(error, ApiError):
+        return CommandError(str(error), Exit.REFUSED)
+    # The id the service's log lines of this request carry, to find them.
+    said = f"{error} [request {error.request_id}]" if error.request_id else str(error)
+    if error.status in (401, 403):
         hint = (
             "pass a key with --api-key or BIOMETRICS_API_KEY"
             if error.status == 401
             else "use a key whose role allows it (biometrics keys create --role ...)"
         )
-        return CommandError(f"{error} ({hint})", Exit.AUTH)
-    if isinstance(error, ApiError) and error.status == 404:
-        return CommandError(str(error), Exit.NOT_FOUND)
-    return CommandError(str(error), Exit.REFUSED)
+        return CommandError(f"{said} ({hint})", Exit.AUTH)
+    if error.status == 404:
+        return CommandError(said, Exit.NOT_FOUND)
+    return CommandError(said, Exit.REFUSED)
