@@ -1,8 +1,10 @@
 """Bulk enrollment: many speakers' recordings sent through a running service's REST API.
 
 The source is a folder with one subfolder of recordings per speaker, or a CSV manifest
-``speaker_id,path`` (``load_source``). ``run`` enrolls it over ``biometrics.client.Client``,
-one speaker at a time, and prints the summary table. The run is resumable: a speaker the
+``speaker_id,path`` (``load_sources``), or one speaker's recordings (``load_speaker``).
+``run`` enrolls it over ``biometrics.client.Client``, one speaker at a time, telling a
+``Progress`` as it goes, and returns each speaker's ``Outcome`` (``biometrics enroll``
+shows them). The run is resumable: a speaker the
 service has ENROLLED is skipped unless ``overwrite``, one that OPTED_OUT always is, and every
 other speaker's voiceprint is rebuilt from the source alone (its first accepted upload
 replaces any earlier one), so a rerun never counts a recording twice. A rejected file is
@@ -14,20 +16,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import shutil
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
 
 from biometrics.client import CONTENT_TYPES, ApiError, Client, TransportError
 from biometrics.statuses import SpeakerStatus
 
 MANIFEST_HEADER = ["speaker_id", "path"]
-BAR_WIDTH = 30
 
 
 class UsageError(Exception):
-    """A source that cannot be read, or a service that cannot be used: nothing was sent."""
+    """A source that cannot be read, or a server that is not the service: nothing was
+    sent."""
 
 
 def run(
@@ -35,33 +34,52 @@ def run(
     speakers: dict[str, list[Recording]],
     *,
     overwrite: bool = False,
-    progress: TextIO,
-    quiet: bool = False,
-    out: TextIO,
+    progress: Progress | None = None,
 ) -> list[Outcome]:
-    """Enroll every speaker, showing progress on ``progress`` unless ``quiet``, and print the
-    summary table to ``out``; raise UsageError if the service does not answer first."""
+    """Enroll every speaker in turn, telling ``progress`` as it goes; what happened to each.
+    A service that does not answer at first raises TransportError, a server that is not
+    the service UsageError; if it stops answering later, the speakers left are not tried."""
     _check_service(api)
-    total_files = sum(len(recordings) for recordings in speakers.values())
-    shown = Progress(total_files, progress, quiet=quiet)
-    try:
-        outcomes = _enroll_all(api, speakers, overwrite=overwrite, progress=shown)
-    finally:
-        shown.close()
-    _print_summary(outcomes, out)
+    shown = Progress() if progress is None else progress
+    outcomes = []
+    answering = True
+    for speaker_id, recordings in speakers.items():
+        outcome = Outcome(speaker_id, files_total=len(recordings))
+        outcomes.append(outcome)
+        shown.start(speaker_id, len(recordings))
+        if not answering:
+            outcome.problem = "not tried: the service stopped answering"
+        else:
+            try:
+                _enroll_speaker(api, recordings, outcome, overwrite=overwrite, progress=shown)
+            except TransportError as error:
+                outcome.problem = f"the service stopped answering ({error})"
+                answering = False
+        shown.finish(outcome)
     return outcomes
 
 
 def _check_service(api: Client) -> None:
     try:
         api.health()
-    except TransportError as error:
-        raise UsageError(f"cannot reach the service at {api.base_url}: {error}") from None
     except ApiError as error:
         raise UsageError(
             f"{api.base_url} does not look like the biometrics service: "
             f"GET /healthz answered {error}"
         ) from None
+
+
+class Progress:
+    """Told of each speaker and file as a run goes; this one shows nothing."""
+
+    def start(self, speaker_id: str, files: int) -> None:
+        """``speaker_id``'s ``files`` are next."""
+
+    def advance(self) -> None:
+        """One more file was sent (or could not be read)."""
+
+    def finish(self, outcome: Outcome) -> None:
+        """The speaker is done: ``outcome`` says how it went."""
 
 
 # --- Reading the source ----------------------------------------------------------------------
@@ -71,6 +89,40 @@ def _check_service(api: Client) -> None:
 class Recording:
     path: Path
     label: str  # how the summary names the file
+
+
+def load_sources(sources: list[Path]) -> dict[str, list[Recording]]:
+    """Each speaker_id with its recordings from every source, in enrollment order."""
+    speakers: dict[str, list[Recording]] = {}
+    for source in sources:
+        for speaker_id, recordings in load_source(source).items():
+            _add(speakers.setdefault(speaker_id, []), recordings)
+    return speakers
+
+
+def load_speaker(speaker_id: str, paths: list[Path]) -> dict[str, list[Recording]]:
+    """One speaker's recordings: files, or folders of them (their audio files)."""
+    recordings: list[Recording] = []
+    for path in paths:
+        if path.is_dir():
+            found = _recordings_in(path)
+            if not found:
+                raise UsageError(f"{path} holds no .wav, .flac or .ogg files")
+            _add(recordings, found)
+        elif path.is_file():
+            if path.suffix.lower() not in CONTENT_TYPES:
+                raise UsageError(f"{path} is not a .wav, .flac or .ogg file")
+            _add(recordings, [Recording(path, path.name)])
+        else:
+            raise UsageError(f"{path} does not exist")
+    return {speaker_id: recordings}
+
+
+def _add(recordings: list[Recording], more: list[Recording]) -> None:
+    """Each file once, in the order first named."""
+    for recording in more:
+        if all(known.path != recording.path for known in recordings):
+            recordings.append(recording)
 
 
 def load_source(source: Path) -> dict[str, list[Recording]]:
@@ -88,14 +140,16 @@ def _load_folder(root: Path) -> dict[str, list[Recording]]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise UsageError(f"{root} has no speaker subfolders (one per speaker_id)")
-    return {
-        folder.name: [
-            Recording(path, path.name)
-            for path in sorted(folder.iterdir())
-            if path.is_file() and path.suffix.lower() in CONTENT_TYPES
-        ]
-        for folder in folders
-    }
+    return {folder.name: _recordings_in(folder) for folder in folders}
+
+
+def _recordings_in(folder: Path) -> list[Recording]:
+    """A folder's audio files, in name order."""
+    return [
+        Recording(path, path.name)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix.lower() in CONTENT_TYPES
+    ]
 
 
 def _load_manifest(manifest: Path) -> dict[str, list[Recording]]:
@@ -118,9 +172,7 @@ def _load_manifest(manifest: Path) -> dict[str, list[Recording]]:
         elif not path.is_file():
             problems.append(f"line {line}: {name} does not exist")
         else:
-            recordings = speakers.setdefault(speaker_id, [])
-            if all(recording.path != path for recording in recordings):
-                recordings.append(Recording(path, name))
+            _add(speakers.setdefault(speaker_id, []), [Recording(path, name)])
     if problems:
         raise UsageError(f"{manifest} has problems:\n  " + "\n  ".join(problems))
     if not speakers:
@@ -184,28 +236,6 @@ class Outcome:
         return "FAILED: " + "; ".join(reasons)
 
 
-def _enroll_all(
-    api: Client, speakers: dict[str, list[Recording]], *, overwrite: bool, progress: Progress
-) -> list[Outcome]:
-    """Enroll every speaker in turn. If the service stops answering, the rest are not tried."""
-    outcomes = []
-    answering = True
-    for speaker_id, recordings in speakers.items():
-        outcome = Outcome(speaker_id, files_total=len(recordings))
-        outcomes.append(outcome)
-        progress.start(speaker_id, len(recordings))
-        if not answering:
-            outcome.problem = "not tried: the service stopped answering"
-        else:
-            try:
-                _enroll_speaker(api, recordings, outcome, overwrite=overwrite, progress=progress)
-            except TransportError as error:
-                outcome.problem = f"the service stopped answering ({error})"
-                answering = False
-        progress.finish(outcome)
-    return outcomes
-
-
 def _enroll_speaker(
     api: Client,
     recordings: list[Recording],
@@ -256,114 +286,3 @@ def _send(api: Client, recording: Recording, outcome: Outcome) -> None:
     outcome.record(
         enrolled.status, enrolled.enrolled_speech_seconds, enrolled.remaining_speech_seconds
     )
-
-
-# --- Reporting -------------------------------------------------------------------------------
-
-
-class Progress:
-    """A bar on a terminal, one line per speaker elsewhere, or nothing at all."""
-
-    def __init__(self, total_files: int, stream: TextIO, *, quiet: bool) -> None:
-        self.total = total_files
-        self.stream = stream
-        if quiet:
-            self.style = "none"
-        else:
-            self.style = "bar" if stream.isatty() else "lines"
-        self.done = 0
-        self.speaker = ""
-        self._speaker_start = 0
-        self._speaker_files = 0
-
-    def start(self, speaker_id: str, files: int) -> None:
-        self.speaker = speaker_id
-        self._speaker_start = self.done
-        self._speaker_files = files
-        self._draw()
-
-    def advance(self) -> None:
-        self.done += 1
-        self._draw()
-
-    def finish(self, outcome: Outcome) -> None:
-        self.done = self._speaker_start + self._speaker_files
-        if self.style == "lines":
-            print(
-                f"{outcome.speaker_id}: {outcome.result} - {outcome.files_sent} file(s) sent, "
-                f"{outcome.speech_seconds:.1f} s of speech enrolled",
-                file=self.stream,
-                flush=True,
-            )
-        self._draw()
-
-    def close(self) -> None:
-        if self.style == "bar":
-            self.stream.write("\r" + " " * (self._width() - 1) + "\r")
-            self.stream.flush()
-
-    def _draw(self) -> None:
-        if self.style != "bar":
-            return
-        width = self._width()
-        filled = round(BAR_WIDTH * self.done / self.total) if self.total else BAR_WIDTH
-        bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        line = f"[{bar}] {self.done}/{self.total} files  {self.speaker}"
-        self.stream.write("\r" + line[: width - 1].ljust(width - 1))
-        self.stream.flush()
-
-    @staticmethod
-    def _width() -> int:
-        return shutil.get_terminal_size((80, 24)).columns
-
-
-def _print_summary(outcomes: list[Outcome], out: TextIO) -> None:
-    header = ["speaker_id", "files sent", "net speech (s)", "status", "result"]
-    rows = [
-        [o.speaker_id, str(o.files_sent), f"{o.speech_seconds:.1f}", o.status, o.result]
-        for o in outcomes
-    ]
-    total_speech = sum(o.speech_seconds for o in outcomes)
-    total_sent = sum(o.files_sent for o in outcomes)
-    rows.append(["total", str(total_sent), f"{total_speech:.1f}", "", ""])
-    _print_table(header, rows, out, right_aligned={1, 2})
-
-    rejected = [(o.speaker_id, r) for o in outcomes for r in o.rejected]
-    if rejected:
-        print("\nRejected files:", file=out)
-        for speaker_id, rejection in rejected:
-            print(f"  {speaker_id}: {rejection.label} - {rejection.reason}", file=out)
-
-    enrolled = sum(1 for o in outcomes if o.result == "enrolled")
-    already = sum(1 for o in outcomes if o.skipped == "already enrolled")
-    opted_out = sum(1 for o in outcomes if o.skipped == "opted out")
-    failed = sum(1 for o in outcomes if o.failed)
-    print(
-        f"\n{len(outcomes)} speaker(s): {enrolled} enrolled, {already + opted_out} skipped "
-        f"({already} already enrolled, {opted_out} opted out), {failed} failed; "
-        f"{total_sent} file(s) sent, {len(rejected)} rejected",
-        file=out,
-    )
-
-
-def _print_table(
-    header: list[str], rows: list[list[str]], out: TextIO, *, right_aligned: Iterable[int]
-) -> None:
-    """The rows under the header, the last one (a total) below a second rule."""
-    right = set(right_aligned)
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    rule = "  ".join("-" * width for width in widths)
-
-    def line(cells: list[str]) -> str:
-        padded = [
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(padded).rstrip()
-
-    print(line(header), file=out)
-    print(rule, file=out)
-    for row in rows[:-1]:
-        print(line(row), file=out)
-    print(rule, file=out)
-    print(line(rows[-1]), file=out)

@@ -10,8 +10,10 @@
             print(event.type, event.data)
 
 Every method sends one request under one retry policy (``RetryPolicy``): connection
-errors, timeouts, HTTP 429, 502, 503 and 504 are retried with exponential backoff, waiting
-at least what ``Retry-After`` asks; nothing else is. A timeout after a POST was sent is not
+errors, timeouts, HTTP 429 (but a speaker's lockout), 502, 503 and 504 are retried with
+exponential backoff, waiting at least what ``Retry-After`` asks; nothing else is. Each
+request carries an ``X-Request-ID`` of its own, the same on its retries, and an
+``ApiError`` the one the service answered under. A timeout after a POST was sent is not
 retried, because the service may have acted on it (an enrollment would count twice). An
 error answer raises ``ApiError`` with the service's ``{"error": code, "detail": text}``; no
 answer at all raises ``TransportError``. Replies are read leniently: unknown keys are
@@ -26,6 +28,7 @@ import email.utils
 import json
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +37,18 @@ from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from biometrics.config import DEFAULT_SERVICE_URL as DEFAULT_URL
+
 CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg"}
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 END_EVENTS = frozenset({"call.ended"})  # the service ends an event stream after these
 SSE_RETRY_SECONDS = 2.0  # until the stream says otherwise with ``retry:``
+# 429s that waiting a few seconds cannot change: the speaker stays locked out for minutes
+# (its Retry-After says until when).
+FINAL_429_CODES = frozenset({"speaker_locked_out"})
+# Each request names itself, the same id on every retry, so that the service's log lines
+# of it can be found from the client's side (the service answers with the same header).
+REQUEST_ID_HEADER = "X-Request-ID"
 
 Json = Mapping[str, Any]
 
@@ -55,24 +65,28 @@ class TransportError(ClientError):
 
 
 class ApiError(ClientError):
-    """The service answered with an error: ``status``, its ``code`` and ``detail``."""
+    """The service answered with an error: ``status``, its ``code`` and ``detail``, and the
+    ``request_id`` it answered under (what its log lines of that request carry)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, request_id: str | None = None) -> None:
         self.status = status
         self.code = code
         self.detail = detail
+        self.request_id = request_id
         super().__init__(f"HTTP {status} {code}" + (f": {detail}" if detail else ""))
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> ApiError:
+        request_id = response.headers.get(REQUEST_ID_HEADER)
         try:
             body = response.json()
         except ValueError:
             body = None
         if isinstance(body, dict):
             code = str(body.get("error") or f"http_{response.status_code}")
-            return cls(response.status_code, code, str(body.get("detail") or ""))
-        return cls(response.status_code, f"http_{response.status_code}", response.text[:200])
+            return cls(response.status_code, code, str(body.get("detail") or ""), request_id)
+        status = response.status_code
+        return cls(status, f"http_{status}", response.text[:200], request_id)
 
 
 # --- Retries --------------------------------------------------------------------------------
@@ -227,6 +241,7 @@ class Speaker:
     created_at: datetime | None
     updated_at: datetime | None
     last_accessed_at: datetime | None
+    expires_at: datetime | None = None  # past it, every verdict is SPEAKER_EXPIRED
 
     @classmethod
     def parse(cls, body: Json) -> Speaker:
@@ -242,6 +257,7 @@ class Speaker:
             created_at=_opt_time(body, "created_at"),
             updated_at=_opt_time(body, "updated_at"),
             last_accessed_at=_opt_time(body, "last_accessed_at"),
+            expires_at=_opt_time(body, "expires_at"),
         )
 
 
@@ -608,7 +624,10 @@ class Client:
     def _open_stream(self, path: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
         """An event stream's response, open; an error answer raises ``ApiError``."""
         request = self._http.build_request(
-            "GET", path, headers=headers, timeout=httpx.Timeout(self.timeout, read=None)
+            "GET",
+            path,
+            headers={**headers, REQUEST_ID_HEADER: uuid.uuid4().hex},
+            timeout=httpx.Timeout(self.timeout, read=None),
         )
         response = self._with_retries(request, self.retry, stream=True)
         try:
@@ -646,13 +665,11 @@ class Client:
         content_type: str | None = None,
         retry: RetryPolicy | None = None,
     ) -> httpx.Response:
+        headers = {REQUEST_ID_HEADER: uuid.uuid4().hex}
+        if content_type:
+            headers["Content-Type"] = content_type
         request = self._http.build_request(
-            method,
-            path,
-            json=json,
-            content=content,
-            params=params,
-            headers={"Content-Type": content_type} if content_type else None,
+            method, path, json=json, content=content, params=params, headers=headers
         )
         return self._with_retries(request, retry or self.retry)
 
@@ -669,12 +686,22 @@ class Client:
                     raise TransportError(f"{what}: {_describe(error, self.timeout)}") from error
                 time.sleep(policy.delay(attempt))
                 continue
-            if last or response.status_code not in policy.statuses:
+            if last or not self._retryable_answer(response, policy, stream=stream):
                 return response
             if stream:
                 response.close()
             time.sleep(policy.delay(attempt, response.headers.get("Retry-After")))
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def _retryable_answer(response: httpx.Response, policy: RetryPolicy, *, stream: bool) -> bool:
+        """An answer worth asking again for: overloaded or a gateway's, but not a speaker's
+        lockout (429 too), which lasts minutes, past any retry."""
+        if response.status_code not in policy.statuses:
+            return False
+        if response.status_code != 429 or stream:
+            return True
+        return ApiError.from_response(response).code not in FINAL_429_CODES
 
     @staticmethod
     def _raise_for_error(response: httpx.Response) -> None:

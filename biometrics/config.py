@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -347,3 +348,40 @@ def _parse(variable: str, raw: str, kind: object) -> object:
     except ValueError:
         raise ConfigError(f"{variable}={raw!r} is not a valid {kind_name}") from None
     return raw
+
+
+# --- The commands that talk to a running service ----------------------------------------------
+
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSettings:
+    """Where the commands that talk to a running service (``enroll``, ``verify``,
+    ``speakers``, ``simulate-call``) find it, and the API key they send:
+    ``BIOMETRICS_URL`` and ``BIOMETRICS_API_KEY``, each overridden by its flag."""
+
+    url: str = DEFAULT_SERVICE_URL
+    api_key: str | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+    ) -> ClientSettings:
+        """The variables, with ``url`` and ``api_key`` (the flags) winning over them."""
+        env = os.environ if environ is None else environ
+        settings = cls(
+            url or env.get(f"{PREFIX}URL", "").strip() or DEFAULT_SERVICE_URL,
+            api_key or env.get(f"{PREFIX}API_KEY", "").strip() or None,
+        )
+        parts = urllib.parse.urlsplit(settings.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"--url (or {PREFIX}URL) must be an http:// or https:// URL such as "
+                f"{DEFAULT_SERVICE_URL}, not {settings.url!r}"
+            )
+        return settings

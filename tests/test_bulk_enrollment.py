@@ -21,7 +21,8 @@ import pytest
 from benchmarks.common import free_port
 from biometrics import bulk_enrollment
 from biometrics.bulk_enrollment import Outcome, UsageError
-from biometrics.client import Client, RetryPolicy
+from biometrics.cli.enroll import print_summary
+from biometrics.client import Client, RetryPolicy, TransportError
 from tests.recordings import (
     ALICE,
     BOB,
@@ -42,18 +43,14 @@ class Run:
 
 
 def run(url: str, source: Path, *, overwrite: bool = False, retries: int = 3) -> Run:
-    """Enroll ``source`` quietly, the way the command does."""
+    """Enroll ``source`` quietly, and print its summary the way the command does."""
     out = io.StringIO()
     api_key = os.environ.get("BIOMETRICS_API_KEY")  # set by the live_server fixture
     with Client(url, api_key=api_key, retry=RetryPolicy(retries=retries)) as api:
         outcomes = bulk_enrollment.run(
-            api,
-            bulk_enrollment.load_source(source),
-            overwrite=overwrite,
-            progress=io.StringIO(),
-            quiet=True,
-            out=out,
+            api, bulk_enrollment.load_source(source), overwrite=overwrite
         )
+    print_summary(outcomes, out)
     return Run({outcome.speaker_id: outcome for outcome in outcomes}, out.getvalue())
 
 
@@ -247,13 +244,13 @@ def test_a_speaker_folder_without_audio_fails_that_speaker_alone(
     assert server_speaker(live_server.url, "carol") is None
 
 
-def test_an_unreachable_service_is_a_usage_error_before_any_speaker(
+def test_an_unreachable_service_fails_the_run_before_any_speaker(
     tmp_path: Path, sleeps: list[float]
 ) -> None:
     source = two_speaker_folder(tmp_path / "recordings")
     url = f"http://127.0.0.1:{free_port()}"
 
-    with pytest.raises(UsageError, match=f"cannot reach the service at {url}"):
+    with pytest.raises(TransportError, match=r"GET /healthz: .*refused"):
         run(url, source, retries=1)
 
     assert sleeps == [0.5]
@@ -388,37 +385,3 @@ def test_a_server_that_is_not_the_service_is_a_usage_error(
         run(scripted.url, source)
 
     assert scripted.requests == [("GET", "/healthz", None)]
-
-
-# --- Progress ---------------------------------------------------------------------------------
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def last_line(terminal: Terminal) -> str:
-    """What the terminal shows: the text after the last carriage return."""
-    return terminal.getvalue().split("\r")[-1].rstrip()
-
-
-def test_progress_is_a_bar_on_a_terminal_and_nothing_when_quiet() -> None:
-    terminal = Terminal()
-    progress = bulk_enrollment.Progress(4, terminal, quiet=False)
-    progress.start("alice", 2)
-    progress.advance()
-    assert last_line(terminal) == "[" + "#" * 8 + "." * 22 + "] 1/4 files  alice"
-    progress.finish(Outcome("alice", files_total=2))
-    progress.start("bob", 2)
-    assert last_line(terminal) == "[" + "#" * 15 + "." * 15 + "] 2/4 files  bob"
-    progress.close()
-    assert terminal.getvalue().split("\r")[-1] == ""
-
-    quiet = Terminal()
-    progress = bulk_enrollment.Progress(4, quiet, quiet=True)
-    progress.start("alice", 2)
-    progress.advance()
-    progress.finish(Outcome("alice", files_total=2))
-    progress.close()
-    assert quiet.getvalue() == ""

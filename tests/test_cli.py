@@ -250,9 +250,16 @@ def test_version_is_the_packages(capsys):
     )
 
 
-def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    (chooser,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(chooser.choices)
+def subcommands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> dict[str, argparse.ArgumentParser]:
+    """Every command and action below ``parser``, by its full name (``speakers list``)."""
+    found = {}
+    for chooser in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
+        for name, command in chooser.choices.items():
+            found[prefix + name] = command
+            found.update(subcommands(command, prefix + name + " "))
+    return found
 
 
 def test_help_is_plain_text_and_every_option_says_its_default():
@@ -263,9 +270,14 @@ def test_help_is_plain_text_and_every_option_says_its_default():
         "db",
         "cohort",
         "calibrate",
+        "keys create",
         "enroll",
         "verify",
         "simulate-call",
+        "speakers list",
+        "speakers show",
+        "speakers delete",
+        "speakers opt-out",
     }
     for name, command in parsers.items():
         text = command.format_help()
@@ -275,8 +287,15 @@ def test_help_is_plain_text_and_every_option_says_its_default():
             if not action.option_strings or action.dest in ("help", "version"):
                 continue
             assert action.help, (name, action.dest)
+            if action.nargs == 0 or action.required:  # a flag, or nothing to default
+                continue
             shown = command._get_formatter()._expand_help(action)
             assert "default" in shown, (name, action.dest, shown)
+    # The commands people type most show examples, and the exit statuses they can expect.
+    for name in ("biometrics", "speakers", "enroll", "verify", "simulate-call"):
+        epilog = parsers[name].format_help().split("examples:", 1)
+        assert len(epilog) == 2 and "Exit status: 0" in epilog[1], name
+        assert f"biometrics {'' if name == 'biometrics' else name}".strip() in epilog[1]
 
 
 # --- verify ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from biometrics import cli
+from biometrics.cli.service import first_admin_key
 from biometrics.statuses import Role
 from biometrics.store import Database
 from biometrics.store.audit import AuditLog, AuditQuery
@@ -41,7 +42,7 @@ def test_keys_are_made_listed_and_revoked(fresh_database, capsys):
     assert not isinstance(keys.authenticate(key), KeyInfo)
     assert cli.main(["keys", "list"]) == 0
     assert "revoked" in capsys.readouterr().out
-    assert cli.main(["keys", "revoke", "nosuchkey"]) == 2
+    assert cli.main(["keys", "revoke", "nosuchkey"]) == 3  # not found
     assert "no API key 'nosuchkey'" in capsys.readouterr().err
 
     trail = AuditLog(Database(fresh_database)).query(AuditQuery(limit=100))
@@ -63,14 +64,14 @@ def test_the_first_admin_key_is_made_once(fresh_database, capsys):
     database = Database(fresh_database)
     database.upgrade()
     keys = KeyStore(database)
-    cli._first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
+    first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
     printed = capsys.readouterr().out
     key = printed.strip().splitlines()[-1]
     assert f"Authorization: Bearer {key}" in printed
     assert isinstance(keys.authenticate(key), KeyInfo)
     keys.revoke(keys.list()[0].key_id)
     # never again, even with none usable
-    cli._first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
+    first_admin_key(keys, "127.0.0.1", 8000, AuditLog(database))
     assert capsys.readouterr().out == ""
     assert len(keys.list()) == 1
     trail = AuditLog(database).query(AuditQuery())

@@ -232,6 +232,25 @@ def test_other_errors_are_not_retried(status: int, sleeps: list[float]) -> None:
     assert len(seen) == 1 and sleeps == []
 
 
+def test_a_locked_out_speaker_is_not_retried_and_errors_name_their_request(
+    sleeps: list[float],
+) -> None:
+    locked = error(429, "speaker_locked_out", **{"Retry-After": "840", "X-Request-ID": "r-7"})
+    seen, handler = scripted(locked, SPEAKER)
+    with pytest.raises(ApiError) as raised:
+        scripted_client(handler).verify(b"RIFF", "a")
+    assert (raised.value.code, raised.value.request_id) == ("speaker_locked_out", "r-7")
+    assert len(seen) == 1 and sleeps == []
+    assert len(seen[0].headers["X-Request-ID"]) == 32
+
+
+def test_a_request_keeps_its_id_across_retries(sleeps: list[float]) -> None:
+    seen, handler = scripted(error(503), SPEAKER)
+    scripted_client(handler).get_speaker("a")
+    first, second = (request.headers["X-Request-ID"] for request in seen)
+    assert first == second
+
+
 def test_retry_after_is_honoured_and_capped(sleeps: list[float]) -> None:
     _, handler = scripted(
         error(429, **{"Retry-After": "7"}),

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from biometrics.config import Settings
+from biometrics.config import ClientSettings, Settings
 from biometrics.errors import ConfigError
 
 
@@ -157,3 +157,15 @@ def test_redis_settings_are_checked():
     ):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: value})
+
+
+def test_client_settings_come_from_the_environment_and_the_flags_win():
+    assert ClientSettings.from_env({}) == ClientSettings("http://127.0.0.1:8000", None)
+    env = {"BIOMETRICS_URL": "https://bio.example:8443/x", "BIOMETRICS_API_KEY": "bmk_a_b"}
+    assert ClientSettings.from_env(env) == ClientSettings("https://bio.example:8443/x", "bmk_a_b")
+    flags = ClientSettings.from_env(env, url="http://10.0.0.5:8000", api_key="bmk_c_d")
+    assert flags == ClientSettings("http://10.0.0.5:8000", "bmk_c_d")
+    with pytest.raises(ConfigError, match=r"--url \(or BIOMETRICS_URL\) must be an http"):
+        ClientSettings.from_env({"BIOMETRICS_URL": "127.0.0.1:8000"})
+    # A bad variable is no matter when the flag says where.
+    assert ClientSettings.from_env({"BIOMETRICS_URL": "nope"}, url="http://h:1").url == "http://h:1"

@@ -1,6 +1,7 @@
 """A request id for every request and socket: the caller's ``X-Request-ID`` when it is a
 sane one (1-128 printable ASCII characters, no spaces), else a new one; kept in the
-scope's state for the audit trail and echoed in the response's ``X-Request-ID``."""
+scope's state for the audit trail, in the log context of everything the request does (its
+log lines carry ``request_id``), and echoed in the response's ``X-Request-ID``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from biometrics.logs import log_context
 
 HEADER = "X-Request-ID"
 _SANE = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -35,4 +38,5 @@ class RequestId:
                 MutableHeaders(scope=message)[HEADER] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with log_context(request_id=request_id):
+            await self.app(scope, receive, send_with_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import tempfile
 import time
@@ -68,10 +67,8 @@ def enroll(service: Service, voices: Sequence[Voice]) -> None:
         voice.speaker_id: [bulk_enrollment.Recording(path, path.name) for path in voice.enrollment]
         for voice in voices
     }
-    with service.client() as api, open(os.devnull, "w") as quiet:
-        outcomes = bulk_enrollment.run(
-            api, speakers, overwrite=True, progress=quiet, quiet=True, out=quiet
-        )
+    with service.client() as api:
+        outcomes = bulk_enrollment.run(api, speakers, overwrite=True)
     failed = [o.speaker_id for o in outcomes if o.status != "ENROLLED"]
     if failed:
         raise SoakError(f"could not enroll {', '.join(failed)} from their recordings")

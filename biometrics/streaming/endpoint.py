@@ -28,6 +28,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from biometrics.errors import Forbidden, TooManyCalls
+from biometrics.logs import bind_log_context
 from biometrics.metrics import Metrics
 from biometrics.store.audit import ANONYMOUS, AuditLog, Origin
 from biometrics.streaming.auth import (
@@ -161,8 +162,10 @@ class AcsStream:
             problem = call_id_problem(call_id)
             if problem is not None:
                 raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad call id: {problem}")
-            # Only now is the call id final (it may be the subscription id): a call token's
-            # socket is held to its call here, before any audio reaches a call.
+            # Only now is the call id final (it may be the subscription id): every line
+            # logged for this socket from here on names it, and a call token's socket is
+            # held to its call, before any audio reaches a call.
+            bind_log_context(call_id=call_id)
             if streamer.call_id not in (None, call_id):
                 await self._refused(websocket, streamer.who, call_id, Forbidden.code)
                 raise ProtocolViolation(

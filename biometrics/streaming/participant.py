@@ -42,6 +42,7 @@ from biometrics.errors import (
     SpeakerOptedOut,
 )
 from biometrics.events.call_events import CallEvent, EnrollmentChanged, VerdictChanged
+from biometrics.logs import log_context
 from biometrics.snapshots import EnrollmentProgress, ParticipantSummary, SpeakerClaim
 from biometrics.statuses import SpeakerStatus
 from biometrics.store.database import is_unavailable
@@ -138,6 +139,12 @@ class ParticipantStream:
         self._enrolling: asyncio.Task[None] | None = None
         self._enroll_failures = 0
 
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task of the call whose log lines name this participant and its
+        call, whoever asked for it (the socket's frames, or a claim over REST)."""
+        with log_context(call_id=self.call_id, participant=self.raw_id):
+            return self._spawn(work)
+
     # --- audio -------------------------------------------------------------------------------
 
     def join(self) -> None:
@@ -148,7 +155,7 @@ class ParticipantStream:
         if self.mixed:
             self._stale = True  # nobody to look up: say that no claim was made
         else:
-            self._spawn(self._claim_by_alias())
+            self._start(self._claim_by_alias())
 
     def feed(self, frame: AudioFrame, sample_rate: int) -> None:
         if self._framer is None or self._framer.sample_rate != sample_rate:
@@ -223,7 +230,7 @@ class ParticipantStream:
             final=final or self._schedule.is_final(frames),
             embedded=self._embedded,
         )
-        self._judging = self._spawn(
+        self._judging = self._start(
             self._judge(self.claim, speech, live, frames, self._claim_generation)
         )
 
@@ -246,7 +253,6 @@ class ParticipantStream:
         except Exception:
             logger.exception(
                 "a live verdict failed; the next step of speech tries again",
-                extra={"call_id": self.call_id, "participant": self.raw_id},
             )
         self._judging = None
         if generation == self._claim_generation:  # else the claim changed: judge again
@@ -266,18 +272,13 @@ class ParticipantStream:
                 logging.WARNING if away else logging.ERROR,
                 "alias look-up failed; the participant stays unclaimed",
                 exc_info=not away,
-                extra={"call_id": self.call_id, "participant": self.raw_id},
             )
         if self.claim is not None:
             return  # claimed through the API meanwhile: that claim wins
         if speaker_id is not None:
             logger.info(
                 "participant claimed by alias",
-                extra={
-                    "call_id": self.call_id,
-                    "participant": self.raw_id,
-                    "speaker_id": speaker_id,
-                },
+                extra={"speaker_id": speaker_id},
             )
             self.set_claim(SpeakerClaim(speaker_id, None, "alias"))
         else:
@@ -331,7 +332,7 @@ class ParticipantStream:
         quality = QualityMeter()
         quality.add_frames(samples.reshape(buffer.frames, -1), np.ones(buffer.frames, dtype=bool))
         speech = DetectedSpeech(samples, quality.measure(), buffer.speech_seconds)
-        self._enrolling = self._spawn(self._enroll(speech))
+        self._enrolling = self._start(self._enroll(speech))
         return self._enrolling
 
     async def _enroll(self, speech: DetectedSpeech) -> None:
@@ -350,7 +351,6 @@ class ParticipantStream:
                 logging.WARNING if isinstance(error, BiometricsError) else logging.ERROR,
                 "enrolling from a live call failed",
                 exc_info=not isinstance(error, BiometricsError),
-                extra={"call_id": self.call_id, "participant": self.raw_id},
             )
             if self._enroll_failures >= MAX_ENROLL_FAILURES:
                 progress = dataclasses.replace(
