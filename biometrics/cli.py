@@ -13,6 +13,7 @@ arguments or configuration, a database, model, port or service that cannot be us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -123,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in CLIENT_COMMANDS:
             return CLIENT_COMMANDS[args.command](args)
         settings = Settings.from_env()
+        if args.command == "cluster":  # the replicas log to their own files
+            return _cluster(settings, args)
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
@@ -185,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+    cluster = command(
+        "cluster",
+        "run replicas behind HAProxy, with Redis, on this machine",
+        "Start the replica topology from local processes, on loopback: redis-server, N\n"
+        "`biometrics serve` replicas sharing BIOMETRICS_DATABASE_URL (PostgreSQL for more\n"
+        "than one) and that Redis, and HAProxy in front. Every other BIOMETRICS_* variable\n"
+        "reaches each replica. Prints the URLs and a new admin and stream key; Ctrl-C stops\n"
+        "them all. Needs Debian's redis-server and haproxy packages.",
+    )
+    cluster.add_argument("--replicas", type=_positive_int, default=3, help="replicas to start")
+    cluster.add_argument("--port", type=int, default=8000, help="the balancer's port")
+    cluster.add_argument(
+        "--folder", type=Path, help="logs and configuration (default: a temporary folder)"
+    )
 
     db = command("db", "manage the database schema")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending migrations")
@@ -606,6 +624,26 @@ def _expire(settings: Settings, dry_run: bool) -> int:
 
 def _counted(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _cluster(settings: Settings, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from biometrics import topology
+
+    with contextlib.ExitStack() as stack:
+        folder = args.folder or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        folder.mkdir(parents=True, exist_ok=True)
+        topology.run_until_stopped(
+            folder,
+            settings.database_url,
+            args.replicas,
+            settings.model_source,
+            args.port,
+            {"BIOMETRICS_MODEL_CACHE_DIR": str(settings.model_cache_dir)},
+            lambda line: print(line, flush=True),
+        )
+    return 0
 
 
 def _db_upgrade(settings: Settings) -> int:

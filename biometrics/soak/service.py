@@ -28,7 +28,7 @@ from biometrics.soak.receiver import WebhookSink
 START_SECONDS = 120.0  # for the service to answer /readyz
 STOP_SECONDS = 60.0
 # A balancer in front of several services names the one that answered in this header
-# (biometrics.cluster's HAProxy does): which replica took a call's socket.
+# (biometrics.topology's HAProxy does): which replica took a call's socket.
 REPLICA_HEADER = "X-Biometrics-Replica"
 CLEAN_EXITS = (0,)  # `biometrics serve` exits 0 once SIGTERM's graceful shutdown is done
 

@@ -18,16 +18,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 import redis
+import sqlalchemy as sa
 
 from biometrics.errors import BiometricsError
+from biometrics.soak.options import SoakError
 from biometrics.soak.receiver import WebhookSink
 from biometrics.soak.service import (
     REPLICA_HEADER,
@@ -40,10 +44,13 @@ from biometrics.soak.service import (
 
 START_SECONDS = 30.0  # for redis-server and haproxy, which start in milliseconds
 HEALTH_CHECK_SECONDS = 1.0  # HAProxy's interval: a dead replica is out within two
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ClusterError(BiometricsError):
     """The topology cannot start: a binary is missing or a process did not come up."""
+
+    code = "cluster_unavailable"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +65,7 @@ def haproxy_config(port: int, servers: Sequence[Server], bind: str = "127.0.0.1"
     """HAProxy's configuration for ``servers`` behind ``bind:port``."""
     lines = "\n".join(f"    server {server.name} {server.address} check" for server in servers)
     return f"""\
-# HAProxy in front of biometrics replicas (biometrics.cluster.haproxy_config writes it).
+# HAProxy in front of biometrics replicas (biometrics.topology.haproxy_config writes it).
 global
     # A call holds a socket and perhaps an event stream; each costs HAProxy two descriptors.
     maxconn 8000
@@ -69,10 +76,10 @@ defaults
     log global
     option httplog
     timeout connect 5s
+    # Event streams send a keep-alive every 15 s, well inside these.
     timeout client 60s
     timeout server 60s
-    # A call's socket and an event stream are tunnels once upgraded or streaming: they
-    # live as long as the call, silent stretches included.
+    # A call's socket is a tunnel once upgraded: it lives as long as the call.
     timeout tunnel 2h
     timeout client-fin 5s
     # A request whose replica died before the health check saw it goes to another one.
@@ -179,6 +186,9 @@ def running(
     places = [(free_port(), folder / f"replica{n + 1}.log") for n in range(replicas)]
     try:
         services = start_services(env, places, key_name="cluster")
+    except SoakError as error:
+        _terminate(redis_process)
+        raise ClusterError(f"the replicas did not start: {error}") from None
     except BaseException:
         _terminate(redis_process)
         raise
@@ -195,6 +205,40 @@ def running(
         yield cluster
     finally:
         cluster.stop()
+
+
+def run_until_stopped(
+    folder: Path,
+    database_url: str,
+    replicas: int,
+    model: str,
+    port: int,
+    settings: Mapping[str, str],
+    say: Callable[[str], None],
+) -> None:
+    """``biometrics cluster``: the topology up (``running``), what runs and its keys told to
+    ``say``, until SIGINT or SIGTERM; then everything stopped."""
+    if replicas > 1 and sa.make_url(database_url).get_backend_name() != "postgresql":
+        raise ClusterError(
+            f"{replicas} replicas share one PostgreSQL database, not {database_url}: set "
+            "BIOMETRICS_DATABASE_URL=postgresql+psycopg://user:password@host/database"
+        )
+    stopping = threading.Event()
+    asked = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in STOP_SIGNALS}
+    try:
+        with running(folder, database_url, replicas, model, None, settings, port) as cluster:
+            say(f"balancer  {cluster.balancer.url}  (HAProxy; sockets at ws://.../ws/acs)")
+            for index, replica in enumerate(cluster.replicas, start=1):
+                say(f"replica{index}  {replica.url}  log {replica.log}")
+            say(f"redis     {cluster.redis_url}")
+            say(f"admin key   {cluster.balancer.admin_key}")
+            say(f"stream key  {cluster.balancer.stream_key}")
+            say("Ctrl-C stops them all.")
+            stopping.wait()
+            say("stopping ...")
+    finally:
+        for sig, handler in asked.items():
+            signal.signal(sig, handler)
 
 
 def _start_redis(binary: str, folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
