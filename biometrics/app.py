@@ -29,6 +29,7 @@ from biometrics.api.request_id import RequestId
 from biometrics.api.speakers import SpeakerRoutes
 from biometrics.api.verify import VerifyRoute
 from biometrics.api.webhooks import WebhookRoutes
+from biometrics.cluster.state import SharedState
 from biometrics.config import Settings
 from biometrics.embedding import (
     BatchingPolicy,
@@ -39,6 +40,7 @@ from biometrics.embedding import (
 )
 from biometrics.enrollment import Enroller
 from biometrics.events import Broker
+from biometrics.events.broker import HISTORY_SIZE
 from biometrics.events.dead_letter_writer import DeadLetterWriter
 from biometrics.events.publisher import CallPublisher
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
@@ -149,7 +151,20 @@ def create_service(
             settings.sweep_interval_seconds,
         )
 
-    broker = Broker()
+    # Several replicas: calls, events and webhooks are shared through Redis; the broker
+    # then only hands events to this replica's SSE subscribers (Redis keeps the history).
+    retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds)
+    broker = Broker(history_size=0 if settings.redis_url else HISTORY_SIZE)
+    shared = None
+    if settings.redis_url:
+        shared = SharedState(
+            settings.redis_url,
+            broker,
+            lease_seconds=settings.redis_lease_seconds,
+            events_ttl_seconds=settings.redis_events_ttl_seconds,
+            webhooks=bool(settings.webhook_url_list),
+            webhook_claim_idle_seconds=retry.longest_seconds(settings.webhook_timeout_seconds),
+        )
     call_store = CallStore(database)
     calls = CallRegistry(
         CallLimits(
@@ -170,17 +185,18 @@ def create_service(
             incremental_embedding=settings.live_embedding == "incremental",
         ),
         call_store,
-        CallPublisher(broker),
+        CallPublisher(broker if shared is None else shared.events),
         broker,
+        *([] if shared is None else [shared.ownership]),
     )
     dead_letters = DeadLetters(database)
     webhooks = None
     if settings.webhook_url_list:
         webhooks = WebhookSender(
-            broker,
+            broker if shared is None else shared.webhook_feed,
             settings.webhook_url_list,
             settings.webhook_secret or "",
-            RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_seconds),
+            retry,
             settings.webhook_timeout_seconds,
             DeadLetterWriter(dead_letters),
         )
@@ -209,7 +225,13 @@ def create_service(
         Route(
             "/readyz",
             health.Readiness(
-                database, encoder.identity, scorer, auth_warning, spool, worker.batcher
+                database,
+                encoder.identity,
+                scorer,
+                auth_warning,
+                spool,
+                worker.batcher,
+                None if shared is None else shared.ping,
             ).readyz,
             methods=["GET"],
         ),
@@ -218,7 +240,15 @@ def create_service(
         ).routes(guard),
         Route("/v1/verify", guard.requires(Role.VERIFY, verify), methods=["POST"]),
         *CallTokenRoutes(tokens, auditor, settings.auth_enabled).routes(guard),
-        *CallRoutes(calls, call_store, history, database, broker, auditor).routes(guard),
+        *CallRoutes(
+            calls,
+            call_store,
+            history,
+            database,
+            broker,
+            auditor,
+            None if shared is None else shared.events,
+        ).routes(guard),
         *AuditRoutes(audit_log).routes(guard),
         *WebhookRoutes(dead_letters, webhooks, auditor).routes(guard),
         WebSocketRoute(
@@ -240,6 +270,8 @@ def create_service(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         spool.start()
+        if shared is not None:
+            shared.start()
         calls.start()
         if webhooks is not None:
             webhooks.start()
@@ -257,6 +289,8 @@ def create_service(
             spooled = await run_in_threadpool(spool.stop)
             if webhooks is not None:
                 await webhooks.stop(settings.webhook_drain_seconds)
+            if shared is not None:
+                await shared.close()
             broker.close()
             worker.close()
             call_store.close()

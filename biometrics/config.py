@@ -122,6 +122,15 @@ class Settings:
     # Once calls have left memory, hand the heap's freed pages back to the system (glibc's
     # malloc_trim; nothing elsewhere), so that the resident size falls after a burst.
     memory_trim: bool = True
+    # Several replicas: the Redis server they share for live-call state (call ownership
+    # leases, claims sent to the replica holding a call's socket, events for SSE on any
+    # replica, webhooks delivered once). Unset: one process holds everything in memory.
+    # A replica that dies loses its calls' leases after lease_seconds (a reconnect waits at
+    # most that long for a new home); a call's events stay readable (Last-Event-ID) for
+    # events_ttl_seconds after its last one.
+    redis_url: str | None = dataclasses.field(default=None, repr=False)  # may hold a password
+    redis_lease_seconds: float = 5.0
+    redis_events_ttl_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +191,7 @@ class Settings:
             )
         self._validate_streaming()
         self._validate_encryption()
+        self._validate_redis()
         if "://" not in self.database_url:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL must be a SQLAlchemy URL such as "
@@ -263,6 +273,22 @@ class Settings:
             raise ConfigError(
                 f"set {PREFIX}ENCRYPTION_KEY or {PREFIX}ENCRYPTION_KEY_FILE, not both"
             )
+
+    def _validate_redis(self) -> None:
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(
+                f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL such as "
+                "redis://127.0.0.1:6379/0"
+            )
+        if not 1.0 <= self.redis_lease_seconds <= 60.0:
+            raise ConfigError(
+                f"{PREFIX}REDIS_LEASE_SECONDS must be between 1 and 60 (renewed three times "
+                "per lease; a dead replica's calls wait this long for a new one)"
+            )
+        if self.redis_events_ttl_seconds < 60:
+            raise ConfigError(f"{PREFIX}REDIS_EVENTS_TTL_SECONDS must be at least 60")
 
     @property
     def encryption_old_key_list(self) -> list[str]:

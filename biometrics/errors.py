@@ -188,3 +188,11 @@ class InferenceStopped(BiometricsError):
 
     def __init__(self) -> None:
         super().__init__("the service is shutting down; try again on another instance or later")
+
+
+class CallElsewhere(BiometricsError):
+    """Another replica holds the call (its socket streams there) and this request cannot be
+    sent to it, or it did not answer within its lease."""
+
+    code = "call_elsewhere"
+    status_code = 503

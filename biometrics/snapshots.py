@@ -139,3 +139,8 @@ class CallSummary:
             "audio_format": None if self.audio_format is None else self.audio_format.as_dict(),
             "participants": [participant.as_dict() for participant in self.participants],
         }
+
+
+def participant_view(call: CallSummary, participant: ParticipantSummary) -> dict[str, Any]:
+    """A participant as the API shows it, with its call's id and status."""
+    return {"call_id": call.call_id, "call_status": call.status.value, **participant.as_dict()}

@@ -6,21 +6,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import socket
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from hypothesis.internal.conjecture import providers as hypothesis_providers
 from speechbrain.utils.importutils import LazyModule
 from starlette.testclient import TestClient
 
+from benchmarks.common import running_server
 from biometrics.app import create_app
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
@@ -131,7 +128,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     database emptied before the test."""
     if request.param == "sqlite":
         return migrated_sqlite(tmp_path)
-    url = request.getfixturevalue("postgres_url")
+    return emptied(request.getfixturevalue("postgres_url"))
+
+
+def emptied(url: str) -> str:
+    """``url``, its database's tables emptied."""
     database = Database(url)
     with database.session() as session:
         for table in reversed(Base.metadata.sorted_tables):
@@ -211,20 +212,5 @@ def live_server(
     """The application on a real uvicorn server on loopback, and an admin key for it (also
     in ``BIOMETRICS_API_KEY``, where the client commands look for one)."""
     monkeypatch.setenv("BIOMETRICS_API_KEY", admin_key)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings, encoder=encoder), host="127.0.0.1", port=port, log_config=None
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, api_key=admin_key)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running_server(create_app(settings, encoder=encoder)) as url:
+        yield LiveServer(url=url, settings=settings, api_key=admin_key)

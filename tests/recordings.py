@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +60,3 @@ def summary_row(summary: str, speaker_id: str) -> str:
     rows = [line for line in summary.splitlines() if line.split()[:1] == [speaker_id]]
     assert len(rows) == 1, summary
     return rows[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -98,3 +98,25 @@ def test_a_key_and_a_key_file_are_not_both_set():
 def test_memory_trim_is_on_by_default_and_can_be_turned_off():
     assert Settings.from_env({}).memory_trim is True
     assert Settings.from_env({"BIOMETRICS_MEMORY_TRIM": "false"}).memory_trim is False
+
+
+def test_redis_settings_are_checked():
+    assert Settings.from_env({}).redis_url is None  # one process, nothing shared
+    settings = Settings.from_env(
+        {
+            "BIOMETRICS_REDIS_URL": "redis://:hunter2@cache:6379/2",
+            "BIOMETRICS_REDIS_LEASE_SECONDS": "3",
+        }
+    )
+    assert (settings.redis_url, settings.redis_lease_seconds) == (
+        "redis://:hunter2@cache:6379/2",
+        3.0,
+    )
+    assert "hunter2" not in repr(settings)  # a URL may hold the server's password
+    for variable, value in (
+        ("BIOMETRICS_REDIS_URL", "http://cache:6379"),
+        ("BIOMETRICS_REDIS_LEASE_SECONDS", "0.5"),
+        ("BIOMETRICS_REDIS_EVENTS_TTL_SECONDS", "10"),
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: value})

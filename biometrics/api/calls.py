@@ -21,6 +21,7 @@ from starlette.routing import Route
 from biometrics.api.audit import Auditor
 from biometrics.api.auth import Guard
 from biometrics.api.speakers import check_speaker_id, json_object
+from biometrics.cluster.events import SharedEvents
 from biometrics.errors import (
     CallNotFound,
     InvalidRequest,
@@ -28,9 +29,9 @@ from biometrics.errors import (
     SpeakerExists,
     SpeakerOptedOut,
 )
-from biometrics.events import Broker, sse
-from biometrics.snapshots import CallSummary, ParticipantSummary, SpeakerClaim
-from biometrics.statuses import Role, SpeakerStatus
+from biometrics.events import Broker, Subscription, sse
+from biometrics.snapshots import CallSummary, ParticipantSummary, SpeakerClaim, participant_view
+from biometrics.statuses import CallStatus, Role, SpeakerStatus
 from biometrics.store import Database, queries
 from biometrics.store.calls import CallStore
 from biometrics.store.verdicts import VerdictHistory
@@ -52,7 +53,9 @@ class CallRoutes:
         database: Database,
         broker: Broker,
         auditor: Auditor,
+        shared_events: SharedEvents | None = None,
     ) -> None:
+        self._shared_events = shared_events
         self._auditor = auditor
         self._calls = calls
         self._store = store
@@ -79,7 +82,7 @@ class CallRoutes:
 
     async def get_participant(self, request: Request) -> Response:
         summary = await self._summary(request)
-        return JSONResponse(_participant_json(summary, _participant_of(request, summary)))
+        return JSONResponse(participant_view(summary, _participant_of(request, summary)))
 
     async def list_verdicts(self, request: Request) -> Response:
         call_id, raw_id = _call_id(request), _raw_id(request)
@@ -103,11 +106,10 @@ class CallRoutes:
         speaker_id = _speaker_id(body)
         threshold = _threshold(body.get("threshold"))
         await run_in_threadpool(self._require_speaker, speaker_id)
-        participant = await self._calls.claim(
+        claimed = await self._calls.claim(
             call_id, raw_id, SpeakerClaim(speaker_id, threshold, "api")
         )
-        call = await self._calls.obtain(call_id)
-        return JSONResponse(_participant_json(call.summary(), participant.summary()))
+        return JSONResponse(claimed)
 
     async def enroll_from_call(self, request: Request) -> Response:
         """Enroll a speaker from a participant's speech so far, then from each further chunk
@@ -132,7 +134,7 @@ class CallRoutes:
             else:
                 await asyncio.shield(task)  # the enrollment goes on if the client leaves
         return JSONResponse(
-            _participant_json(call.summary(), participant.summary()),
+            participant_view(call.summary(), participant.summary()),
             status_code=202 if task is None else 200,
         )
 
@@ -140,28 +142,47 @@ class CallRoutes:
         """The call's events as ``text/event-stream``: first those retained (or those after
         ``Last-Event-ID``), then each as it happens, ending after ``call.ended``."""
         call_id = _call_id(request)
-        if self._calls.find(call_id) is None:
+        after = request.headers.get("last-event-id")
+        subscription = await self._subscribe(call_id, after)
+        if subscription is None:
             if await self._calls.summary(call_id) is None:
                 raise CallNotFound(f"call {call_id!r} is not known")
             raise CallNotFound(
                 f"call {call_id!r} ended and its events are no longer held: read "
                 f"GET /v1/calls/{call_id} and its participants' verdicts instead"
             )
-        broker = self._broker
-        subscription = broker.subscribe(call_id, after=request.headers.get("last-event-id"))
+        unsubscribe = (
+            self._broker.unsubscribe
+            if self._shared_events is None
+            else self._shared_events.unsubscribe
+        )
 
         async def body() -> Any:
             try:
                 async for chunk in sse.stream(subscription):
                     yield chunk
             finally:
-                broker.unsubscribe(subscription)
+                unsubscribe(subscription)
 
         return StreamingResponse(
             body(),
             media_type=sse.MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    async def _subscribe(self, call_id: str, after: str | None) -> Subscription | None:
+        """The call's events from this process's broker (while the call is in memory), or
+        from the replicas' shared streams (while Redis keeps them)."""
+        if self._shared_events is not None:
+            subscription, known = await self._shared_events.subscribe(call_id, after)
+            summary = None if known else await self._calls.summary(call_id)
+            if known or (summary is not None and summary.status is not CallStatus.ENDED):
+                return subscription  # (a pending call's first events are still to come)
+            self._shared_events.unsubscribe(subscription)
+            return None
+        if self._calls.find(call_id) is None:
+            return None
+        return self._broker.subscribe(call_id, after=after)
 
     async def _summary(self, request: Request) -> CallSummary:
         call_id = _call_id(request)
@@ -195,10 +216,6 @@ def _participant_of(request: Request, summary: CallSummary) -> ParticipantSummar
     if participant is None:
         raise ParticipantNotFound(f"call {summary.call_id!r} has no participant {raw_id!r}")
     return participant
-
-
-def _participant_json(call: CallSummary, participant: ParticipantSummary) -> dict[str, Any]:
-    return {"call_id": call.call_id, "call_status": call.status.value, **participant.as_dict()}
 
 
 def _call_id(request: Request) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,8 +24,9 @@ async def healthz(request: Request) -> Response:
 class Readiness:
     """``/readyz``: the model that runs, how it scores, whether API keys are required,
     whether the database answers, the rows waiting for it after an outage (``spool``:
-    pending now, written late, dropped) and the inference queue's counters. Open to all,
-    so it names no key and no secret."""
+    pending now, written late, dropped), the inference queue's counters and, with several
+    replicas, whether Redis answers (``redis``: a replica without it is not ready). Open to
+    all, so it names no key and no secret."""
 
     def __init__(
         self,
@@ -34,8 +36,10 @@ class Readiness:
         auth_warning: str | None = None,
         spool: Spool | None = None,
         inference: InferenceBatcher | None = None,
+        redis_ping: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._database = database
+        self._redis_ping = redis_ping
         self._spool = spool
         self._inference = inference
         self._body: dict[str, object] = {
@@ -59,4 +63,9 @@ class Readiness:
                 "database unreachable", extra={"error": str(error), "spool": body.get("spool")}
             )
             return JSONResponse({**body, "status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({**body, "status": "ready", "database": "ok"})
+        body["database"] = "ok"
+        if self._redis_ping is not None:
+            if not await self._redis_ping():
+                return JSONResponse({**body, "status": "unavailable", "redis": "unreachable"}, 503)
+            body["redis"] = "ok"
+        return JSONResponse({**body, "status": "ready"})

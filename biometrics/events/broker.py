@@ -39,6 +39,9 @@ class Event:
     subject: str  # the participant raw id, or the call id for call-wide events
     time: datetime
     data: dict[str, Any]
+    # Where the event lies in its call's shared stream (a Redis stream id, "ms-seq"), when
+    # replicas share events; None in one process.
+    position: str | None = None
 
     @classmethod
     def new(
@@ -92,6 +95,10 @@ class Subscription:
         return self._queue.popleft()
 
     @property
+    def capacity(self) -> int:
+        return self._queue.maxlen or 0
+
+    @property
     def pending(self) -> int:
         return len(self._queue)
 
@@ -99,9 +106,23 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed and not self._queue
 
+    def replay(self, earlier: list[Event]) -> None:
+        """Put ``earlier`` events (read from the call's shared stream) before those queued,
+        dropping the queued ones that are among them: each event once, in order."""
+        last = _position(earlier[-1]) if earlier else None
+        queued = [event for event in self._queue if last is None or _position(event) > last]
+        self._queue.clear()
+        for event in [*earlier, *queued]:
+            self.offer(event)
+
     async def __aiter__(self) -> AsyncIterator[Event]:
         while (event := await self.next()) is not None:
             yield event
+
+
+def _position(event: Event) -> tuple[int, int]:
+    milliseconds, _, sequence = (event.position or "0-0").partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 class Broker:
@@ -147,9 +168,10 @@ class Broker:
 
     def publish(self, event: Event) -> None:
         history = self._history.get(event.call_id)
-        if history is None:
+        if history is None and self._history_size:  # 0: the shared stream keeps them
             history = self._history[event.call_id] = collections.deque(maxlen=self._history_size)
-        history.append(event)
+        if history is not None:
+            history.append(event)
         for subscription in (*self._by_call.get(event.call_id, ()), *self._everything):
             subscription.offer(event)
 

@@ -39,7 +39,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from biometrics.clock import utcnow
 from biometrics.errors import DeadLetterNotRetryable, WebhooksBusy
@@ -75,6 +75,38 @@ DRAIN_SECONDS = 10.0
 Post = Callable[[str, bytes], Awaitable[tuple[int | None, str]]]
 
 
+class EventFeed(Protocol):
+    """Where a URL's events come from: this process's broker, or the replicas' shared
+    webhook stream (:class:`biometrics.cluster.events.WebhookFeed`), told when each event is
+    settled (delivered or dead-lettered) so that no other replica sends it."""
+
+    def subscribe(
+        self, url: str, size: int, on_drop: Callable[[Event], None] | None
+    ) -> Subscription: ...
+
+    def unsubscribe(self, subscription: Subscription) -> None: ...
+
+    def settled(self, subscription: Subscription, event_id: str) -> None: ...
+
+
+class BrokerFeed:
+    """Every event published in this process: the embedded default."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    def subscribe(
+        self, url: str, size: int, on_drop: Callable[[Event], None] | None
+    ) -> Subscription:
+        return self._broker.subscribe(None, size=size, on_drop=on_drop)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._broker.unsubscribe(subscription)
+
+    def settled(self, subscription: Subscription, event_id: str) -> None:
+        return None
+
+
 def sign(secret: str, body: bytes) -> str:
     """The signature header's value for ``body``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -93,6 +125,12 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (from 1)."""
         return min(self.backoff_seconds * 2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+
+    def longest_seconds(self, timeout_seconds: float) -> float:
+        """The longest an event can take from its first attempt to its last, with a
+        margin: past it, an event still unsettled was lost with its sender."""
+        waits = sum(self.delay(attempt) for attempt in range(1, self.max_attempts))
+        return waits + self.max_attempts * timeout_seconds + 30.0
 
 
 @dataclasses.dataclass
@@ -126,7 +164,7 @@ class _Lane:
     def __init__(
         self,
         url: str,
-        broker: Broker,
+        feed: EventFeed,
         queue_size: int,
         post: Post,
         policy: RetryPolicy,
@@ -134,9 +172,8 @@ class _Lane:
         max_retries: int,
     ) -> None:
         self.url = url
-        self.subscription: Subscription = broker.subscribe(
-            None, size=queue_size, on_drop=self._overflow
-        )
+        self._feed = feed
+        self.subscription: Subscription = feed.subscribe(url, queue_size, self._overflow)
         self._post = post
         self._policy = policy
         self._writer = writer
@@ -263,6 +300,7 @@ class _Lane:
         delivery.last_status, delivery.problem = status, problem or None
         if status is not None and 200 <= status < 300:
             self.delivered += 1
+            self._feed.settled(self.subscription, delivery.event_id)
             if delivery.dead_letter_id is not None:
                 self._resending.discard(delivery.dead_letter_id)
                 self._writer.add(Redelivered(delivery.dead_letter_id, utcnow()))
@@ -304,6 +342,7 @@ class _Lane:
     def _give_up(self, delivery: _Delivery, reason: str) -> None:
         if delivery.dead_letter_id is not None:
             self._resending.discard(delivery.dead_letter_id)
+        self._feed.settled(self.subscription, delivery.event_id)  # the dead letter has it
         self.dead_lettered[reason] += 1
         self._writer.add(
             Undelivered(
@@ -330,7 +369,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 class WebhookSender:
     def __init__(
         self,
-        broker: Broker,
+        broker: Broker | EventFeed,
         urls: Sequence[str],
         secret: str,
         policy: RetryPolicy,
@@ -340,7 +379,7 @@ class WebhookSender:
         queue_size: int = QUEUE_SIZE,
         max_retries: int = MAX_WAITING_RETRIES,
     ) -> None:
-        self._broker = broker
+        self._feed = BrokerFeed(broker) if isinstance(broker, Broker) else broker
         self.urls = list(urls)
         self._secret = secret
         self._policy = policy
@@ -360,7 +399,7 @@ class WebhookSender:
         for url in self.urls:
             lane = _Lane(
                 url,
-                self._broker,
+                self._feed,
                 self._queue_size,
                 self._send,
                 self._policy,
@@ -389,7 +428,7 @@ class WebhookSender:
         delivered = sum(lane.delivered for lane in lanes)
         dead_lettered = sum(sum(lane.dead_lettered.values()) for lane in lanes)
         for lane in lanes:
-            self._broker.unsubscribe(lane.subscription)  # its queued events stay readable
+            self._feed.unsubscribe(lane.subscription)  # its queued events stay readable
         draining = [task for lane in lanes if (task := lane.drain(drain_seconds)) is not None]
         if draining:
             await asyncio.wait(draining, timeout=drain_seconds)

@@ -5,8 +5,13 @@ A call stays in memory while a socket streams it, and for ``stream_retention_sec
 after its last socket closed, so that a reconnect continues it with its speech buffers.
 Past that (or when memory is needed for new calls) it is evicted; its summary, claims and
 verdict history stay in the database, and a later socket or claim for the same id resumes
-it from there, with empty speech buffers. Live calls are held per process: run one
-process, or route every socket and request of a call to the same one.
+it from there, with empty speech buffers.
+
+Several replicas share calls through :mod:`biometrics.cluster`: a replica holds each call it
+has in memory under a lease. A claim for a call held elsewhere is sent to its holder; a
+socket for it asks the holder to let the idle call go, or waits for a dead holder's lease to
+expire (at most a lease), then takes the call over from the database. In one process
+(:data:`~biometrics.cluster.ownership.SOLE_REPLICA`) every call is held here.
 
 While the database is unreachable a call that is not in memory cannot be read: it starts
 as a new call (logged), so that its audio is still judged; its stored summary is
@@ -25,18 +30,22 @@ import contextlib
 import dataclasses
 import logging
 import weakref
+from typing import Any
+
+from redis.exceptions import RedisError
 
 from biometrics import memory
 from biometrics.clock import utcnow
-from biometrics.errors import TooManyCalls
+from biometrics.cluster.ownership import SOLE_REPLICA, CallOwnership
+from biometrics.errors import CallElsewhere, TooManyCalls
 from biometrics.events import Broker
 from biometrics.events.publisher import CallPublisher
-from biometrics.snapshots import CallSummary, SpeakerClaim
+from biometrics.snapshots import CallSummary, SpeakerClaim, participant_view
 from biometrics.statuses import CallStatus
 from biometrics.store.calls import CallStore
 from biometrics.store.database import is_unavailable
 from biometrics.streaming.call import CallSession
-from biometrics.streaming.participant import CallServices, ParticipantStream
+from biometrics.streaming.participant import CallServices
 from biometrics.streaming.protocol import AudioFormat
 
 logger = logging.getLogger(__name__)
@@ -44,6 +53,7 @@ logger = logging.getLogger(__name__)
 MAX_SWEEP_SECONDS = 30.0
 MIN_SWEEP_SECONDS = 0.5
 STOP_SECONDS = 5.0  # at shutdown, how long calls may take to end
+HOLDER_RETRY_SECONDS = 0.2  # asking again for a call held elsewhere
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +82,12 @@ class CallRegistry:
         store: CallStore,
         publisher: CallPublisher,
         broker: Broker,
+        ownership: CallOwnership = SOLE_REPLICA,
     ) -> None:
         self._limits = limits
+        self._ownership = ownership
+        ownership.serve(self)
+        self._letting_go: set[asyncio.Task[None]] = set()
         self._services = services
         self._store = store
         self._publisher = publisher
@@ -109,6 +123,8 @@ class CallRegistry:
             call.close()
         self._calls.clear()
         await self._store.flush()
+        if self._letting_go:
+            await asyncio.wait(set(self._letting_go), timeout=STOP_SECONDS)
         return Finalised(self._finalised_calls, self._final_verdicts)
 
     # --- finding and creating ----------------------------------------------------------------
@@ -117,7 +133,18 @@ class CallRegistry:
         return self._calls.get(call_id)
 
     async def obtain(self, call_id: str) -> CallSession:
-        """The call in memory; else resumed from the database; else a new PENDING one."""
+        """The call in memory; else resumed from the database; else a new PENDING one.
+        CallElsewhere if another replica holds it."""
+        held = await self._hold(call_id)
+        if isinstance(held, str):
+            raise CallElsewhere(
+                f"call {call_id!r} streams on another replica ({held}); send this request "
+                "through the balancer to the replica that holds its socket"
+            )
+        return held
+
+    async def _hold(self, call_id: str) -> CallSession | str:
+        """The call, held by this replica from now on; else the id of the one holding it."""
         call = self._calls.get(call_id)
         if call is not None:
             return call
@@ -126,6 +153,9 @@ class CallRegistry:
             call = self._calls.get(call_id)
             if call is not None:
                 return call
+            holder = await self._acquire(call_id)
+            if holder is not None:
+                return holder
             stored = await self._load(call_id)
             self._make_room()
             call = CallSession(
@@ -140,6 +170,37 @@ class CallRegistry:
                 logger.info("call resumed from the database", extra={"call_id": call_id})
             self._calls[call_id] = call
             return call
+
+    async def _acquire(self, call_id: str) -> str | None:
+        try:
+            return await self._ownership.acquire(call_id)
+        except (RedisError, OSError) as error:
+            logger.error(
+                "Redis unreachable: the call is held here without a lease; another replica "
+                "may hold it too",
+                extra={"call_id": call_id, "error": str(error)},
+            )
+            return None
+
+    async def _until_held(self, call_id: str, ask: Any) -> CallSession | Any:
+        """Hold the call, or have ``ask(holder)`` answered by its holder (its answer, when
+        not None); a dead holder's lease expires meanwhile. CallElsewhere past a lease."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ownership.lease_seconds + 1.0
+        while True:
+            held = await self._hold(call_id)
+            if isinstance(held, CallSession):
+                return held
+            answer = await ask(held)
+            if answer is not None:
+                return answer
+            if loop.time() > deadline:
+                raise CallElsewhere(
+                    f"call {call_id!r} is held by replica {held}, which neither answers nor "
+                    "lets it go; try again shortly",
+                    retry_after=self._ownership.lease_seconds,
+                )
+            await asyncio.sleep(HOLDER_RETRY_SECONDS)
 
     async def _load(self, call_id: str) -> CallSummary | None:
         try:
@@ -162,14 +223,61 @@ class CallRegistry:
 
     # --- claims and sockets ------------------------------------------------------------------
 
-    async def claim(self, call_id: str, raw_id: str, claim: SpeakerClaim) -> ParticipantStream:
-        call = await self.obtain(call_id)
+    async def claim(self, call_id: str, raw_id: str, claim: SpeakerClaim) -> dict[str, Any]:
+        """Claim a participant wherever its call is held; the participant as the API shows
+        it."""
+
+        async def forward(holder: str) -> dict[str, Any] | None:
+            return await self._ownership.forward_claim(holder, call_id, raw_id, claim)
+
+        held = await self._until_held(call_id, forward)
+        if not isinstance(held, CallSession):
+            logger.info(
+                "participant claimed on the replica holding its call",
+                extra={"call_id": call_id, "participant": raw_id, "speaker_id": claim.speaker_id},
+            )
+            return dict(held)
+        return self._claim_here(held, raw_id, claim)
+
+    def _claim_here(self, call: CallSession, raw_id: str, claim: SpeakerClaim) -> dict[str, Any]:
         participant = call.claim(raw_id, claim)
         logger.info(
             "participant claimed",
-            extra={"call_id": call_id, "participant": raw_id, "speaker_id": claim.speaker_id},
+            extra={"call_id": call.call_id, "participant": raw_id, "speaker_id": claim.speaker_id},
         )
-        return participant
+        return participant_view(call.summary(), participant.summary())
+
+    async def claim_held(
+        self, call_id: str, raw_id: str, claim: SpeakerClaim
+    ) -> dict[str, Any] | None:
+        """Another replica's claim for a call held here; None if it is not here."""
+        call = self._calls.get(call_id)
+        return None if call is None else self._claim_here(call, raw_id, claim)
+
+    async def hand_over(self, call_id: str) -> bool:
+        """Another replica has a socket for the call: let it go if it is idle here."""
+        call = self._calls.get(call_id)
+        if call is not None and not (call.idle and call.status is not CallStatus.ONGOING):
+            return False
+        if call is not None:
+            self._evict(call)
+        await self._let_go(call_id)
+        logger.info("call handed over to another replica", extra={"call_id": call_id})
+        return True
+
+    def lease_lost(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        if call.idle:
+            call.close()
+            del self._calls[call_id]
+        else:
+            logger.error(
+                "a call streaming here lost its lease to another replica (Redis was "
+                "unreachable for a lease): both may judge it until this socket closes",
+                extra={"call_id": call_id},
+            )
 
     async def connect(
         self,
@@ -178,7 +286,18 @@ class CallRegistry:
         audio_format: AudioFormat,
         counters: dict[str, int],
     ) -> CallSession:
-        call = await self.obtain(call_id)
+        """The socket's call, taken over from the replica that held it if another did."""
+
+        async def take_over(holder: str) -> None:
+            if await self._ownership.ask_release(holder, call_id):
+                logger.info(
+                    "call taken over from another replica",
+                    extra={"call_id": call_id, "holder": holder},
+                )
+            return None  # either way: hold it now, or wait for the lease
+
+        call = await self._until_held(call_id, take_over)
+        assert isinstance(call, CallSession)
         call.connect(correlation_id, audio_format, counters)
         return call
 
@@ -239,8 +358,21 @@ class CallRegistry:
     def _evict(self, call: CallSession) -> None:
         call.close()
         del self._calls[call.call_id]
-        self._broker.forget(call.call_id)
         logger.info("call left memory", extra={"call_id": call.call_id, "status": call.status})
+        if not self._ownership.shared:
+            self._broker.forget(call.call_id)
+        else:  # its SSE subscribers here follow it to the replica that takes it next
+            task = asyncio.get_running_loop().create_task(self._let_go(call.call_id))
+            self._letting_go.add(task)
+            task.add_done_callback(self._letting_go.discard)
+
+    async def _let_go(self, call_id: str) -> None:
+        """Release the call's lease once its last snapshot is stored, so that the replica
+        taking it next reads it whole; unless it came back into memory meanwhile."""
+        await self._store.flush()
+        async with self._creating.setdefault(call_id, asyncio.Lock()):
+            if call_id not in self._calls:
+                await self._ownership.release(call_id)
 
     async def _sweep_forever(self) -> None:
         interval = self._limits.retention_seconds / 2
