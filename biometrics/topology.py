@@ -111,7 +111,6 @@ class Cluster:
     balancer: Endpoint
     replicas: list[Service]
     redis_url: str
-    redis_process: subprocess.Popen[bytes]
     haproxy_process: subprocess.Popen[bytes] | None = None
 
     def replica(self, name: str) -> Service:
@@ -143,11 +142,10 @@ class Cluster:
         raise ClusterError(f"haproxy did not take {name} in within {START_SECONDS:g} s")
 
     def stop(self) -> list[int | None]:
-        """Every replica SIGTERMed (their exit statuses), then HAProxy and Redis."""
+        """Every replica SIGTERMed (their exit statuses), then HAProxy."""
         statuses = [replica.stop() for replica in self.replicas]
-        for process in (self.haproxy_process, self.redis_process):
-            if process is not None:
-                _terminate(process)
+        if self.haproxy_process is not None:
+            _terminate(self.haproxy_process)
         return statuses
 
 
@@ -175,36 +173,32 @@ def running(
             f"{' and '.join(missing)} not found on PATH: install Debian's package of the "
             "same name (apt-get install redis-server haproxy)"
         )
-    redis_url, redis_process = _start_redis(str(binaries["redis-server"]), folder)
-    env = service_env(
-        folder,
-        database_url,
-        model,
-        webhook,
-        {**(settings or {}), "BIOMETRICS_REDIS_URL": redis_url},
-    )
-    places = [(free_port(), folder / f"replica{n + 1}.log") for n in range(replicas)]
-    try:
-        services = start_services(env, places, key_name="cluster")
-    except SoakError as error:
-        _terminate(redis_process)
-        raise ClusterError(f"the replicas did not start: {error}") from None
-    except BaseException:
-        _terminate(redis_process)
-        raise
-    keys = services[0]
-    balancer = Endpoint(f"http://127.0.0.1:{port or free_port()}", keys.admin_key, keys.stream_key)
-    cluster = Cluster(folder, balancer, services, redis_url, redis_process)
-    try:
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(folder))
+        env = service_env(
+            folder,
+            database_url,
+            model,
+            webhook,
+            {**(settings or {}), "BIOMETRICS_REDIS_URL": redis_url},
+        )
+        places = [(free_port(), folder / f"replica{n + 1}.log") for n in range(replicas)]
+        try:
+            services = start_services(env, places, key_name="cluster")
+        except SoakError as error:
+            raise ClusterError(f"the replicas did not start: {error}") from None
+        keys = services[0]
+        balancer_port = port or free_port()
+        balancer = Endpoint(f"http://127.0.0.1:{balancer_port}", keys.admin_key, keys.stream_key)
+        cluster = Cluster(folder, balancer, services, redis_url)
+        stack.callback(cluster.stop)  # before Redis stops: the replicas hand their calls back
         servers = [Server(f"replica{n + 1}", f"127.0.0.1:{p}") for n, (p, _) in enumerate(places)]
         cluster.haproxy_process = _start_haproxy(
-            str(binaries["haproxy"]), folder, int(balancer.url.rsplit(":", 1)[1]), servers
+            str(binaries["haproxy"]), folder, balancer_port, servers
         )
         for server in servers:
             cluster.wait_in_service(server.name)
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def run_until_stopped(
@@ -241,26 +235,39 @@ def run_until_stopped(
             signal.signal(sig, handler)
 
 
-def _start_redis(binary: str, folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A ``redis-server`` of its own on a free loopback port, its folder in ``folder`` and
+    nothing persisted (call state is live state, rebuilt from the database when lost); its
+    URL, until the block ends."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ClusterError("redis-server not found on PATH: apt-get install redis-server")
     port = free_port()
     data = folder / "redis"
     data.mkdir(exist_ok=True)
-    # No persistence: call state is live state, rebuilt from the database when lost.
     command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data)]
     command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
     with (folder / "redis.log").open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait_for_redis(url, process, folder / "redis.log")
+        yield url
+    finally:
+        _terminate(process)
+
+
+def _wait_for_redis(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     client = redis.Redis.from_url(url, socket_timeout=1)
     deadline = time.monotonic() + START_SECONDS
     try:
         while True:
             with contextlib.suppress(redis.ConnectionError):
                 if client.ping():
-                    return url, process
+                    return
             if process.poll() is not None or time.monotonic() > deadline:
-                _terminate(process)
-                raise ClusterError(f"redis-server did not start: see {folder / 'redis.log'}")
+                raise ClusterError(f"redis-server did not start: see {log}")
             time.sleep(0.05)
     finally:
         client.close()
