@@ -47,7 +47,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 REPLICAS = ("replica1", "replica2", "replica3")
 SPEED = 2.0  # times real time: the call's 30 s of audio in 15 s
 CALL_SECONDS = 30.0  # the default schedule's final verdict at 10 s of speech, twice over
-RESTART_CALL_SECONDS = 14.0
 WAIT_SECONDS = 60.0
 
 
@@ -125,7 +124,7 @@ def test_a_call_across_replicas_survives_losing_its_replica(
     assert claimed_on != holder
     assert result.replicas[0] == holder and len(result.replicas) == 2
     assert result.replicas[1] not in (None, holder)  # the call went on elsewhere
-    assert set(tally.error_kinds) <= {"unexpected_close"}, tally.errors  # the killed socket
+    assert set(tally.error_kinds) <= {"unexpected_close"}, "\n".join(tally.errors)  # the kill
     views = {"balancer": result} | subscribers
     for name, view in views.items():
         verdicts = [str(verdict["verdict_id"]) for _, verdict in view.verdict_arrivals]
@@ -156,10 +155,8 @@ def test_a_rolling_restart_loses_no_verdict(
         restarting.start()
         number = 0
         while restarting.is_alive() or number < len(REPLICAS):
-            caller = voices[number % 2]
-            plan = CallPlan(
-                f"rolling-{number}-{uuid.uuid4().hex[:8]}", caller, caller, caller, None
-            )
+            caller, agent = voices[number % 2], voices[(number + 1) % 2]
+            plan = CallPlan(f"rolling-{number}-{uuid.uuid4().hex[:8]}", caller, caller, agent, None)
             runs.append(CallRun(plan, cluster.balancer, SPEED, tally))
             await runs[-1].play()
             number += 1
@@ -167,13 +164,15 @@ def test_a_rolling_restart_loses_no_verdict(
 
     asyncio.run(calls_while_restarting())
     results = [run.read_back() for run in runs]
-    assert set(tally.error_kinds) <= {"unexpected_close"}, tally.errors  # restarts close 1012
     assert any(len(result.replicas) > 1 for result in results)  # a restart met a call
     for result in results:
         assert set(result.verdicts) <= result.persisted, result.call_id
         assert final(result, CALLER), f"{result.call_id}: no final verdict"
         assert set(decided(result, CALLER)) == {"ACCEPT"}, result.call_id
     delivered_once(sink, None, results)
+    # Nothing failed but the sockets the restarts closed (1012), and each call's event
+    # stream, read through the balancer from its claim on, never refused.
+    assert set(tally.error_kinds) <= {"unexpected_close"}, "\n".join(tally.errors)
 
 
 # --- helpers ---------------------------------------------------------------------------------
