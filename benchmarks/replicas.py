@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import io
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -40,6 +41,7 @@ from redis.asyncio.connection import AbstractConnection
 
 from benchmarks.common import (
     LIBRISPEECH_DEV,
+    RedisMissing,
     Samples,
     load_speakers,
     machine,
@@ -250,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="replicas-") as folder:
-        result = run(options, Path(folder))
+        try:
+            result = run(options, Path(folder))
+        except RedisMissing as missing:
+            print(f"skipped: {missing}", file=sys.stderr)
+            return 2
     write_json(options.out, report(result))
     return 0
 

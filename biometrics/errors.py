@@ -196,3 +196,15 @@ class CallElsewhere(BiometricsError):
 
     code = "call_elsewhere"
     status_code = 503
+
+
+class SharedStateUnavailable(BiometricsError):
+    """Redis, which the replicas share live calls through, does not answer."""
+
+    code = "redis_unavailable"
+    status_code = 503
+
+    def __init__(self, needs: str, error: Exception, meanwhile: str = "try again shortly") -> None:
+        super().__init__(
+            f"{needs}, and Redis does not answer ({error}); {meanwhile}", retry_after=1.0
+        )

@@ -17,6 +17,7 @@ from benchmarks import (
     model_vs_service,
     precision,
     profile,
+    replicas,
 )
 from benchmarks.common import DEFAULT_SPEECH
 from biometrics.streaming.schedule import DecisionSchedule
@@ -234,3 +235,16 @@ def test_a_point_merged_into_a_later_verdict_is_not_a_lost_verdict():
     assert live_calls.last_lost(schedule, 14.0, merged[:3])  # no verdict on all 10 s
     assert live_calls.last_lost(schedule, 6.0, merged[:1])  # 6 s heard, judged on 3 s only
     assert not live_calls.last_lost(schedule, 2.0, [])  # too little speech: nothing owed
+
+
+def test_replicas_times_claims_and_events_across_two_replicas(call_speech: Path, tmp_path: Path):
+    out = tmp_path / "replicas.json"
+    args = ["--calls", "2", "--call-seconds", "5", "--speech", str(call_speech)]
+    code = replicas.main([*args, "--out", str(out)])
+    if code == 2:
+        pytest.skip("redis-server is not installed")
+    result = written(out)
+    assert code == 0 and result["replicas"] == 2
+    assert result["claim_latency"]["n"] == 2 and result["claim_latency"]["p95_ms"] > 0
+    assert result["verdicts"] >= 2 and result["event_fan_out_latency"]["n"] == result["verdicts"]
+    assert result["redis_requests_per_verdict"] > 1  # a script per event, and the rest

@@ -18,13 +18,13 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.common import free_port
 from biometrics import bulk_enrollment
 from biometrics.bulk_enrollment import Outcome, UsageError
 from biometrics.client import Client, RetryPolicy
 from tests.recordings import (
     ALICE,
     BOB,
-    free_port,
     key_headers,
     server_speaker,
     speech,

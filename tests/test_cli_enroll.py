@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.common import free_port
 from biometrics import cli
 from tests.recordings import (
     ALICE,
     BOB,
-    free_port,
     server_speaker,
     speech,
     summary_row,

@@ -13,6 +13,7 @@ import contextlib
 import math
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -26,6 +27,7 @@ from biometrics.errors import (
     CallNotFound,
     InvalidRequest,
     ParticipantNotFound,
+    SharedStateUnavailable,
     SpeakerExists,
     SpeakerOptedOut,
 )
@@ -174,7 +176,14 @@ class CallRoutes:
         """The call's events from this process's broker (while the call is in memory), or
         from the replicas' shared streams (while Redis keeps them)."""
         if self._shared_events is not None:
-            subscription, known = await self._shared_events.subscribe(call_id, after)
+            try:
+                subscription, known = await self._shared_events.subscribe(call_id, after)
+            except (RedisError, OSError) as error:
+                raise SharedStateUnavailable(
+                    f"the events of call {call_id!r} are kept in Redis",
+                    error,
+                    f"read GET /v1/calls/{call_id} meanwhile, or try again shortly",
+                ) from error
             summary = None if known else await self._calls.summary(call_id)
             if known or (summary is not None and summary.status is not CallStatus.ENDED):
                 return subscription  # (a pending call's first events are still to come)

@@ -30,7 +30,6 @@ class Bus:
         self.channel = keys.replica_channel(replica_id)
         self._handlers: dict[str, Handler] = {}
         self._listener: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
 
     def on(self, channel: str, handler: Handler) -> None:
         """Hand each message of ``channel`` to ``handler`` (on the event loop, in order)."""
@@ -51,22 +50,26 @@ class Bus:
                 await self._listener
 
     async def _listen_forever(self) -> None:
+        lost = False  # logged once per outage, not once per attempt
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._handlers)
-                self.connected.set()
+                if lost:
+                    lost = False
+                    logger.info("Redis pub/sub connection back: replicas share again")
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None:
                         self._dispatch(message)
             except (RedisError, OSError) as error:
-                self.connected.clear()
-                logger.error(
-                    "Redis pub/sub connection lost: events and requests from other replicas "
-                    "do not reach this one until it is back",
-                    extra={"error": str(error), "retry_seconds": RECONNECT_SECONDS},
-                )
+                if not lost:
+                    lost = True
+                    logger.error(
+                        "Redis pub/sub connection lost: events and requests from other "
+                        "replicas do not reach this one until it is back",
+                        extra={"error": str(error), "retry_seconds": RECONNECT_SECONDS},
+                    )
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
                 with contextlib.suppress(RedisError, OSError):

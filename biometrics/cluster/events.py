@@ -198,6 +198,7 @@ class WebhookFeed:
         self._readers: dict[int, asyncio.Task[None]] = {}
         self._entries: dict[tuple[str, str], str] = {}  # (group, event id) -> stream id
         self._groups: dict[int, str] = {}
+        self._acknowledging: set[asyncio.Task[None]] = set()
 
     def subscribe(
         self, url: str, size: int, on_drop: Callable[[Event], None] | None
@@ -220,7 +221,9 @@ class WebhookFeed:
         group = self._groups.get(id(subscription))
         position = None if group is None else self._entries.pop((group, event_id), None)
         if group is not None and position is not None:
-            asyncio.get_running_loop().create_task(self._acknowledge(group, position))
+            task = asyncio.get_running_loop().create_task(self._acknowledge(group, position))
+            self._acknowledging.add(task)  # referenced until done
+            task.add_done_callback(self._acknowledging.discard)
 
     async def _acknowledge(self, group: str, position: str) -> None:
         try:

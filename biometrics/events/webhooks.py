@@ -1,13 +1,14 @@
 """Webhooks: every call event POSTed to each configured URL as a signed CloudEvent.
 
 Delivery never slows the audio path, and one event never holds up another. Each URL has
-its own broker subscription (a bounded queue) and a dispatcher that keeps up to
-``POSTS_IN_FLIGHT`` posts going at once. A failed post does not wait in line: it goes to
-the URL's retry schedule (a heap by due time) and the dispatcher moves straight on to the
-next event; the retry is posted when it falls due. So a retried event may arrive after
-newer ones: a receiver orders by the CloudEvent's ``time`` and drops ids it has seen (a
-retry repeats the id). Outbound HTTP uses the standard library in a small thread pool of
-its own (httpx is only a test dependency here).
+its own subscription (a bounded queue: from this process's broker, or with several
+replicas from their shared webhook stream, each event to one replica) and a dispatcher
+that keeps up to ``POSTS_IN_FLIGHT`` posts going at once. A failed post does not wait in
+line: it goes to the URL's retry schedule (a heap by due time) and the dispatcher moves
+straight on to the next event; the retry is posted when it falls due. So a retried event
+may arrive after newer ones: a receiver orders by the CloudEvent's ``time`` and drops ids
+it has seen (a retry repeats the id). Outbound HTTP uses the standard library in a small
+thread pool of its own (httpx is only a test dependency here).
 
 The body is the CloudEvent JSON; ``X-Biometrics-Signature: sha256=<hex>`` is the
 HMAC-SHA256 of exactly those bytes under ``BIOMETRICS_WEBHOOK_SECRET``. A receiver

@@ -30,14 +30,15 @@ import contextlib
 import dataclasses
 import logging
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
 from biometrics import memory
 from biometrics.clock import utcnow
 from biometrics.cluster.ownership import SOLE_REPLICA, CallOwnership
-from biometrics.errors import CallElsewhere, TooManyCalls
+from biometrics.errors import CallElsewhere, SharedStateUnavailable, TooManyCalls
 from biometrics.events import Broker
 from biometrics.events.publisher import CallPublisher
 from biometrics.snapshots import CallSummary, SpeakerClaim, participant_view
@@ -54,6 +55,8 @@ MAX_SWEEP_SECONDS = 30.0
 MIN_SWEEP_SECONDS = 0.5
 STOP_SECONDS = 5.0  # at shutdown, how long calls may take to end
 HOLDER_RETRY_SECONDS = 0.2  # asking again for a call held elsewhere
+
+Answer = TypeVar("Answer")  # what the replica holding a call answered a request with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +185,9 @@ class CallRegistry:
             )
             return None
 
-    async def _until_held(self, call_id: str, ask: Any) -> CallSession | Any:
+    async def _until_held(
+        self, call_id: str, ask: Callable[[str], Awaitable[Answer | None]]
+    ) -> CallSession | Answer:
         """Hold the call, or have ``ask(holder)`` answered by its holder (its answer, when
         not None); a dead holder's lease expires meanwhile. CallElsewhere past a lease."""
         loop = asyncio.get_running_loop()
@@ -191,7 +196,12 @@ class CallRegistry:
             held = await self._hold(call_id)
             if isinstance(held, CallSession):
                 return held
-            answer = await ask(held)
+            try:
+                answer = await ask(held)
+            except (RedisError, OSError) as error:
+                raise SharedStateUnavailable(
+                    f"call {call_id!r} is held by replica {held}, reached through Redis", error
+                ) from error
             if answer is not None:
                 return answer
             if loop.time() > deadline:

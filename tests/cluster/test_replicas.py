@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from biometrics.app import create_app
 from biometrics.cluster import keys
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
+from tests.api.test_calls import wait_until
 from tests.conftest import LiveServer, running_server
 from tests.events.receiver import WebhookReceiver
 from tests.streaming.helpers import call_messages, live_settings, parse_sse, voice
@@ -56,20 +57,23 @@ def replica_settings(settings: Settings, redis_url: str, receiver: WebhookReceiv
     return dataclasses.replace(live, stream_idle_timeout_seconds=10.0)
 
 
+@dataclasses.dataclass
+class Replicas:
+    a: LiveServer
+    b: LiveServer
+    stop_a: Callable[[], None]  # a graceful stop, as SIGTERM's
+
+
 @pytest.fixture
 def replicas(
     replica_settings: Settings, encoder: SpeakerEncoder, admin_key: str
-) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with contextlib.ExitStack() as stack:
-        a, b = (
-            LiveServer(
-                stack.enter_context(running_server(create_app(replica_settings, encoder=encoder))),
-                replica_settings,
-                admin_key,
-            )
-            for _ in range(2)
-        )
-        yield a, b
+) -> Iterator[Replicas]:
+    def serve(stack: contextlib.ExitStack) -> LiveServer:
+        url = stack.enter_context(running_server(create_app(replica_settings, encoder=encoder)))
+        return LiveServer(url, replica_settings, admin_key)
+
+    with contextlib.ExitStack() as on_a, contextlib.ExitStack() as on_b:
+        yield Replicas(serve(on_a), serve(on_b), on_a.close)
 
 
 async def wait_for_status(http: httpx.AsyncClient, call_id: str, status: str) -> dict:
@@ -91,7 +95,8 @@ async def stream(server: LiveServer, call_id: str, messages: list[str]) -> None:
 
 
 def test_claim_on_b_reaches_a_and_both_see_every_event_once_in_order(replicas, receiver):
-    a, b = replicas
+    a, b = replicas.a, replicas.b
+    receiver.statuses = [500]  # the first delivery fails and is retried
     call_id = "across-1"
     messages = call_messages({ALICE: voice(4.0, "a", seed=11)})
     with httpx.Client(base_url=a.url, headers=a.headers, timeout=30) as http:
@@ -141,18 +146,19 @@ def test_claim_on_b_reaches_a_and_both_see_every_event_once_in_order(replicas, r
     assert [data for _, kind, data in on_b if kind == "verdict.changed"] == history
     assert [event_id for event_id, _, _ in parse_sse(replayed)] == ids[2:]
 
-    # Two replicas send webhooks; each event reached the receiver once.
+    # Two replicas send webhooks; each event reached the receiver once, but for the one
+    # refused at first, which was sent again.
     receiver.wait_for(lambda got: {e["id"] for e in got} >= set(ids))
     time.sleep(1.0)  # a second delivery, if any, would come by now
     posted = receiver.posted_ids()
-    assert sorted(posted) == sorted(ids)
+    assert sorted(set(posted)) == sorted(ids) and len(posted) == len(ids) + 1
 
 
-@pytest.mark.parametrize("holder", ["idle", "dead"])
+@pytest.mark.parametrize("holder", ["idle", "dead", "stopped"])
 def test_a_reconnect_on_b_takes_the_call_over_with_its_claims_and_history(
     replicas, redis_url, holder
 ):
-    a, b = replicas
+    a, b = replicas.a, replicas.b
     call_id = f"takeover-{holder}"
     first = call_messages({ALICE: voice(2.5, "a", seed=21)})
     second = call_messages({ALICE: voice(4.0, "a", seed=22)})
@@ -177,6 +183,9 @@ def test_a_reconnect_on_b_takes_the_call_over_with_its_claims_and_history(
     if holder == "dead":
         # What a replica that died leaves: a lease nobody renews, and nobody to ask.
         shared.set(keys.owner(call_id), "replica-gone", px=1500)
+    if holder == "stopped":  # a rolling restart: A lets its calls go as it stops
+        replicas.stop_a()
+        assert shared.get(keys.owner(call_id)) is None
 
     started = time.monotonic()
     asyncio.run(stream(b, call_id, second))
@@ -219,3 +228,35 @@ def test_readyz_names_redis_and_fails_without_it(settings, encoder, redis_url):
 
 def test_without_redis_readyz_says_nothing_of_it(client):
     assert "redis" not in client.get("/readyz").json()
+
+
+def test_without_redis_a_replica_still_judges_its_calls_and_says_what_it_cannot_do(
+    settings, encoder, admin_key, caplog
+):
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(live_settings(settings, redis_url=unreachable), encoder=encoder)
+    call_id = "redis-down"
+    messages = call_messages({ALICE: voice(4.0, "a", seed=31)})
+    with TestClient(app, headers={"Authorization": f"Bearer {admin_key}"}) as client:
+        enroll(client, "alice", "a", seed=1)
+        claimed = client.put(
+            participant_path(call_id, ALICE, "claim"), json={"speaker_id": "alice", "threshold": 0}
+        )
+        assert claimed.status_code == 200, claimed.text
+        with client.websocket_connect(
+            "/ws/acs", headers={"x-ms-call-connection-id": call_id}
+        ) as socket:
+            for message in messages:
+                socket.send_text(message)
+            # (the test client cancels the socket's handler when the block ends)
+            wait_until(
+                client, call_id, lambda call: call["counters"].get("frames") == len(messages)
+            )
+        wait_until(client, call_id, lambda call: call["status"] == "ENDED")
+        verdicts = client.get(participant_path(call_id, ALICE, "verdicts")).json()["verdicts"]
+        events = client.get(f"/v1/calls/{call_id}/events")
+    assert [v["decision"] for v in verdicts][-1] == "ACCEPT"
+    assert (events.status_code, events.json()["error"]) == (503, "redis_unavailable")
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "Redis unreachable: the call is held here without a lease" in logged
+    assert "Redis unreachable: call events reach this replica's subscribers only" in logged

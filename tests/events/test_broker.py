@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 
 from biometrics.events import Broker, Event, Subscription
@@ -60,3 +61,19 @@ def test_forgetting_a_call_ends_its_subscriptions() -> None:
     assert drain(subscription) == ["c1-1"]  # what was queued is still delivered
     assert subscription.closed
     assert drain(broker.subscribe("c1")) == []
+
+
+def test_a_replay_from_the_shared_stream_goes_first_and_each_event_comes_once() -> None:
+    """Events that reached the subscriber while its call's stream was read are dropped by
+    their stream position; later ones stay, after the replay."""
+    broker = Broker(history_size=0)  # with replicas, the shared stream keeps the history
+    subscription = broker.subscribe("c1")
+    positioned = [
+        dataclasses.replace(event("c1", n), position=f"1700000000{n:03d}-{n % 2}") for n in range(5)
+    ]
+    broker.publish(positioned[2])  # arrived live while the stream was read...
+    broker.publish(positioned[3])  # ...and this one after the read
+    subscription.replay(positioned[:3])  # the stream held 0, 1 and 2
+    assert drain(subscription) == ["c1-0", "c1-1", "c1-2", "c1-3"]
+    broker.publish(event("c1", 9))
+    assert broker.subscribe("c1").pending == 0  # nothing kept in memory
