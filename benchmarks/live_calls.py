@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 
 from benchmarks.common import DEFAULT_SPEECH, machine, print_table, write_json
 from benchmarks.model_vs_service import model_folder
@@ -71,9 +72,11 @@ from biometrics.soak.options import SoakError
 from biometrics.soak.receiver import WebhookSink
 from biometrics.soak.report import CallResult, Tally
 from biometrics.soak.runner import enroll
-from biometrics.soak.service import Service, fresh_postgres, start_service
+from biometrics.soak.service import HARNESS_SETTINGS, Endpoint, fresh_postgres, start_service
 from biometrics.soak.speech import Voice, load_voices, speech_folder
 from biometrics.streaming.schedule import DecisionSchedule
+from biometrics.topology import ClusterError
+from biometrics.topology import running as topology_running
 
 SCHEDULE_VARIABLES = (
     "BIOMETRICS_MIN_VERIFY_SPEECH_SECONDS",
@@ -89,12 +92,16 @@ STREAM_MAX_CALLS = 100_000
 
 @dataclasses.dataclass(frozen=True)
 class Bench:
-    """The running service and what every run plays into it."""
+    """The running service (one process, or replicas behind the balancer) and what every run
+    plays into it."""
 
-    service: Service
+    service: Endpoint
+    pids: tuple[int, ...]  # the service's processes: one, or each replica
     voices: Sequence[Voice]
     schedule: DecisionSchedule
     max_p95_ms: float
+    replicas: int | None = None  # behind HAProxy, with Redis; None: one process alone
+    redis_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +115,7 @@ class Played:
     client_cpu_percent: float
     peak_calls: int  # at once
     errors: list[str]
+    redis_commands: int | None  # the Redis server's, over the run (None: no Redis)
 
 
 def schedule_of(settings: dict[str, str]) -> DecisionSchedule:
@@ -227,13 +235,16 @@ async def play(bench: Bench, starts: Sequence[float]) -> Played:
         at_once["now"] -= 1
         return asyncio.ensure_future(asyncio.to_thread(run.read_back))
 
-    meter = ProcessMeter(bench.service.process.pid)
+    meter = ProcessMeter(*bench.pids)
     meter.start()
+    commands = redis_commands(bench.redis_url)
     client_cpu, began = time.process_time(), time.monotonic()
     read_backs = await asyncio.gather(*(call(i, delay) for i, delay in enumerate(starts)))
     client_percent = 100.0 * (time.process_time() - client_cpu) / (time.monotonic() - began)
     usage = meter.stop()
     results = list(await asyncio.gather(*read_backs))
+    if commands is not None:
+        commands = int(redis_commands(bench.redis_url) or 0) - commands
     return Played(
         results=results,
         cpu_percent=usage.cpu_percent,
@@ -242,7 +253,19 @@ async def play(bench: Bench, starts: Sequence[float]) -> Played:
         client_cpu_percent=client_percent,
         peak_calls=at_once["peak"],
         errors=list(tally.errors),
+        redis_commands=commands,
     )
+
+
+def redis_commands(url: str | None) -> int | None:
+    """The commands the Redis server at ``url`` has processed so far (None without one)."""
+    if url is None:
+        return None
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
 
 
 def summary(bench: Bench, played: Played) -> dict[str, Any]:
@@ -260,7 +283,9 @@ def summary(bench: Bench, played: Played) -> dict[str, Any]:
     starts = [r.audio_start for r in results if r.audio_start is not None]
     spread = (max(starts) - min(starts)).total_seconds() if starts else 0.0
     growth = played.peak_rss_mib - played.start_rss_mib
+    received = sum(len(v) for v in verdicts)
     return {
+        "replicas": bench.replicas,
         "calls": len(results),
         "peak_calls_at_once": played.peak_calls,
         "start_spread_seconds": spread,
@@ -269,7 +294,7 @@ def summary(bench: Bench, played: Played) -> dict[str, Any]:
         "p50_ms_by_point_seconds": by_point(bench.schedule, every),
         "verdicts_started_late": started_late(bench.schedule, every),
         "verdicts_expected": sum(expected),
-        "verdicts_received": sum(len(v) for v in verdicts),
+        "verdicts_received": received,
         "verdicts_missing": missing,  # points without a verdict of their own: merged or lost
         "last_verdicts_lost": lost,  # calls whose speech never got its last verdict
         "decisions": dict(collections.Counter(decision for _, _, decision in every)),
@@ -279,6 +304,10 @@ def summary(bench: Bench, played: Played) -> dict[str, Any]:
         "start_rss_mib": played.start_rss_mib,
         "peak_rss_mib": played.peak_rss_mib,
         "rss_per_call_mib": growth / max(played.peak_calls, 1),
+        # Every command of the run (leases, claims, events, webhook queue) over its verdicts.
+        "redis_commands_per_verdict": (
+            None if played.redis_commands is None else played.redis_commands / max(received, 1)
+        ),
         "errors": len(played.errors),
         "error_samples": played.errors[:10],
         "pass": first["p95"] is not None and first["p95"] <= bench.max_p95_ms and lost == 0,
@@ -326,8 +355,11 @@ def search(measure: Callable[[int], dict[str, Any]], first: int, limit: int) -> 
 
 
 @contextlib.contextmanager
-def running(args: argparse.Namespace, settings: dict[str, str]) -> Iterator[Bench]:
-    """The service up with the readers enrolled."""
+def running(
+    args: argparse.Namespace, settings: dict[str, str], replicas: int | None = None
+) -> Iterator[Bench]:
+    """The service up with the readers enrolled: one process, or ``replicas`` behind
+    HAProxy with Redis (``biometrics.topology``), the calls played through the balancer."""
     voices = load_voices(args.speech, args.speakers, args.call_seconds)
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="biometrics-")))
@@ -338,10 +370,23 @@ def running(args: argparse.Namespace, settings: dict[str, str]) -> Iterator[Benc
             if args.database_url is None
             else stack.enter_context(fresh_postgres(args.database_url))
         )
-        service = start_service(folder, database_url, source, webhook, settings)
-        stack.callback(service.stop)
-        enroll(service, voices)
-        yield Bench(service, voices, schedule_of(settings), args.max_p95_ms)
+        schedule = schedule_of(settings)
+        if replicas is None:
+            service = start_service(folder, database_url, source, webhook, settings)
+            stack.callback(service.stop)
+            enroll(service, voices)
+            yield Bench(service, (service.process.pid,), voices, schedule, args.max_p95_ms)
+            return
+        cluster = stack.enter_context(
+            topology_running(
+                folder, database_url, replicas, source, webhook, {**HARNESS_SETTINGS, **settings}
+            )
+        )
+        enroll(cluster.balancer, voices)
+        pids = tuple(replica.process.pid for replica in cluster.replicas)
+        yield Bench(
+            cluster.balancer, pids, voices, schedule, args.max_p95_ms, replicas, cluster.redis_url
+        )
 
 
 def table(rows: Sequence[dict[str, Any]]) -> None:
@@ -365,13 +410,17 @@ def table(rows: Sequence[dict[str, Any]]) -> None:
             "server CPU %",
             "peak RSS MiB",
             "MiB/call",
+            "Redis cmds/verdict",
             "pass",
         ],
         [
             [
-                row["mode"]
-                if row["mode"] == "burst"
-                else f"poisson {row['offered_calls_per_hour']:g}/h",
+                (
+                    "burst"
+                    if row["mode"] == "burst"
+                    else f"poisson {row['offered_calls_per_hour']:g}/h"
+                )
+                + ("" if row.get("replicas") is None else f", replicas {row['replicas']}"),
                 row["calls"],
                 row["peak_calls_at_once"],
                 ms(row["first_verdict_ms"]["p50"]),
@@ -386,6 +435,7 @@ def table(rows: Sequence[dict[str, Any]]) -> None:
                 row["server_cpu_percent"],
                 row["peak_rss_mib"],
                 row["rss_per_call_mib"],
+                ms(row.get("redis_commands_per_verdict")),
                 "yes" if row["pass"] else "no",
             ]
             for row in rows
@@ -419,8 +469,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="a PostgreSQL server (role with CREATEDB): a fresh database there, dropped "
         "afterwards; default: SQLite",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="N replicas behind HAProxy with Redis, the calls through the balancer; several "
+        "counts run one after another, each on a fresh topology (needs --database-url; "
+        "default: one process, no balancer)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.replicas and (args.database_url is None or min(args.replicas) < 1):
+        parser.error("--replicas needs --database-url (replicas share PostgreSQL) and N >= 1")
     if args.call_seconds is None:
         args.call_seconds = BURST_CALL_SECONDS if args.poisson is None else POISSON_CALL_SECONDS
     if min(args.calls, args.call_seconds, args.duration, args.poisson or 1) <= 0:
@@ -440,6 +501,28 @@ def service_settings(args: argparse.Namespace) -> dict[str, str]:
     return settings
 
 
+def measure_all(args: argparse.Namespace, bench: Bench, rows: list[dict[str, Any]]) -> int | None:
+    """The run (or the search) the arguments ask for on ``bench``, each row added to
+    ``rows``; the largest value that passed, for a search."""
+
+    def measure(value: float) -> dict[str, Any]:
+        row = (
+            burst(bench, int(value), args.ramp_seconds)
+            if args.poisson is None
+            else poisson(bench, value, args.duration, args.seed)
+        )
+        rows.append(row)
+        print(f"{row['mode']} {value:g}: {'pass' if row['pass'] else 'fail'}", flush=True)
+        return row
+
+    if args.search and args.poisson is None:
+        return search(measure, args.calls, MAX_SEARCH_CALLS)
+    if args.search:
+        return search(measure, round(args.poisson), MAX_SEARCH_RATE)
+    measure(args.calls if args.poisson is None else args.poisson)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if not speech_folder(args.speech).is_dir():
@@ -449,30 +532,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     best: int | None = None
     try:
-        with running(args, settings) as bench:
-
-            def measure(value: float) -> dict[str, Any]:
-                row = (
-                    burst(bench, int(value), args.ramp_seconds)
-                    if args.poisson is None
-                    else poisson(bench, value, args.duration, args.seed)
-                )
-                rows.append(row)
-                print(f"{row['mode']} {value:g}: {'pass' if row['pass'] else 'fail'}", flush=True)
-                return row
-
-            if args.search and args.poisson is None:
-                best = search(measure, args.calls, MAX_SEARCH_CALLS)
-            elif args.search:
-                best = search(measure, round(args.poisson), MAX_SEARCH_RATE)
-            else:
-                measure(args.calls if args.poisson is None else args.poisson)
-            schedule = {
-                "min": bench.schedule.min_frames * FRAME_SECONDS,
-                "step": bench.schedule.step_frames * FRAME_SECONDS,
-                "max": bench.schedule.max_frames * FRAME_SECONDS,
-            }
-    except SoakError as error:
+        for replicas in args.replicas or [None]:
+            with running(args, settings, replicas) as bench:
+                best = measure_all(args, bench, rows)
+                schedule = {
+                    "min": bench.schedule.min_frames * FRAME_SECONDS,
+                    "step": bench.schedule.step_frames * FRAME_SECONDS,
+                    "max": bench.schedule.max_frames * FRAME_SECONDS,
+                }
+    except (SoakError, ClusterError) as error:
         print(f"live_calls: {error}", file=sys.stderr)
         return 2
     result = {
@@ -485,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         "schedule_seconds": schedule,
         "max_p95_ms": args.max_p95_ms,
         "threads": args.threads,
+        "replicas": args.replicas,
         "machine": machine(),
         "rows": rows,
     }

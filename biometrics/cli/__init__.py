@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from biometrics import bulk_enrollment, simulator
-from biometrics.cli import enroll, service, simulate, speakers, verify
+from biometrics.cli import cluster, enroll, service, simulate, speakers, verify
 from biometrics.cli.exits import EPILOG, CommandError, Exit, client_failure
 from biometrics.cli.options import Formatter
 from biometrics.client import ClientError
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.register(commands)
     verify.register(commands)
     simulate.register(commands)
+    cluster.register(commands)
     return parser
 
 

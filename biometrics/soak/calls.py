@@ -18,7 +18,7 @@ from biometrics import simulator
 from biometrics.client import Client, ClientError
 from biometrics.soak.malformed import bad_message, drained, probe
 from biometrics.soak.report import CallResult, Tally
-from biometrics.soak.service import Service
+from biometrics.soak.service import REPLICA_HEADER, Endpoint
 from biometrics.soak.speech import SAMPLE_RATE, Voice
 from biometrics.streaming.protocol import AudioFrame, encode_audio, encode_metadata
 
@@ -81,7 +81,7 @@ class CallRun:
     """Plays one call over as many sockets as its faults take, and reads back what the
     service made of it."""
 
-    def __init__(self, plan: CallPlan, service: Service, speed: float, tally: Tally) -> None:
+    def __init__(self, plan: CallPlan, service: Endpoint, speed: float, tally: Tally) -> None:
         self.plan = plan
         self._service = service
         self._speed = speed
@@ -164,6 +164,10 @@ class CallRun:
                 self._tally.failure(f"connecting call {self.plan.call_id}", error)
                 continue
             self.result.sockets += 1
+            answer = websocket.response
+            self.result.replicas.append(
+                None if answer is None else answer.headers.get(REPLICA_HEADER)
+            )
             return websocket
         raise TimeoutError(f"no socket after {RECONNECT_ATTEMPTS} attempts")
 

@@ -51,10 +51,11 @@ def _rss_bytes(pid: int) -> int:
 
 
 class ProcessMeter:
-    """Samples a process tree from ``start`` to ``stop``; ``stop`` returns the usage."""
+    """Samples process trees (one service's, or every replica's together) from ``start`` to
+    ``stop``; ``stop`` returns their usage summed."""
 
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
+    def __init__(self, *pids: int) -> None:
+        self._pids = pids
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="meter", daemon=True)
         self._ticks: dict[int, int] = {}  # the latest reading per process (exited ones kept)
@@ -90,7 +91,7 @@ class ProcessMeter:
     def _read(self) -> int:
         """Take a reading; the CPU ticks of the tree so far."""
         rss = 0
-        for pid in _tree(self._pid):
+        for pid in (pid for root in self._pids for pid in _tree(root)):
             try:
                 self._ticks[pid] = _cpu_ticks(pid)
                 rss += _rss_bytes(pid)

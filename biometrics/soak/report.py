@@ -55,6 +55,9 @@ class CallResult:
     call_id: str
     genuine: bool
     sockets: int = 0
+    # Behind a balancer, the replica that took each socket, as its answer named it (the
+    # REPLICA_HEADER HAProxy adds); None where nothing named one.
+    replicas: list[str | None] = dataclasses.field(default_factory=list)
     frames_sent: int = 0
     frames_processed: int = 0
     dropped: int = 0

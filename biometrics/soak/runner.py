@@ -21,7 +21,14 @@ from biometrics.soak.options import SoakError, SoakOptions
 from biometrics.soak.proxy import TcpProxy
 from biometrics.soak.receiver import WebhookSink
 from biometrics.soak.report import CallResult, Report, Tally, account, read_dead_letters
-from biometrics.soak.service import CLEAN_EXITS, Service, fresh_postgres, start_service, via_proxy
+from biometrics.soak.service import (
+    CLEAN_EXITS,
+    Endpoint,
+    Service,
+    fresh_postgres,
+    start_service,
+    via_proxy,
+)
 from biometrics.soak.speech import Voice, load_voices
 
 WEBHOOK_DRAIN_SECONDS = 120.0  # the service's retries span about 31 s by default
@@ -62,7 +69,7 @@ def run(options: SoakOptions, progress: Callable[[str], None] = print) -> Report
     return report
 
 
-def enroll(service: Service, voices: Sequence[Voice]) -> None:
+def enroll(service: Endpoint, voices: Sequence[Voice]) -> None:
     speakers = {
         voice.speaker_id: [bulk_enrollment.Recording(path, path.name) for path in voice.enrollment]
         for voice in voices
