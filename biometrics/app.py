@@ -318,6 +318,7 @@ def create_service(
             final_seconds=settings.stream_max_speech_seconds,
             enroll_seconds=settings.min_enroll_speech_seconds,
         ),
+        recordings,
     )
     routes = [*routes, *console.routes(routes)]
 

@@ -38,10 +38,11 @@ from biometrics.api.auth import Caller, Guard
 from biometrics.api.speakers import speaker_json
 from biometrics.console.sessions import COOKIE, ConsoleSession, ConsoleSessions
 from biometrics.errors import BiometricsError, CallNotFound, Forbidden, Unauthenticated
-from biometrics.statuses import Role
+from biometrics.statuses import CallStatus, Role
 from biometrics.store import Database, queries
 from biometrics.store.calls import CallStore
 from biometrics.store.keys import key_from_headers
+from biometrics.store.recordings import Recordings
 from biometrics.store.verdicts import VerdictHistory
 from biometrics.streaming.identity import call_id_problem
 from biometrics.streaming.registry import CallRegistry
@@ -53,15 +54,18 @@ STATIC = PREFIX + "/static"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The /v1 routes the console's pages use; the rest of the API is not reachable by cookie.
+# "calls/" takes in a participant's recording (.../audio), which the call page plays.
 BRIDGED = ("speakers", "calls/")
 RECENT_CALLS = 50
 SPEAKERS_PAGE = 50
 HISTORY = 100
-# The pages load their script and styles from the service alone, and no page may frame them.
+# The pages load their script, styles and recordings from the service alone, and no page
+# may frame them.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        "media-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -119,6 +123,7 @@ class Console:
         history: VerdictHistory,
         database: Database,
         targets: SpeechTargets,
+        recordings: Recordings,
     ) -> None:
         self._guard = guard
         self._cookies = cookies
@@ -128,6 +133,7 @@ class Console:
         self._history = history
         self._database = database
         self._targets = targets
+        self._recordings = recordings
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("biometrics.console", "templates"),
             autoescape=True,
@@ -138,6 +144,7 @@ class Console:
             score_text=_score_text,
             enrollment_text=_enrollment_text,
             clock=_clock,
+            audio_path=_audio_path,
         )
 
     def routes(self, api: Sequence[BaseRoute]) -> list[BaseRoute]:
@@ -183,6 +190,12 @@ class Console:
             }
 
         histories = await run_in_threadpool(read_histories)
+        # Only admin keys may download a recording, and only once the call has ended: the
+        # page offers a player where the API would answer, and says so where it would not.
+        may_play = _may(request, Role.ADMIN)
+        recordings: dict[str, str] = {}
+        if may_play and summary.status == CallStatus.ENDED:
+            recordings = await run_in_threadpool(self._recordings.kept, call_id)
         blank = {
             "participant_raw_id": "",
             "net_speech_seconds": 0.0,
@@ -202,6 +215,8 @@ class Console:
             histories=histories,
             blank=blank,
             blank_verdict=blank_verdict,
+            may_play=may_play,
+            recordings=recordings,
         )
 
     async def speakers_page(self, request: Request) -> Response:
@@ -408,6 +423,12 @@ def _next_page(value: str | None) -> str:
     if value and value.startswith(PREFIX) and "//" not in value and "\\" not in value:
         return value
     return PREFIX
+
+
+def _audio_path(call_id: str, raw_id: str) -> str:
+    """A participant's recording, through the bridge (raw ids hold ``:``, ``+`` and ``/``)."""
+    call, raw = urllib.parse.quote(call_id, safe=""), urllib.parse.quote(raw_id, safe="")
+    return f"{PREFIX}/api/calls/{call}/participants/{raw}/audio"
 
 
 def _number(value: object) -> str:

@@ -468,6 +468,26 @@ class Recordings:
 
     # --- reading -------------------------------------------------------------------------------
 
+    def kept(self, call_id: str) -> dict[str, str]:
+        """By participant raw id, what :meth:`audio` would find of the call's recordings:
+        ``complete`` (one can be downloaded), ``recording`` (one is still being written) or
+        ``failed``; a participant with none is absent (blocking). A page says this before
+        anyone downloads, so that it can offer a player only where there is audio."""
+        with self._database.session() as session:
+            found = session.execute(
+                select(CallRecording.participant_raw_id, CallRecording.status).where(
+                    CallRecording.call_id == call_id
+                )
+            ).all()
+        with self._open_lock:
+            writing = [raw_id for call, raw_id in self._open if call == call_id]
+        states = dict.fromkeys(writing, RECORDING)
+        rank = {FAILED: 0, RECORDING: 1, COMPLETE: 2}  # the best of a resumed call's stretches
+        for raw_id, status in found:
+            if rank.get(status, -1) > rank.get(states.get(raw_id, ""), -1):
+                states[raw_id] = status
+        return states
+
     def audio(self, call_id: str, raw_id: str, *, raw: bool) -> RecordingAudio:
         """The participant's finished recordings in order: the raw PCM (``raw``), else the
         16 kHz samples. :class:`RecordingNotFound` if none, :class:`RecordingInProgress`

@@ -3,7 +3,8 @@ by Playwright against ``biometrics serve`` in a subprocess with the bundled mode
 signs in, opens the live call from the calls list while a simulated ACS call streams real
 speech, claims both callers as the same enrolled reader, and sees the participants appear,
 their speech progress advance and the verdicts arrive: ACCEPT for the genuine caller, REJECT
-for the impostor. A screenshot of the console during the call is written to the docs."""
+for the impostor; once the call has ended each card has a player for its recording. A
+screenshot of the console during the call is written to the docs."""
 
 from __future__ import annotations
 
@@ -62,6 +63,14 @@ LOWEST_CONTRAST = """() => {
   return lowest;
 }"""
 
+# How long the player's audio is, once Chromium has loaded it (-1 if it could not).
+LOADED_SECONDS = """(audio) => new Promise((done) => {
+  audio.addEventListener("loadedmetadata", () => done(audio.duration), { once: true });
+  audio.addEventListener("error", () => done(-1), { once: true });
+  audio.preload = "metadata";
+  audio.load();
+})"""
+
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}"),
     pytest.mark.skipif(not DEV.is_dir(), reason="shared LibriSpeech excerpts absent"),
@@ -76,7 +85,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One service for the module: starting it (torch, the model) is most of the time."""
     folder = tmp_path_factory.mktemp("console")
     with WebhookSink(secrets.token_hex(16)) as sink:
-        running = start_service(folder, f"sqlite:///{folder / 'console.db'}", "bundled", sink)
+        recorded = {"BIOMETRICS_RECORDINGS": "on", "BIOMETRICS_RECORDINGS_DIR": str(folder / "rec")}
+        url = f"sqlite:///{folder / 'console.db'}"
+        running = start_service(folder, url, "bundled", sink, recorded)
         try:
             yield running
         finally:
@@ -187,6 +198,12 @@ def test_an_agent_watches_a_live_call_accept_the_caller_and_reject_the_impostor(
     history = impostor.locator('[data-field="history"] [data-cell="decision"]')
     decisions = history.all_inner_texts()
     assert decisions.count("REJECT") >= 2 and "ACCEPT" not in decisions, decisions
+    for raw_id, card in cards.items():  # the recordings, recorded throughout, may be played
+        source = f"/console/api/calls/{call_id}/participants/{urllib.parse.quote(raw_id, safe='')}"
+        player = card.get_by_label(f"Recording of participant {raw_id}")
+        expect(player).to_have_attribute("src", source + "/audio")
+    seconds = genuine.locator("audio").evaluate(LOADED_SECONDS)  # Chromium can play it
+    assert seconds >= CALL_SPEECH_SECONDS - 0.1, seconds
 
 
 def test_speakers_are_searched_opted_out_and_deleted_after_a_confirmation(service, page):

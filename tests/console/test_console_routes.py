@@ -2,16 +2,21 @@
 SameSite=Strict cookie (Secure over https); a forged or altered cookie signs nobody in;
 state-changing requests that rely on the cookie need the session's CSRF token; roles apply
 as on the API; automation may send the key in ``Authorization``; the pages show calls,
-participants and speakers from a real database."""
+participants and speakers from a real database, and an admin plays an ended call's
+recordings through the console's bridge."""
 
 from __future__ import annotations
 
 import dataclasses
+import html
+import io
 import re
+import time
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 
 import pytest
+import soundfile
 from starlette.testclient import TestClient
 
 from biometrics.app import create_app
@@ -22,7 +27,10 @@ from biometrics.statuses import Role
 from biometrics.store import Database
 from biometrics.store.audit import AuditLog, AuditQuery
 from biometrics.store.keys import KeyStore
+from tests.api.test_calls import AGENT, CALLER, path, stream
+from tests.api.test_recordings import sent_pcm
 from tests.conftest import bearer
+from tests.streaming.helpers import live_settings, voice
 
 CLAIM = "/console/api/calls/call-1/participants/4%3A%2B14255550101/claim"
 
@@ -253,3 +261,93 @@ def test_a_session_cookie_marked_secure_when_the_operator_says_so(settings, enco
     app = create_app(dataclasses.replace(settings, console_secure_cookie=True), encoder=encoder)
     with TestClient(app, follow_redirects=False) as client:
         assert cookie_attributes(client.get("/console/sign-in"))["secure"] is True
+
+
+def live_client(settings: Settings, encoder: SpeakerEncoder, tmp_path, **changes):
+    """A client that streams calls with an admin key in a header; drop the header to be a
+    browser. Recordings go to ``tmp_path``."""
+    changed = live_settings(settings, recordings_dir=tmp_path / "recordings", **changes)
+    app = create_app(changed, encoder=encoder)
+    admin = make_key(settings, Role.ADMIN)
+    return TestClient(app, headers=bearer(admin), follow_redirects=False), admin
+
+
+def player_source(page: str, raw_id: str) -> str:
+    found = re.search(
+        rf'<audio controls preload="none" src="([^"]+)" '
+        rf'aria-label="Recording of participant {re.escape(html.escape(raw_id))}"',
+        page,
+    )
+    assert found, page
+    return html.unescape(found.group(1))
+
+
+def fetch_audio(client: TestClient, source: str):
+    """The recording once it is complete (the writer thread finishes it after the call)."""
+    deadline = time.monotonic() + 20
+    while True:
+        response = client.get(source)
+        if response.status_code != 409 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.02)
+
+
+def test_an_admin_plays_an_ended_call_s_recordings_and_a_read_key_may_not(
+    settings, encoder, tmp_path
+):
+    caller, agent = voice(1.5, "a", seed=1), voice(1.5, "b", seed=2)
+    client, admin = live_client(settings, encoder, tmp_path, recordings=True)
+    with client:
+        stream(client, "rec-1", {CALLER: caller, AGENT: agent})
+        del client.headers["authorization"]  # from now on, a browser with a session cookie
+        sign_in(client, admin)
+        page = client.get("/console/calls/rec-1")
+        assert page.status_code == 200
+        assert "media-src 'self'" in page.headers["content-security-policy"]
+        for raw_id, samples in ((CALLER, caller), (AGENT, agent)):
+            source = player_source(page.text, raw_id)
+            assert source.startswith("/console/api/calls/rec-1/participants/")
+            assert f'<a href="{html.escape(source)}" download' in page.text
+            wav = fetch_audio(client, source)
+            assert wav.status_code == 200, wav.text
+            assert wav.headers["content-type"] == "audio/wav"
+            data, rate = soundfile.read(io.BytesIO(wav.content), dtype="int16")
+            assert rate == 16_000 and data.tobytes() == sent_pcm(samples, 16_000)
+        audit = client.get(
+            "/v1/audit", params={"action": "recording.download"}, headers=bearer(admin)
+        )
+        played = [
+            (e["participant_raw_id"], e["outcome"], e["actor"])
+            for e in audit.json()["entries"]
+            if e["outcome"] != "recording_in_progress"
+        ]
+        key_id = admin.split("_")[1]
+        assert played == [(CALLER, "wav", key_id), (AGENT, "wav", key_id)]
+
+        read_key = make_key(settings, Role.READ)
+        sign_in(client, read_key)
+        page = client.get("/console/calls/rec-1")
+        assert page.status_code == 200 and "<audio" not in page.text
+        assert 'data-field="recording"' not in page.text and "data-recordings" not in page.text
+        refused = client.get(source)
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+
+
+def test_a_call_that_recorded_nothing_says_so(settings, encoder, tmp_path):
+    client, admin = live_client(settings, encoder, tmp_path)  # recordings off
+    with client:
+        assert client.post("/v1/speakers", json={"speaker_id": "ada"}).status_code == 201
+        claimed = client.put(path("quiet", CALLER, "claim"), json={"speaker_id": "ada"})
+        assert claimed.status_code == 200, claimed.text
+        del client.headers["authorization"]
+        sign_in(client, admin)
+        pending = client.get("/console/calls/quiet")  # claimed before its audio
+        assert pending.status_code == 200 and "<audio" not in pending.text
+        assert 'data-field="recording" hidden' in pending.text  # filled in once it ends
+        client.headers.update(bearer(admin))
+        stream(client, "quiet", {CALLER: voice(1.5, "a", seed=1)})
+        del client.headers["authorization"]
+        page = client.get("/console/calls/quiet")
+        assert page.status_code == 200
+        assert "<audio" not in page.text
+        assert "Nothing was recorded for this participant." in page.text

@@ -1,6 +1,7 @@
 // The agent console's script: live updates of the call page (server-sent events, and the
 // call's summary for the speech collected between verdicts), its claim and enrollment
-// forms, the calls list's refresh and the speakers page's confirmed actions. Every request
+// forms, its recordings' players once the call has ended, the calls list's refresh and the
+// speakers page's confirmed actions. Every request
 // goes to /console/api/..., the service's own /v1 routes, with the session's CSRF token.
 "use strict";
 
@@ -110,7 +111,50 @@ function showParticipant(root, participant) {
 function showCall(root, call) {
   document.querySelector('[data-field="call_status"]').textContent = call.status;
   for (const participant of call.participants) showParticipant(root, participant);
-  if (call.status === "ENDED") document.querySelector('[data-field="live"]').textContent = "";
+  if (call.status === "ENDED") {
+    document.querySelector('[data-field="live"]').textContent = "";
+    showRecordings(root);
+  }
+}
+
+// Whether a participant was recorded is the server's to say, once the call has ended: take
+// the recordings' part of the page as it is rendered now (it may not know of the end yet).
+async function showRecordings(root, tries = 5) {
+  if (root.dataset.recordings !== "on") return; // not an admin's page, or shown already
+  root.dataset.recordings = "shown";
+  let fresh = [];
+  try {
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (response.ok) {
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      fresh = page.querySelectorAll("#call .participant");
+    }
+  } catch (failure) {
+    announce(`Could not show the recordings: ${failure.message}`);
+  }
+  const shown = [...fresh].filter((card) => field(card, "recording")?.hidden === false);
+  if (shown.length === 0) {
+    root.dataset.recordings = "on";
+    if (tries > 1) setTimeout(() => showRecordings(root, tries - 1), REFRESH_MS);
+    return;
+  }
+  for (const card of shown) {
+    field(cardFor(root, card.dataset.rawId), "recording").replaceWith(field(card, "recording"));
+  }
+}
+
+// A player whose audio did not load (still being written, or gone) says so in words.
+function explainPlayers(root) {
+  root.addEventListener(
+    "error",
+    (event) => {
+      if (event.target.tagName !== "AUDIO") return;
+      const error = field(event.target.closest(".recording"), "recording_error");
+      error.textContent = "The recording could not be loaded; reload the page to try again.";
+      error.hidden = false;
+    },
+    true, // media errors do not bubble
+  );
 }
 
 function bindForms(root, card) {
@@ -140,6 +184,7 @@ function bindForms(root, card) {
 function followCall(root) {
   const callPath = `/calls/${encodeURIComponent(root.dataset.callId)}`;
   for (const card of root.querySelectorAll(".participant")) bindForms(root, card);
+  explainPlayers(root);
   const events = new EventSource(`${API}${callPath}/events`);
   events.addEventListener("participant.joined", (event) => showParticipant(root, JSON.parse(event.data)));
   events.addEventListener("verdict.changed", (event) => {
