@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from starlette.applications import Starlette
 from biometrics.audio import SAMPLE_RATE
 from biometrics.audio.decode import decode_audio
 from biometrics.evaluation.report import format_table
+from biometrics.soak.service import free_port
 
 LIBRISPEECH_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 DEFAULT_SPEECH = LIBRISPEECH_DEV / "test-other-dev"
@@ -137,13 +137,6 @@ def patched_environ(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

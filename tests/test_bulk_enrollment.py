@@ -18,11 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
-from benchmarks.common import free_port
 from biometrics import bulk_enrollment
 from biometrics.bulk_enrollment import Outcome, UsageError
 from biometrics.cli.enroll import print_summary
 from biometrics.client import Client, RetryPolicy, TransportError
+from biometrics.soak.service import free_port
 from tests.recordings import (
     ALICE,
     BOB,

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from biometrics import cli
+from biometrics.soak.service import free_port
 from biometrics.store.crypto import Key
 from tests.api.helpers import speech_wav
 
@@ -82,12 +83,6 @@ def test_db_upgrade_creates_the_schema(tmp_path):
     )
     tables = sa.inspect(sa.create_engine(url)).get_table_names()
     assert {"speakers", "voiceprints", "enrollment_records", "verdicts"} <= set(tables)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_runs_a_production_shaped_model_by_setting_the_source_alone(

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.common import free_port
 from biometrics import cli
+from biometrics.soak.service import free_port
 from tests.recordings import (
     ALICE,
     BOB,

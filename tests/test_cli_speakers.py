@@ -16,10 +16,11 @@ from rich.console import Console
 from biometrics import cli
 from biometrics.bulk_enrollment import Outcome
 from biometrics.cli.enroll import ProgressBar
+from biometrics.soak.service import free_port
 from biometrics.statuses import Role
 from biometrics.store import Database
 from biometrics.store.keys import KeyStore
-from tests.recordings import ALICE, BOB, free_port, server_speaker, speech, write
+from tests.recordings import ALICE, BOB, server_speaker, speech, write
 from tests.test_cli import BIOMETRICS, clean_env
 from tests.voices import wav_bytes
 

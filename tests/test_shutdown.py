@@ -19,11 +19,12 @@ import pytest
 import sqlalchemy as sa
 
 from biometrics import simulator
+from biometrics.soak.service import free_port
 from biometrics.store import Database
 from tests.conftest import TEST_ENCRYPTION_KEY, admin_key_for, bearer
 from tests.events.receiver import WebhookReceiver
 from tests.streaming.helpers import START, voice
-from tests.test_cli import BIOMETRICS, clean_env, free_port
+from tests.test_cli import BIOMETRICS, clean_env
 from tests.voices import wav_bytes
 
 SECRET = "shutdown-secret"

@@ -21,11 +21,11 @@ import redis
 from starlette.testclient import TestClient
 from websockets.asyncio.client import connect
 
-from benchmarks.common import free_port
 from biometrics.app import create_app
 from biometrics.cluster import keys
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
+from biometrics.soak.service import free_port
 from tests.api.test_calls import wait_until
 from tests.conftest import LiveServer, running_server
 from tests.events.receiver import WebhookReceiver
