@@ -232,13 +232,6 @@ class CallRoutes:
         call_id = _call_id(request)
         after = request.headers.get("last-event-id")
         subscription = await self._subscribe(call_id, after)
-        if subscription is None:
-            if await self._calls.summary(call_id) is None:
-                raise CallNotFound(f"call {call_id!r} is not known")
-            raise CallNotFound(
-                f"call {call_id!r} ended and its events are no longer held: read "
-                f"GET /v1/calls/{call_id} and its participants' verdicts instead"
-            )
         unsubscribe = (
             self._broker.unsubscribe
             if self._shared_events is None
@@ -258,26 +251,46 @@ class CallRoutes:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def _subscribe(self, call_id: str, after: str | None) -> Subscription | None:
+    async def _subscribe(self, call_id: str, after: str | None) -> Subscription:
         """The call's events from this process's broker (while the call is in memory), or
-        from the replicas' shared streams (while Redis keeps them)."""
-        if self._shared_events is not None:
-            try:
-                subscription, known = await self._shared_events.subscribe(call_id, after)
-            except (RedisError, OSError) as error:
-                raise SharedStateUnavailable(
-                    f"the events of call {call_id!r} are kept in Redis",
-                    error,
-                    f"read GET /v1/calls/{call_id} meanwhile, or try again shortly",
-                ) from error
-            summary = None if known else await self._calls.summary(call_id)
-            if known or (summary is not None and summary.status is not CallStatus.ENDED):
-                return subscription  # (a pending call's first events are still to come)
+        from the replicas' shared streams (while Redis keeps them, or while the call is
+        known anywhere: its first events may still be on their way). CallNotFound for a
+        call nobody knows, or one that ended and whose events are no longer held."""
+        if self._shared_events is None:
+            if self._calls.find(call_id) is None:
+                raise _gone(call_id, await self._calls.summary(call_id))
+            return self._broker.subscribe(call_id, after=after)
+        try:
+            subscription, known = await self._shared_events.subscribe(call_id, after)
+        except (RedisError, OSError) as error:
+            raise _events_unavailable(call_id, error) from error
+        if known:
+            return subscription
+        try:
+            refusal = await self._refusal(call_id)
+        except BaseException:
             self._shared_events.unsubscribe(subscription)
-            return None
-        if self._calls.find(call_id) is None:
-            return None
-        return self._broker.subscribe(call_id, after=after)
+            raise
+        if refusal is None:
+            return subscription  # (its replay is empty: the first events are still to come)
+        self._shared_events.unsubscribe(subscription)
+        raise refusal
+
+    async def _refusal(self, call_id: str) -> CallNotFound | None:
+        """Why a call with no events in Redis cannot be followed; None while it is pending
+        or live somewhere. Asked after subscribing, so that an event published meanwhile
+        reaches the subscription."""
+        summary = await self._calls.summary(call_id)
+        if summary is not None:
+            # Only an ended call whose stream expired has nothing more to send.
+            return None if summary.status is not CallStatus.ENDED else _gone(call_id, summary)
+        # Not stored yet: the replica holding the call (pending on a claim made there a
+        # moment ago, its snapshot still on its way to the database) names it in its lease.
+        try:
+            held = await self._calls.held(call_id)
+        except (RedisError, OSError) as error:
+            raise _events_unavailable(call_id, error) from error
+        return None if held else _gone(call_id, None)
 
     async def _summary(self, request: Request) -> CallSummary:
         call_id = _call_id(request)
@@ -311,6 +324,25 @@ def _participant_of(request: Request, summary: CallSummary) -> ParticipantSummar
     if participant is None:
         raise ParticipantNotFound(f"call {summary.call_id!r} has no participant {raw_id!r}")
     return participant
+
+
+def _gone(call_id: str, summary: CallSummary | None) -> CallNotFound:
+    """Why the call's events cannot be followed: nobody knows it, or it ended (as
+    ``summary`` says) and its events are no longer held."""
+    if summary is None:
+        return CallNotFound(f"call {call_id!r} is not known")
+    return CallNotFound(
+        f"call {call_id!r} ended and its events are no longer held: read "
+        f"GET /v1/calls/{call_id} and its participants' verdicts instead"
+    )
+
+
+def _events_unavailable(call_id: str, error: Exception) -> SharedStateUnavailable:
+    return SharedStateUnavailable(
+        f"the events of call {call_id!r} are kept in Redis",
+        error,
+        f"read GET /v1/calls/{call_id} meanwhile, or try again shortly",
+    )
 
 
 def _call_id(request: Request) -> str:

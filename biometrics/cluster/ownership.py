@@ -99,6 +99,9 @@ class CallOwnership(Protocol):
 
     async def release(self, call_id: str) -> None: ...
 
+    async def holder(self, call_id: str) -> str | None:
+        """The replica whose lease names the call now, if any."""
+
     async def forward_claim(
         self, holder: str, call_id: str, raw_id: str, claim: SpeakerClaim
     ) -> dict[str, Any] | None:
@@ -120,6 +123,9 @@ class SoleReplica:
 
     async def release(self, call_id: str) -> None:
         return None
+
+    async def holder(self, call_id: str) -> str | None:
+        return None  # no leases: the registry's memory is the whole answer
 
     async def forward_claim(
         self, holder: str, call_id: str, raw_id: str, claim: SpeakerClaim
@@ -195,6 +201,9 @@ class RedisOwnership:
                 "Redis unreachable: a call's lease was not released; it expires by itself",
                 extra={"call_id": call_id, "error": str(error)},
             )
+
+    async def holder(self, call_id: str) -> str | None:
+        return await cast(Awaitable[str | None], self._redis.get(keys.owner(call_id)))
 
     async def _renew_forever(self) -> None:
         while True:

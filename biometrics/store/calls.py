@@ -82,6 +82,12 @@ class CallStore:
         """Wait until every write queued so far is done, and try the kept ones once more."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._retry_unsaved)
 
+    async def written(self) -> None:
+        """Wait until every write queued so far has been tried: stored, or kept for a retry
+        while the database is unreachable (unlike :meth:`flush`, the kept ones are not
+        tried again here, so that this stays quick through an outage)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+
     def close(self) -> None:
         with self._timer_lock:
             self._closed = True
@@ -216,6 +222,10 @@ def _load_call(session: Session, call_id: str) -> CallSummary | None:
         else StreamFormat.from_dict(call.audio_format),
         participants=participants,
     )
+
+
+def _nothing() -> None:
+    """A write-thread task that only marks its place in the queue."""
 
 
 def _log_failure(done: Future[bool], call_id: str) -> None:

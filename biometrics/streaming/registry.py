@@ -55,6 +55,9 @@ MAX_SWEEP_SECONDS = 30.0
 MIN_SWEEP_SECONDS = 0.5
 STOP_SECONDS = 5.0  # at shutdown, how long calls may take to end
 HOLDER_RETRY_SECONDS = 0.2  # asking again for a call held elsewhere
+# How long a claim's answer waits for its snapshot to reach the database, at most: well
+# under the second another replica waits for a claim it forwarded (REQUEST_SECONDS).
+STORED_SECONDS = 0.5
 
 Answer = TypeVar("Answer")  # what the replica holding a call answered a request with
 
@@ -240,6 +243,13 @@ class CallRegistry:
             return call.summary()
         return await self._store.load(call_id)
 
+    async def held(self, call_id: str) -> bool:
+        """Whether a replica has the call in memory now: this one, or another by its lease
+        (which it takes before it creates or resumes the call, so that a call claimed
+        elsewhere a moment ago is known here before its snapshot is stored). Redis errors
+        propagate."""
+        return call_id in self._calls or await self._ownership.holder(call_id) is not None
+
     # --- claims and sockets ------------------------------------------------------------------
 
     async def claim(self, call_id: str, raw_id: str, claim: SpeakerClaim) -> dict[str, Any]:
@@ -256,7 +266,9 @@ class CallRegistry:
                 extra={"call_id": call_id, "participant": raw_id, "speaker_id": claim.speaker_id},
             )
             return dict(held)
-        return self._claim_here(held, raw_id, claim)
+        participant = self._claim_here(held, raw_id, claim)
+        await self._stored(call_id)
+        return participant
 
     def _claim_here(self, call: CallSession, raw_id: str, claim: SpeakerClaim) -> dict[str, Any]:
         participant = call.claim(raw_id, claim)
@@ -271,7 +283,29 @@ class CallRegistry:
     ) -> dict[str, Any] | None:
         """Another replica's claim for a call held here; None if it is not here."""
         call = self._calls.get(call_id)
-        return None if call is None else self._claim_here(call, raw_id, claim)
+        if call is None:
+            return None
+        participant = self._claim_here(call, raw_id, claim)
+        await self._stored(call_id)
+        return participant
+
+    async def _stored(self, call_id: str) -> None:
+        """With other replicas, wait until the call's latest snapshot is in the database
+        before a claim is answered: they read the call from there, so that a read on any
+        replica right after the answer shows the claim. A database slower than
+        ``STORED_SECONDS`` is not waited for (the write goes on; the claim is applied
+        here), so that a forwarded claim is still answered in time. One process reads the
+        call from its memory and waits for nothing."""
+        if not self._ownership.shared:
+            return
+        try:
+            await asyncio.wait_for(self._store.written(), STORED_SECONDS)
+        except TimeoutError:
+            logger.warning(
+                "the database is slow: a claim is answered before its call is stored, so "
+                "other replicas may not show it for a moment",
+                extra={"call_id": call_id, "waited_seconds": STORED_SECONDS},
+            )
 
     async def hand_over(self, call_id: str) -> bool:
         """Another replica has a socket for the call: let it go if it is idle here."""

@@ -12,20 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import redis
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 from websockets.asyncio.client import connect
 
 from biometrics.app import create_app
 from biometrics.cluster import keys
+from biometrics.cluster.events import SharedEvents
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
+from biometrics.events import Event
+from biometrics.snapshots import CallSummary
 from biometrics.soak.service import free_port
+from biometrics.store.calls import CallStore
 from tests.api.test_calls import wait_until
 from tests.conftest import LiveServer, running_server
 from tests.events.receiver import WebhookReceiver
@@ -152,6 +158,107 @@ def test_claim_on_b_reaches_a_and_both_see_every_event_once_in_order(replicas, r
     time.sleep(1.0)  # a second delivery, if any, would come by now
     posted = receiver.posted_ids()
     assert sorted(set(posted)) == sorted(ids) and len(posted) == len(ids) + 1
+
+
+async def read_events(response: httpx.Response) -> list[tuple[str, str, dict]]:
+    """An open SSE response's events until call.ended."""
+    events, block = [], []
+    async for line in response.aiter_lines():
+        if line:
+            block.append(line)
+            continue
+        events.extend(parse_sse("\n".join(block)))
+        block = []
+        if events and events[-1][1] == "call.ended":
+            break
+    return events
+
+
+@pytest.mark.parametrize("database", ["slow", "failing"])
+def test_a_call_claimed_on_a_a_moment_ago_is_followed_from_b_from_its_first_event(
+    replicas, redis_url, monkeypatch, database
+):
+    """B is asked for the events of a call claimed on A a moment ago, before any of them
+    reached Redis (A's are held back here until B answers): B streams them from the first
+    all the same. With a ``slow`` database the claim's answer waited for the call to be
+    stored, so B reads it at once; with a ``failing`` one (A's write is kept for a retry)
+    B knows the call by A's lease alone."""
+    a, b = replicas.a, replicas.b
+    call_id = f"claimed-then-followed-{database}"
+    messages = call_messages({ALICE: voice(4.0, "a", seed=41)})
+    with httpx.Client(base_url=a.url, headers=a.headers, timeout=30) as http:
+        enroll(http, "alice", "a", seed=1)
+
+    # Both replicas run these classes; only A writes this call and its events.
+    subscribed = threading.Event()
+    save, write = CallStore._save, SharedEvents._write
+
+    def late_save(store: CallStore, summary: CallSummary) -> None:
+        if summary.call_id == call_id and not subscribed.is_set():
+            if database == "failing":
+                raise OperationalError("UPDATE calls", {}, ConnectionError("database away"))
+            time.sleep(0.3)
+        save(store, summary)
+
+    async def late_write(events: SharedEvents, batch: list[Event]) -> None:
+        while not subscribed.is_set() and any(event.call_id == call_id for event in batch):
+            await asyncio.sleep(0.01)
+        await write(events, batch)
+
+    monkeypatch.setattr(CallStore, "_save", late_save)
+    monkeypatch.setattr(SharedEvents, "_write", late_write)
+
+    async def call() -> list[tuple[str, str, dict]]:
+        async with (
+            httpx.AsyncClient(base_url=a.url, headers=a.headers, timeout=30) as on_a,
+            httpx.AsyncClient(base_url=b.url, headers=b.headers, timeout=30) as on_b,
+        ):
+            claimed = await on_a.put(
+                participant_path(call_id, ALICE, "claim"),
+                json={"speaker_id": "alice", "threshold": 0},
+            )
+            assert claimed.status_code == 200, claimed.text
+            assert claimed.json()["call_status"] == "PENDING"
+            async with on_b.stream("GET", f"/v1/calls/{call_id}/events") as response:
+                assert response.status_code == 200, (await response.aread()).decode()
+                if database == "slow":
+                    read = await on_b.get(f"/v1/calls/{call_id}")
+                    assert read.status_code == 200, read.text
+                    assert read.json()["status"] == "PENDING"
+                    (participant,) = read.json()["participants"]
+                    assert participant["claim"]["speaker_id"] == "alice"
+                subscribed.set()
+                await stream(a, call_id, messages)
+                events = await asyncio.wait_for(read_events(response), 30)
+            await wait_for_status(on_b, call_id, "ENDED")
+            return events
+
+    try:
+        followed = asyncio.run(call())
+    finally:
+        subscribed.set()  # whatever failed, A's writes go on
+
+    with httpx.Client(base_url=b.url, headers=b.headers, timeout=30) as http:
+        replayed = parse_sse(http.get(f"/v1/calls/{call_id}/events").text)
+        history = http.get(participant_path(call_id, ALICE, "verdicts")).json()["verdicts"]
+        # Once the call's stream has expired, an ended call is said to be so; a call
+        # nobody knows, to be unknown.
+        shared = redis.Redis.from_url(redis_url)
+        shared.delete(keys.call_events(call_id))
+        shared.close()
+        expired = http.get(f"/v1/calls/{call_id}/events", timeout=5)
+        unknown = http.get("/v1/calls/nobody-knows/events", timeout=5)
+
+    # B's subscriber got every event of the call once, in order: the claim's first verdict
+    # (published before it subscribed) and the socket's.
+    assert [event_id for event_id, _, _ in followed] == [event_id for event_id, _, _ in replayed]
+    kinds = [kind for _, kind, _ in followed]
+    assert "call.started" in kinds and kinds[-1] == "call.ended"
+    verdicts = [data["decision"] for _, kind, data in followed if kind == "verdict.changed"]
+    assert verdicts[0] == "NOT_ENOUGH_SPEECH" and "ACCEPT" in verdicts
+    assert "ACCEPT" in [verdict["decision"] for verdict in history]
+    assert expired.status_code == 404 and "no longer held" in expired.json()["detail"]
+    assert unknown.status_code == 404 and "is not known" in unknown.json()["detail"]
 
 
 @pytest.mark.parametrize("holder", ["idle", "dead", "stopped"])
