@@ -51,7 +51,6 @@ from biometrics.events.publisher import CallPublisher
 from biometrics.events.webhooks import RetryPolicy, WebhookSender
 from biometrics.metrics import Metrics
 from biometrics.scoring import calibration
-from biometrics.scoring.calibration import Calibration
 from biometrics.scoring.normalization import Cohort
 from biometrics.scoring.scorer import Scorer
 from biometrics.statuses import Role
@@ -409,7 +408,12 @@ def load_scorer(
     )
     fitted = None
     if stored_calibration is not None:
-        fitted = Calibration(**dataclasses.asdict(stored_calibration))
+        # The same reader as a model folder's file: format 1 rows keep loading as the plain
+        # map, format 2 ones bring their duration model.
+        fitted = calibration.from_body(
+            dataclasses.asdict(stored_calibration),
+            f"the calibration stored for model {sha256[:12]}",
+        )
     shipped = encoder.folder / calibration.FOLDER_FILE
     if fitted is None and shipped.is_file():
         fitted = calibration.read_json(shipped)

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy.exc
 
@@ -23,11 +24,15 @@ from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder, load_encoder
 from biometrics.errors import ConfigError, KeyNotFound
 from biometrics.logs import configure_logging
+from biometrics.scoring import calibration
 from biometrics.statuses import Role
 from biometrics.store import Database, lifecycle, queries
 from biometrics.store.audit import COMMAND_LINE, AuditLog
 from biometrics.store.keys import KeyStore
 from biometrics.store.recordings import RecordingFiles
+
+if TYPE_CHECKING:
+    from biometrics.evaluation.calibrate import CalibrationFit
 
 ROTATE_DESCRIPTION = """\
 Re-encrypt every voiceprint and cohort under the current encryption key
@@ -116,7 +121,11 @@ def register(commands: Commands) -> None:
         "--enroll-seconds", type=float, default=20.0, help="net speech of each enrollment"
     )
     calibrate.add_argument(
-        "--test-seconds", type=float, nargs="+", default=[3.0, 5.0], help="test lengths"
+        "--test-seconds",
+        type=positive_float,
+        nargs="+",
+        default=[2.0, 3.0, 5.0, 10.0],
+        help="test lengths, two or more: the duration model is fitted across them",
     )
     calibrate.add_argument("--seed", type=int, default=0, help="seed of the trial selection")
     calibrate.add_argument(
@@ -423,7 +432,11 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
     )
     if not evaluations:
         raise ConfigError(f"{args.data} holds too little speech for any trial")
-    fit = fit_calibration(evaluations, normalized=cohort is not None)
+    try:
+        fit = fit_calibration(evaluations, normalized=cohort is not None)
+    except ValueError as error:
+        raise ConfigError(f"{args.data}: {error}") from None
+    body = calibration.to_body(fit.calibration)
     with database.session() as session:
         queries.save_calibration(
             session,
@@ -433,21 +446,42 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
                 fit.calibration.intercept,
                 fit.calibration.normalized,
                 fit.calibration.thresholds,
+                format=body["format"],
+                duration=body["duration"],
             ),
             description=str(args.data),
             eer=fit.eer,
             target_trials=fit.target_trials,
             nontarget_trials=fit.nontarget_trials,
         )
-    threshold = fit.calibration.threshold_for_far(settings.target_far)
-    print(
-        f"calibration stored for {encoder.identity.name}: "
-        f"{'AS-norm' if cohort is not None else 'raw cosine'} scores, "
-        f"{fit.target_trials} target / {fit.nontarget_trials} non-target trials, "
-        f"development EER {100 * fit.eer:.2f} %, threshold at FAR "
-        f"{100 * settings.target_far:g} %: {threshold:.1f}"
-    )
+    print(describe_fit(encoder.identity.name, fit, settings.target_far))
     return 0
+
+
+def describe_fit(model: str, fit: CalibrationFit, target_far: float) -> str:
+    """What was fitted, in words an operator can check against docs/accuracy.md."""
+    fitted = fit.calibration
+    scores = "AS-norm" if fitted.normalized else "raw cosine"
+    lines = [
+        f"calibration stored for {model}: duration-aware (format {calibration.FORMAT}), "
+        f"on {scores} scores, {fit.target_trials} target / {fit.nontarget_trials} "
+        f"non-target trials, development EER {100 * fit.eer:.2f} %",
+        "impostor scores by test length (the duration model):",
+    ]
+    lines += [
+        f"  {length.test_seconds:g} s: centre {length.impostor_centre:.3f}, spread "
+        f"{length.impostor_spread:.3f} ({length.target_trials} target / "
+        f"{length.nontarget_trials} non-target trials, EER {100 * length.eer:.2f} %)"
+        for length in fit.lengths
+    ]
+    lines.append(f"slope {fitted.slope:.2f} per impostor spread, intercept {fitted.intercept:.2f}")
+    fars = sorted({0.01, target_far}, reverse=True)
+    lines += [
+        f"threshold for {100 * far:g} % target FAR: {fitted.threshold_for_far(far):.1f} "
+        "(the same at every test length)"
+        for far in fars
+    ]
+    return "\n".join(lines)
 
 
 def _require_folder(folder: Path) -> None:

@@ -192,12 +192,33 @@ def assign_folds(
 def duration_aware_fit(trials: Trials) -> Calibration:
     """The shipped method: duration model, then a bounded, regularised logistic map."""
     target = trials.is_target
-    return calibration.fit(
+    return fit_by_length(
         trials.scores[target],
         trials.scores[~target],
-        normalized=False,
         target_seconds=trials.seconds[target],
         nontarget_seconds=trials.seconds[~target],
+        normalized=False,
+    )
+
+
+def fit_by_length(
+    targets: npt.NDArray[np.float64],
+    nontargets: npt.NDArray[np.float64],
+    *,
+    target_seconds: npt.NDArray[np.float64],
+    nontarget_seconds: npt.NDArray[np.float64],
+    normalized: bool,
+) -> Calibration:
+    """The shipped method on scores and their test lengths: what the report fits and
+    ships and what ``biometrics calibrate`` fits on an operator's speech, so that the two
+    agree. The regularisation is in impostor spreads, so it holds for AS-normalised
+    scores as well as for cosine."""
+    return calibration.fit(
+        targets,
+        nontargets,
+        normalized=normalized,
+        target_seconds=target_seconds,
+        nontarget_seconds=nontarget_seconds,
         penalty=PENALTY,
         max_slope=MAX_SLOPE,
     )

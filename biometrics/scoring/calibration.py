@@ -13,8 +13,9 @@ percent, that the speaker is the claimed one when a genuine caller and an impost
 equally likely, pooled over the fitted test lengths. The default decision threshold
 comes from the false-accept rate measured on the same trials.
 
-A calibration fitted without durations (``biometrics calibrate``, or a format 1 file)
-has the identity duration model and is the plain logistic map it always was.
+A calibration fitted without durations (a format 1 file or stored row, from before
+``biometrics calibrate`` fitted the duration model) has the identity duration model and
+is the plain logistic map it always was.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,14 +62,21 @@ class DurationModel:
     def standardise(self, score: npt.ArrayLike, seconds: npt.ArrayLike) -> npt.NDArray[np.float64]:
         if self == IDENTITY:
             return np.asarray(score, dtype=np.float64)
-        low, high = self.seconds_range
-        x = np.log(np.clip(np.asarray(seconds, dtype=np.float64), low, high) / REFERENCE_SECONDS)
-        centre = self.mean[0] + self.mean[1] * x
-        spread = np.exp(self.log_spread[0] + self.log_spread[1] * x)
+        centre, spread = self.impostors_at(seconds)
         standardised: npt.NDArray[np.float64] = (
             np.asarray(score, dtype=np.float64) - centre
         ) / spread
         return standardised
+
+    def impostors_at(
+        self, seconds: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The impostor centre and spread the model expects at ``seconds`` of speech."""
+        low, high = self.seconds_range
+        x = np.log(np.clip(np.asarray(seconds, dtype=np.float64), low, high) / REFERENCE_SECONDS)
+        centre = self.mean[0] + self.mean[1] * x
+        spread = np.exp(self.log_spread[0] + self.log_spread[1] * x)
+        return centre, spread
 
 
 IDENTITY = DurationModel()
@@ -103,41 +113,43 @@ class Calibration:
 FOLDER_FILE = "calibration.json"
 
 
-def write_json(calibration: Calibration, path: Path, **provenance: object) -> Path:
-    duration = calibration.duration
-    body = {
+def to_body(calibration: Calibration) -> dict[str, Any]:
+    """The calibration in its versioned form: a model folder's file, a stored row."""
+    return {
         "format": FORMAT,
         "slope": calibration.slope,
         "intercept": calibration.intercept,
         "normalized": calibration.normalized,
-        "duration": {
-            "reference_seconds": REFERENCE_SECONDS,
-            "mean": list(duration.mean),
-            "log_spread": list(duration.log_spread),
-            # JSON has no infinity: an unbounded end is written as null.
-            "seconds_range": [None if math.isinf(end) else end for end in duration.seconds_range],
-        },
+        "duration": duration_body(calibration.duration),
         "thresholds": {str(far): value for far, value in calibration.thresholds.items()},
-        **provenance,
     }
-    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
-def read_json(path: Path) -> Calibration:
-    body = json.loads(path.read_text(encoding="utf-8"))
+def duration_body(duration: DurationModel) -> dict[str, Any]:
+    return {
+        "reference_seconds": REFERENCE_SECONDS,
+        "mean": list(duration.mean),
+        "log_spread": list(duration.log_spread),
+        # JSON has no infinity: an unbounded end is written as null.
+        "seconds_range": [None if math.isinf(end) else end for end in duration.seconds_range],
+    }
+
+
+def from_body(body: Mapping[str, Any], source: str) -> Calibration:
+    """A calibration from its versioned form (format 1 has no duration model); ``source``
+    names where it came from in the error a format this version cannot read raises."""
     version = body.get("format", 1)
     if version not in (1, FORMAT):
         raise CalibrationFormatError(
-            f"{path}: calibration format {version!r} is not one this version reads (1 or "
-            f"{FORMAT}); refit it with this version's scripts or upgrade the service"
+            f"{source}: calibration format {version!r} is not one this version reads (1 or "
+            f"{FORMAT}); refit it with this version or upgrade the service"
         )
     duration = IDENTITY
     if version == FORMAT:
         model = body["duration"]
         if float(model["reference_seconds"]) != REFERENCE_SECONDS:
             raise CalibrationFormatError(
-                f"{path}: duration model referenced to {model['reference_seconds']} s, "
+                f"{source}: duration model referenced to {model['reference_seconds']} s, "
                 f"this version expects {REFERENCE_SECONDS:g} s; refit it"
             )
         duration = DurationModel(
@@ -155,6 +167,16 @@ def read_json(path: Path) -> Calibration:
         thresholds={float(far): float(value) for far, value in body["thresholds"].items()},
         duration=duration,
     )
+
+
+def write_json(calibration: Calibration, path: Path, **provenance: object) -> Path:
+    body = {**to_body(calibration), **provenance}
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_json(path: Path) -> Calibration:
+    return from_body(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
 def fit_duration_model(nontargets: np.ndarray, seconds: np.ndarray) -> DurationModel:

@@ -11,6 +11,7 @@ encrypts those at start (:mod:`biometrics.store.vault`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -203,12 +204,16 @@ class EncryptionKey(Base):
 
 
 class ScoreCalibration(Base):
-    """The logistic score calibration of one model, with thresholds by false-accept rate."""
+    """The score calibration of one model, with thresholds by false-accept rate: a logistic
+    map, and from format 2 the duration model before it (the versioned form of a model
+    folder's calibration.json; rows stored before format 2 are format 1)."""
 
     __tablename__ = "score_calibrations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    format: Mapped[int] = mapped_column(Integer, server_default="1")
+    duration: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # format 2's duration model
     slope: Mapped[float] = mapped_column(Float)
     intercept: Mapped[float] = mapped_column(Float)
     normalized: Mapped[bool]

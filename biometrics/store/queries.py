@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -166,6 +167,10 @@ class StoredCalibration:
     intercept: float
     normalized: bool
     thresholds: dict[float, float]  # false-accept rate -> 0-100 threshold
+    # The calibration's format and, from format 2, its duration model as the scoring code
+    # writes it; the store keeps both as given and leaves reading them to the scoring code.
+    format: int = 1
+    duration: dict[str, Any] | None = None
 
 
 def load_cohort(session: Session, cipher: Cipher, model_sha256: str) -> StoredCohort | None:
@@ -186,6 +191,8 @@ def load_calibration(session: Session, model_sha256: str) -> StoredCalibration |
         intercept=row.intercept,
         normalized=row.normalized,
         thresholds={float(far): value for far, value in row.thresholds.items()},
+        format=row.format,
+        duration=row.duration,
     )
 
 
@@ -219,6 +226,8 @@ def save_calibration(
     session.add(
         ScoreCalibration(
             model_sha256=model_sha256,
+            format=calibration.format,
+            duration=calibration.duration,
             slope=calibration.slope,
             intercept=calibration.intercept,
             normalized=calibration.normalized,

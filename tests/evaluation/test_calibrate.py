@@ -3,8 +3,11 @@ applying them to its decisions."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -12,6 +15,9 @@ from biometrics.app import create_app
 from biometrics.cli import main
 from biometrics.config import Settings
 from biometrics.embedding import SpeakerEncoder
+from biometrics.evaluation.honesty import MAX_SLOPE
+from biometrics.scoring.calibration import IDENTITY, Calibration, from_body
+from biometrics.store import Database, queries
 from tests.api.helpers import enroll, verify
 from tests.conftest import admin_key_for, bearer
 from tests.voices import flac_bytes, synthetic_speech
@@ -24,9 +30,9 @@ VOICES = [
 ]
 
 
-def speech_folder(root: Path, first_seed: int) -> Path:
+def speech_folder(root: Path, first_seed: int, utterances: int = 3) -> Path:
     for index, (pitch, formants) in enumerate(VOICES):
-        for utterance in range(3):
+        for utterance in range(utterances):
             seed = first_seed + 10 * index + utterance
             audio = synthetic_speech(6.0, pitch_hz=pitch, formants=formants, seed=seed)
             path = root / f"spk{first_seed + index}" / f"u{utterance}.flac"
@@ -55,7 +61,8 @@ def test_cohort_and_calibration_drive_the_service_decisions(
     assert main(["cohort", str(cohort_folder), "--per-speaker", "3", "--top-n", "5"]) == 0
     assert "cohort of 12 embeddings stored" in capsys.readouterr().out
     assert (
-        main(["calibrate", str(development), "--enroll-seconds", "8", "--test-seconds", "2"]) == 0
+        main(["calibrate", str(development), "--enroll-seconds", "8", "--test-seconds", "2", "3"])
+        == 0
     )
     assert "AS-norm scores" in capsys.readouterr().out
 
@@ -88,7 +95,16 @@ def test_calibrating_raw_scores_ignores_the_cohort(
     development = speech_folder(tmp_path / "development", first_seed=500)
     assert (
         main(
-            ["calibrate", str(development), "--raw", "--enroll-seconds", "8", "--test-seconds", "2"]
+            [
+                "calibrate",
+                str(development),
+                "--raw",
+                "--enroll-seconds",
+                "8",
+                "--test-seconds",
+                "2",
+                "3",
+            ]
         )
         == 0
     )
@@ -98,6 +114,108 @@ def test_calibrating_raw_scores_ignores_the_cohort(
         scoring = client.get("/readyz").json()["scoring"]
         assert scoring["calibrated"] is True
         assert scoring["normalization"] is None
+
+
+def stored_calibration(settings: Settings, encoder: SpeakerEncoder) -> Calibration:
+    """The model's calibration row as the service reads it; it must be format 2."""
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            stored = queries.load_calibration(session, encoder.identity.checkpoint_sha256)
+    finally:
+        database.dispose()
+    assert stored is not None and stored.format == 2 and stored.duration is not None
+    return from_body(dataclasses.asdict(stored), "the test's database")
+
+
+def test_calibrate_stores_a_duration_aware_calibration_the_service_scores_by_length(
+    cli_env: None,
+    settings: Settings,
+    encoder: SpeakerEncoder,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    development = speech_folder(tmp_path / "development", first_seed=500, utterances=4)
+    argv = ["calibrate", str(development), "--raw", "--enroll-seconds", "8"]
+    assert main([*argv, "--test-seconds", "2", "3", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "duration-aware (format 2)" in printed
+    for seconds in ("2", "3", "4"):
+        assert f"  {seconds} s: centre " in printed and "spread" in printed
+    assert "slope " in printed and "threshold for 1 % target FAR: " in printed
+
+    fitted = stored_calibration(settings, encoder)
+    assert fitted.duration != IDENTITY
+    assert fitted.duration.seconds_range == (2.0, 4.0)
+    # The slope is bounded as the shipped fit's is, in impostor spreads.
+    assert 0 < fitted.slope <= MAX_SLOPE
+    with TestClient(
+        create_app(settings, encoder=encoder), headers=bearer(admin_key_for(settings.database_url))
+    ) as client:
+        scoring = client.get("/readyz").json()["scoring"]
+        assert scoring["default_threshold"] == round(fitted.threshold_for_far(0.01), 2)
+        assert enroll(client, "ada", seconds=10.0, seed=1).json()["status"] == "ENROLLED"
+        verdicts = [verify(client, "ada", seconds=seconds, seed=7).json() for seconds in (3, 6)]
+    for verdict in verdicts:
+        similarity, seconds = verdict["similarity"], verdict["speech_seconds"]
+        assert verdict["calibrated"] is True and verdict["normalized_score"] is None
+        # The service reads the cosine against impostors at the verdict's own length:
+        # the same cosine from another length would have scored differently.
+        low, high = scores_within_rounding(fitted, similarity, seconds)
+        assert low - 0.01 <= verdict["score"] <= high + 0.01
+        other_low, other_high = scores_within_rounding(
+            fitted, similarity, 4.0 if seconds < 3.0 else 2.0
+        )
+        assert other_high < low or other_low > high
+
+
+def scores_within_rounding(
+    fitted: Calibration, similarity: float, seconds: float
+) -> tuple[float, float]:
+    """The calibrated scores a verdict's rounded cosine (4 places) and speech seconds (2)
+    can have come from: the small test model's impostor spread is narrow enough for the
+    rounding to show in the score."""
+    cosines = np.array([similarity - 5e-5, similarity + 5e-5])
+    lengths = np.array([seconds - 0.005, seconds + 0.005])
+    scores = fitted.score(cosines[:, None], lengths[None, :])
+    return float(scores.min()), float(scores.max())
+
+
+def test_calibrate_needs_two_test_lengths(
+    cli_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    development = speech_folder(tmp_path / "development", first_seed=500)
+    argv = ["calibrate", str(development), "--raw", "--enroll-seconds", "8"]
+    assert main([*argv, "--test-seconds", "2"]) == 2
+    assert "two test lengths or more" in capsys.readouterr().err
+
+
+def test_a_calibration_stored_before_format_2_still_loads_without_a_duration_model(
+    settings: Settings, encoder: SpeakerEncoder
+) -> None:
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            queries.save_calibration(
+                session,
+                encoder.identity.checkpoint_sha256,
+                queries.StoredCalibration(40.0, -20.0, False, {0.01: 60.0, 0.001: 80.0}),
+                description="an older calibrate",
+                eer=0.05,
+                target_trials=10,
+                nontarget_trials=30,
+            )
+    finally:
+        database.dispose()
+    with TestClient(
+        create_app(settings, encoder=encoder), headers=bearer(admin_key_for(settings.database_url))
+    ) as client:
+        assert client.get("/readyz").json()["scoring"]["default_threshold"] == 60.0
+        assert enroll(client, "ada", seconds=10.0, seed=1).json()["status"] == "ENROLLED"
+        verdict = verify(client, "ada", seconds=4.0, seed=7).json()
+    # The plain logistic map of the cosine, whatever the length.
+    expected = 100.0 / (1.0 + math.exp(-(40.0 * verdict["similarity"] - 20.0)))
+    assert verdict["score"] == pytest.approx(expected, abs=0.01)
 
 
 def test_calibrating_a_missing_folder_is_a_clear_error(
@@ -110,7 +228,6 @@ def test_calibrating_a_missing_folder_is_a_clear_error(
 def test_a_calibration_shipped_in_the_model_folder_is_the_default(
     settings: Settings, model_folder: Path, tmp_path: Path
 ) -> None:
-    import dataclasses
     import shutil
 
     import numpy as np

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.orm import Session
 
 from biometrics.errors import SpeakerExists
 from biometrics.statuses import SpeakerStatus
@@ -18,7 +19,7 @@ def test_migrations_build_exactly_the_models_schema(database_url):
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0010"
+        assert context.get_current_revision() == "0011"
 
 
 def test_migrations_downgrade_and_upgrade_again(database_url):
@@ -140,6 +141,18 @@ def test_timestamps_read_back_in_utc_on_every_backend(database_url):
         assert speaker.expires_at == datetime(2030, 1, 1, 21, 34, 5, tzinfo=UTC)
 
 
+def save_calibration(session: Session, calibration: queries.StoredCalibration) -> None:
+    queries.save_calibration(
+        session,
+        "a" * 64,
+        calibration,
+        description="dev folder",
+        eer=0.01,
+        target_trials=300,
+        nontarget_trials=3000,
+    )
+
+
 def test_cohort_and_calibration_round_trip_through_the_store(database_url):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(30, 8)).astype(np.float32)
@@ -148,15 +161,7 @@ def test_cohort_and_calibration_round_trip_through_the_store(database_url):
     database = Database(database_url)
     with database.session() as session:
         queries.save_cohort(session, TEST_CIPHER, "a" * 64, vectors, 7, "cohort folder")
-        queries.save_calibration(
-            session,
-            "a" * 64,
-            calibration,
-            description="dev folder",
-            eer=0.01,
-            target_trials=300,
-            nontarget_trials=3000,
-        )
+        save_calibration(session, calibration)
     with database.session() as session:  # saving again replaces, never duplicates
         queries.save_cohort(session, TEST_CIPHER, "a" * 64, vectors[:10], 5, "cohort folder")
     with database.session() as session:
@@ -242,3 +247,46 @@ def test_the_verdict_history_migration_keeps_both_old_histories(tmp_path):
         ("alice", "c1", "mixed", "REJECT", None, None),
     ]
     assert mixed
+
+
+def test_a_duration_aware_calibration_round_trips_through_the_store(database_url):
+    duration = {
+        "reference_seconds": 3.0,
+        "mean": [0.2, 0.05],
+        "log_spread": [-2.5, -0.1],
+        "seconds_range": [2.0, None],
+    }
+    calibration = queries.StoredCalibration(
+        1.8, -4.0, False, {0.01: 71.5}, format=2, duration=duration
+    )
+    database = Database(database_url)
+    with database.session() as session:
+        save_calibration(session, calibration)
+    with database.session() as session:
+        assert queries.load_calibration(session, "a" * 64) == calibration
+
+
+def test_calibrations_stored_before_0011_load_as_format_1(database_url):
+    """A row written at 0010, before calibrations had a format, reads after the upgrade as
+    the duration-blind map it was fitted as."""
+    config = alembic_config(database_url)
+    command.downgrade(config, "0010")
+    database = Database(database_url)
+    with database.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO score_calibrations (model_sha256, slope, intercept, normalized, "
+                "thresholds, description, eer, target_trials, nontarget_trials, created_at) "
+                "VALUES (:sha, 42.0, -15.0, false, :thresholds, 'old', 0.02, 10, 30, "
+                "'2026-01-01')"
+            ),
+            {"sha": "c" * 64, "thresholds": '{"0.01": 40.0}'},
+        )
+    database.dispose()
+    command.upgrade(config, "head")
+    database = Database(database_url)
+    with database.session() as session:
+        loaded = queries.load_calibration(session, "c" * 64)
+    database.dispose()
+    assert loaded == queries.StoredCalibration(42.0, -15.0, False, {0.01: 40.0})
+    assert loaded.format == 1 and loaded.duration is None
