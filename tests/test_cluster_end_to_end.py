@@ -150,16 +150,22 @@ def test_a_rolling_restart_loses_no_verdict(
     restarting = threading.Thread(target=lambda: [cluster.restart(name) for name in REPLICAS])
     tally = Tally()
     runs: list[CallRun] = []
+    playing = (cluster.balancer, SPEED, tally)
 
     async def calls_while_restarting() -> None:
         restarting.start()
         number = 0
         while restarting.is_alive() or number < len(REPLICAS):
-            caller, agent = voices[number % 2], voices[(number + 1) % 2]
-            plan = CallPlan(f"rolling-{number}-{uuid.uuid4().hex[:8]}", caller, caller, agent, None)
-            runs.append(CallRun(plan, cluster.balancer, SPEED, tally))
-            await runs[-1].play()
-            number += 1
+            # A call on every replica at once (the balancer picks the least connected), so
+            # that each restart meets a call rather than falling between two.
+            wave = []
+            for _ in REPLICAS:
+                caller, agent = voices[number % 2], voices[(number + 1) % 2]
+                call_id = f"rolling-{number}-{uuid.uuid4().hex[:8]}"
+                wave.append(CallRun(CallPlan(call_id, caller, caller, agent, None), *playing))
+                number += 1
+            runs.extend(wave)
+            await asyncio.gather(*(run.play() for run in wave))
         restarting.join()
 
     asyncio.run(calls_while_restarting())
