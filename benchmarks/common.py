@@ -9,8 +9,6 @@ import functools
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +18,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import redis
 import torch
 import uvicorn
 from starlette.applications import Starlette
@@ -157,39 +154,3 @@ def running_server(app: Starlette) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-
-
-class RedisMissing(Exception):
-    """No ``redis-server`` binary on this machine."""
-
-
-@contextlib.contextmanager
-def running_redis(folder: Path) -> Iterator[str]:
-    """A ``redis-server`` of its own on a free loopback port, without persistence; its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RedisMissing("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    process = subprocess.Popen(
-        [*command, "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import io
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -41,17 +42,15 @@ from redis.asyncio.connection import AbstractConnection
 
 from benchmarks.common import (
     LIBRISPEECH_DEV,
-    RedisMissing,
     Samples,
     load_speakers,
     machine,
     print_table,
-    running_redis,
     running_server,
     skips_without_speech,
     write_json,
 )
-from biometrics import simulator
+from biometrics import simulator, topology
 from biometrics.app import create_app
 from biometrics.client import Client
 from biometrics.config import Settings
@@ -132,7 +131,7 @@ def run(options: argparse.Namespace, folder: Path) -> dict[str, Any]:
     database_url = options.database_url or f"sqlite:///{folder / 'biometrics.db'}"
     Database(database_url).upgrade()
     counter = RequestCounter()
-    with running_redis(folder) as redis_url:
+    with topology.redis_server(folder) as redis_url:
         settings = Settings(
             database_url=database_url,
             auth_enabled=False,
@@ -251,12 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="a PostgreSQL URL (default: a SQLite file)")
     parser.add_argument("--out", type=Path)
     options = parser.parse_args(argv)
+    if shutil.which("redis-server") is None:
+        print(
+            "skipped: redis-server is not installed (apt-get install redis-server)", file=sys.stderr
+        )
+        return 2
     with tempfile.TemporaryDirectory(prefix="replicas-") as folder:
-        try:
-            result = run(options, Path(folder))
-        except RedisMissing as missing:
-            print(f"skipped: {missing}", file=sys.stderr)
-            return 2
+        result = run(options, Path(folder))
     write_json(options.out, report(result))
     return 0
 
