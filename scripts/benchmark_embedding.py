@@ -6,7 +6,9 @@ crop length, as ratios to the first model named (the baseline) in the same run.
 
 Models are what ``scripts/evaluate.py`` takes: a model folder or hub id, ``bundled``,
 ``resemblyzer`` (train extras) or ``random:<channels>`` (cost does not depend on
-the weights, so ``random:1024`` stands for the production model's shape). Each
+the weights, so ``random:1024`` stands for the production model's shape), each
+optionally in a service precision (``bundled@onnx``, as with
+``BIOMETRICS_INFERENCE_PRECISION=onnx``; the bench extras). Each
 crop is embedded alone, as a live call does. Prints a table and, with ``--out``,
 writes ``benchmark_embedding.json``.
 """

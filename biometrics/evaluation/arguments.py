@@ -23,7 +23,8 @@ def add_harness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         action="append",
-        help="'bundled', HF id or model folder, 'resemblyzer', or 'random:<channels>' "
+        help="'bundled', HF id or model folder, 'resemblyzer', or 'random:<channels>'; "
+        "'<model>@onnx' or '@bf16' runs it in that precision "
         "(repeatable; default: BIOMETRICS_MODEL_SOURCE)",
     )
     parser.add_argument("--speakers", nargs="+", help="only these speaker ids (default: all)")

@@ -27,6 +27,7 @@ from biometrics.audio.decode import Samples
 from biometrics.embedding import InferenceBatcher, SpeakerEncoder, Urgency, load_encoder
 from biometrics.embedding.identity import ModelIdentity
 from biometrics.embedding.pooling import Embed, Vectors, pool_speech
+from biometrics.embedding.precision import PRECISIONS
 from biometrics.evaluation.metrics import Scores, bootstrap_interval, eer, frr_at_far, min_dcf
 from biometrics.evaluation.protocol import (
     Pool,
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 RESEMBLYZER = "resemblyzer"
 RANDOM_PREFIX = "random:"
+PRECISION_SEPARATOR = "@"  # bundled@onnx: the bundled model as BIOMETRICS_INFERENCE_PRECISION=onnx
 # Below this many target trials a bootstrap interval says more about the
 # resampling than about the system.
 MIN_TARGETS_FOR_INTERVAL = 10
@@ -61,11 +63,17 @@ class Embedder:
 
 
 def service_embedder(
-    source: str, cache_dir: Path, *, threads: int = 2, name: str | None = None
+    source: str,
+    cache_dir: Path,
+    *,
+    threads: int = 2,
+    name: str | None = None,
+    precision: str = "fp32",
 ) -> Embedder:
     """A model as the service runs it: loaded by ``load_encoder``, voiceprints by
     ``pool_speech``."""
-    return encoder_embedder(load_encoder(source, cache_dir, threads=threads), name or source)
+    encoder = load_encoder(source, cache_dir, threads=threads, precision=precision)
+    return encoder_embedder(encoder, name or source)
 
 
 def encoder_embedder(encoder: SpeakerEncoder, name: str) -> Embedder:
@@ -119,7 +127,8 @@ def resemblyzer_embedder(*, threads: int = 2) -> Embedder:
 
 def make_embedder(spec: str, *, cache_dir: Path, threads: int = 2, seed: int = 0) -> Embedder:
     """The embedder a command-line spec names: ``resemblyzer``, ``random:<channels>``,
-    or a Hugging Face id / model folder the service could load."""
+    or a Hugging Face id / model folder the service could load, optionally run in one
+    of the service's precisions: ``bundled@onnx``."""
     if spec == RESEMBLYZER:
         return resemblyzer_embedder(threads=threads)
     if spec.startswith(RANDOM_PREFIX):
@@ -127,6 +136,9 @@ def make_embedder(spec: str, *, cache_dir: Path, threads: int = 2, seed: int = 0
         if not width.isdigit() or int(width) < 1:
             raise ValueError(f"{spec!r}: expected random:<channels>, e.g. random:256")
         return random_embedder(int(width), seed=seed, threads=threads)
+    source, _, precision = spec.rpartition(PRECISION_SEPARATOR)
+    if source and precision in PRECISIONS:
+        return service_embedder(source, cache_dir, threads=threads, name=spec, precision=precision)
     return service_embedder(spec, cache_dir, threads=threads)
 
 

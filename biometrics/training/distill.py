@@ -24,6 +24,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
 from biometrics.audio.decode import Samples
+from biometrics.embedding.folder import CLASSIFIER_CHECKPOINT, EMBEDDING_CHECKPOINT, LABEL_ENCODER
 from biometrics.embedding.pooling import Vectors, pool_speech
 from biometrics.evaluation.metrics import eer
 from biometrics.evaluation.protocol import Protocol, cosine_trials, embed_protocol
@@ -52,6 +53,9 @@ class DistillConfig:
     eval_every: int = 100
     checkpoint_every: int = 50
     threads: int = 2
+    # A model folder (an earlier export) whose embedding network and classifier the
+    # run starts from instead of random weights: a new schedule over a trained student.
+    init_from: str = ""
 
 
 class Student(torch.nn.Module):
@@ -124,6 +128,8 @@ class Distiller:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self._resume():
             self._estimate_teacher_mean()
+            if self.config.init_from:
+                self._start_from(Path(self.config.init_from))
         started = time.monotonic()
         while self.step < self.config.steps:
             parts = self._train_step(self.step)
@@ -216,6 +222,40 @@ class Distiller:
         self.step = state["step"]
         self._log({"resumed_at_step": self.step})
         return True
+
+    def _start_from(self, folder: Path) -> None:
+        # The classifier's rows must be this run's voices, in this run's order.
+        lines = (folder / LABEL_ENCODER).read_text(encoding="utf-8").splitlines()
+        rows = dict(line.rsplit(" => ", 1) for line in lines if " => " in line)
+        expected = {f"'{voice.label}'": str(i) for i, voice in enumerate(self.sampler.voices)}
+        if any(rows.get(label) != index for label, index in expected.items()):
+            raise RuntimeError(f"{folder} was trained on other voices; start without it")
+        for name, checkpoint in (
+            ("embedding_model", EMBEDDING_CHECKPOINT),
+            ("classifier", CLASSIFIER_CHECKPOINT),
+        ):
+            state = torch.load(folder / checkpoint, weights_only=True)
+            module: torch.nn.Module = self.student.modules_by_name[name]
+            module.load_state_dict({key: value.float() for key, value in state.items()})
+        self._fit_projection()
+        self._log({"started_from": str(folder)})
+
+    @torch.no_grad()
+    def _fit_projection(self, batches: int = 8) -> None:
+        """Least squares from the trained student's embeddings to the teacher's targets,
+        so that the first steps do not push a random projection's gradients into it."""
+        self.student.eval()
+        inputs, targets = [], []
+        for index in range(batches):
+            batch = self.sampler.batch(index, stream=3)
+            inputs.append(self.student.embed(torch.from_numpy(batch.clean)))
+            centred = self.teacher.embed(batch.clean) - self.teacher_mean
+            targets.append(torch.nn.functional.normalize(torch.from_numpy(centred), dim=-1))
+        x = torch.cat(inputs)
+        design = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+        solution = torch.linalg.lstsq(design, torch.cat(targets)).solution
+        self.student.projection.weight.copy_(solution[:-1].T)
+        self.student.projection.bias.copy_(solution[-1])
 
     def _log(self, entry: dict[str, object]) -> None:
         logger.info("training", extra=entry)

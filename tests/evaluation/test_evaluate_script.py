@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from biometrics.audio import SAMPLE_RATE
+from biometrics.errors import ModelLoadError
+from biometrics.evaluation.run import make_embedder
 from tests.conftest import LIBRISPEECH
 from tests.evaluation.conftest import run_script
 
@@ -73,3 +77,16 @@ def test_runs_on_librispeech_test_other_dev(model_folder: Path, tmp_path: Path) 
     assert entry["test_seconds"] == 3.0
     assert entry["n_target"] > 0 and entry["n_nontarget"] > 0
     assert (tmp_path / "det.png").is_file()
+
+
+def test_a_model_runs_in_the_precision_its_spec_names(model_folder: Path, tmp_path: Path) -> None:
+    crop = (0.1 * np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE)).astype(np.float32)
+    fp32 = make_embedder(str(model_folder), cache_dir=tmp_path)
+    bf16 = make_embedder(f"{model_folder}@bf16", cache_dir=tmp_path)
+
+    assert bf16.name == f"{model_folder}@bf16"
+    assert bf16.identity == fp32.identity  # the same weights, in another number format
+    a, b = fp32.embed([crop])[0], bf16.embed([crop])[0]
+    assert not np.array_equal(a, b) and float(a @ b) > 0.99
+    with pytest.raises(ModelLoadError, match="neither an existing folder"):
+        make_embedder(f"{model_folder}@fp64", cache_dir=tmp_path)
