@@ -81,6 +81,7 @@ class Student(torch.nn.Module):
     @torch.inference_mode()
     def embed_numpy(self, waves: list[Samples]) -> Vectors:
         """Embed one at a time, as the service does for unpadded speech."""
+        self.eval()
         outputs = [self.embed(torch.from_numpy(w).unsqueeze(0)) for w in waves]
         embedded = torch.nn.functional.normalize(torch.cat(outputs), dim=-1)
         return embedded.numpy()

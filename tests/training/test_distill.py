@@ -71,3 +71,24 @@ def test_the_exported_folder_loads_through_the_service_path(
     trained = distiller.student.embed_numpy([crop])[0]
     assert float(served @ trained) > 0.999  # float16 storage costs almost nothing
     assert (folder / "label_encoder.txt").read_text().count("v1@1") == 1
+
+
+def test_a_new_run_starts_from_an_exported_folder(
+    teacher: ResemblyzerTeacher, tmp_path: Path
+) -> None:
+    first = Distiller(CONFIG, sampler(), teacher, tmp_path / "first")
+    first.run()
+    folder = first.export(tmp_path / "model", norm_batches=2)
+    start = DistillConfig(**{**CONFIG.__dict__, "steps": 0, "init_from": str(folder)})
+
+    second = Distiller(start, sampler(), teacher, tmp_path / "second")
+    second.run()
+    crop = synthetic_speech(2.0, seed=11)
+    before, after = first.student.embed_numpy([crop])[0], second.student.embed_numpy([crop])[0]
+    assert float(before @ after) > 0.999  # the exported weights, not fresh ones
+    fresh = Distiller(CONFIG, sampler(), teacher, tmp_path / "fresh").student.embed_numpy([crop])
+    assert float(fresh[0] @ after) < 0.99
+
+    others = CropSampler(sampler().voices[::-1], 4, (2.0, 2.0), Augmentation(), seed=3)
+    with pytest.raises(RuntimeError, match="trained on other voices"):
+        Distiller(start, others, teacher, tmp_path / "third").run()
