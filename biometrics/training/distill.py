@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from biometrics.training.folders import Modules, ecapa_hyperparams, write_model_
 from biometrics.training.teacher import ResemblyzerTeacher
 
 logger = logging.getLogger(__name__)
+
+TRAIN_LOG = "train_log.jsonl"  # in the work folder, and copied into the exported folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Distiller:
         )
         self.teacher_mean = np.zeros(teacher.dimension, dtype=np.float32)
         self.step = 0
-        self.log_path = workdir / "train_log.jsonl"
+        self.log_path = workdir / TRAIN_LOG
 
     # -- schedule --------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
@@ -239,6 +242,10 @@ class Distiller:
             module: torch.nn.Module = self.student.modules_by_name[name]
             module.load_state_dict({key: value.float() for key, value in state.items()})
         self._fit_projection()
+        earlier = folder / TRAIN_LOG
+        if earlier.is_file():  # the folder's own history first, so the log tells all of it
+            with self.log_path.open("a", encoding="utf-8") as log:
+                log.write(earlier.read_text(encoding="utf-8"))
         self._log({"started_from": str(folder)})
 
     @torch.no_grad()
@@ -277,6 +284,7 @@ class Distiller:
             normalizer(embedding, torch.ones(len(waves)), epoch=0)
         normalizer.eval()
         labels = [voice.label for voice in self.sampler.voices]
-        return write_model_folder(
-            folder, self.student.hyperparams, modules, labels=labels, half=True
-        )
+        write_model_folder(folder, self.student.hyperparams, modules, labels=labels, half=True)
+        if self.log_path.is_file():
+            shutil.copyfile(self.log_path, folder / TRAIN_LOG)
+        return folder
