@@ -27,5 +27,5 @@ for set in test-other-dev held-out; do
     "$python" scripts/evaluate.py "${where[@]}" --model bundled --model resemblyzer \
         --model random:256 --test-seconds 3 --out "$results/models-$set"
 done
-"$python" scripts/benchmark_embedding.py --model resemblyzer --model bundled \
+"$python" scripts/benchmark_embedding.py --model resemblyzer --model bundled --model bundled@onnx \
     --model random:1024 --seconds 3 10 --repeats 15 --out "$results/benchmark"

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         max_tests_per_speaker=40,
         seed=config.seed,
     )
-    distiller = Distiller(config, sampler, ResemblyzerTeacher(), args.workdir, development)
+    distiller = Distiller(
+        config, sampler, ResemblyzerTeacher(config.device), args.workdir, development
+    )
     distiller.run()
     if args.out:
         distiller.export(args.out)

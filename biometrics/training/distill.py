@@ -56,6 +56,7 @@ class DistillConfig:
     eval_every: int = 100
     checkpoint_every: int = 50
     threads: int = 2
+    device: str = "cpu"  # or "cuda": the student and the teacher run there
     # A model folder (an earlier export) whose embedding network and classifier the
     # run starts from instead of random weights: a new schedule over a trained student.
     init_from: str = ""
@@ -75,8 +76,13 @@ class Student(torch.nn.Module):
         self.classifier: torch.nn.Module = modules["classifier"]
         self.projection = torch.nn.Linear(192, teacher_dimension)
 
+    @property
+    def device(self) -> torch.device:
+        return self.projection.weight.device
+
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
-        lengths = torch.ones(waves.shape[0])
+        waves = waves.to(self.device)
+        lengths = torch.ones(waves.shape[0], device=waves.device)
         features = self.mean_var_norm(self.compute_features(waves), lengths)
         embedded: torch.Tensor = self.embedding_model(features, lengths)
         return embedded.squeeze(1)
@@ -87,7 +93,7 @@ class Student(torch.nn.Module):
         self.eval()
         outputs = [self.embed(torch.from_numpy(w).unsqueeze(0)) for w in waves]
         embedded = torch.nn.functional.normalize(torch.cat(outputs), dim=-1)
-        return embedded.numpy()
+        return embedded.cpu().numpy()
 
 
 class Distiller:
@@ -106,7 +112,9 @@ class Distiller:
         self.teacher = teacher
         self.workdir = workdir
         self.development = development
+        self.device = torch.device(config.device)
         self.student = Student(config.channels, len(sampler.voices), teacher.dimension)
+        self.student.to(self.device)
         self.optimizer = torch.optim.AdamW(
             [p for name, p in self.student.named_parameters()],
             lr=config.learning_rate,
@@ -151,17 +159,17 @@ class Distiller:
         config = self.config
         batch = self.sampler.batch(step)
         centred = self.teacher.embed(batch.clean) - self.teacher_mean
-        target = torch.nn.functional.normalize(torch.from_numpy(centred), dim=-1)
+        target = torch.nn.functional.normalize(torch.from_numpy(centred), dim=-1).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         self.student.train()
         embedding = self.student.embed(torch.from_numpy(batch.augmented))
         projected = torch.nn.functional.normalize(self.student.projection(embedding), dim=-1)
         cosine = (1 - (projected * target).sum(-1)).mean()
-        off_diagonal = ~torch.eye(len(target), dtype=torch.bool)
+        off_diagonal = ~torch.eye(len(target), dtype=torch.bool, device=self.device)
         similarity = ((projected @ projected.T - target @ target.T)[off_diagonal] ** 2).mean()
         logits = self.student.classifier(embedding.unsqueeze(1))
-        labels = torch.from_numpy(batch.labels).long().unsqueeze(1)
+        labels = torch.from_numpy(batch.labels).long().unsqueeze(1).to(self.device)
         margin = self.margin_loss(logits, labels)
         loss = (
             config.cosine_weight * cosine
@@ -217,7 +225,7 @@ class Distiller:
     def _resume(self) -> bool:
         if not self.checkpoint_path.is_file():
             return False
-        state = torch.load(self.checkpoint_path, weights_only=False)
+        state = torch.load(self.checkpoint_path, weights_only=False, map_location=self.device)
         if state["voices"] != [voice.label for voice in self.sampler.voices]:
             raise RuntimeError(f"{self.checkpoint_path} was trained on other data; move it away")
         self.student.load_state_dict(state["student"])
@@ -238,7 +246,7 @@ class Distiller:
             ("embedding_model", EMBEDDING_CHECKPOINT),
             ("classifier", CLASSIFIER_CHECKPOINT),
         ):
-            state = torch.load(folder / checkpoint, weights_only=True)
+            state = torch.load(folder / checkpoint, weights_only=True, map_location=self.device)
             module: torch.nn.Module = self.student.modules_by_name[name]
             module.load_state_dict({key: value.float() for key, value in state.items()})
         self._fit_projection()
@@ -259,7 +267,7 @@ class Distiller:
             inputs.append(self.student.embed(torch.from_numpy(batch.clean)))
             centred = self.teacher.embed(batch.clean) - self.teacher_mean
             targets.append(torch.nn.functional.normalize(torch.from_numpy(centred), dim=-1))
-        x = torch.cat(inputs)
+        x = torch.cat(inputs).cpu()
         design = torch.cat([x, torch.ones(len(x), 1)], dim=1)
         solution = torch.linalg.lstsq(design, torch.cat(targets)).solution
         self.student.projection.weight.copy_(solution[:-1].T)
@@ -275,6 +283,7 @@ class Distiller:
     def export(self, folder: Path, norm_batches: int = 20) -> Path:
         """Write the student as a model folder in the spkrec-ecapa-voxceleb layout."""
         self.student.eval()
+        self.student.to("cpu")  # the folder loads on any machine
         modules = self.student.modules_by_name
         normalizer = modules["mean_var_norm_emb"]
         normalizer.train()

@@ -18,7 +18,7 @@ PARTIAL_FRAMES = 160  # Resemblyzer's 1.6 s partial utterances
 class ResemblyzerTeacher:
     dimension = 256
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         try:
             from resemblyzer import VoiceEncoder, audio
         except ImportError as error:  # pragma: no cover - depends on the extras
@@ -26,7 +26,8 @@ class ResemblyzerTeacher:
                 "the teacher needs resemblyzer: pip install -e '.[train]' && "
                 "pip install --no-deps resemblyzer==0.1.4"
             ) from error
-        self._encoder = VoiceEncoder("cpu", verbose=False)
+        self._device = torch.device(device)
+        self._encoder = VoiceEncoder(self._device, verbose=False)
         self._mel = audio.wav_to_mel_spectrogram
 
     @torch.inference_mode()
@@ -43,8 +44,8 @@ class ResemblyzerTeacher:
             for start in starts:
                 partials.append(mel[start : start + PARTIAL_FRAMES])
                 owners.append(index)
-        batch = torch.from_numpy(np.stack(partials))
-        outputs: npt.NDArray[np.float32] = self._encoder(batch).numpy()
+        batch = torch.from_numpy(np.stack(partials)).to(self._device)
+        outputs: npt.NDArray[np.float32] = self._encoder(batch).cpu().numpy()
         pooled = np.zeros((len(crops), outputs.shape[1]), dtype=np.float64)
         np.add.at(pooled, np.array(owners), outputs)
         norms: npt.NDArray[np.float64] = np.linalg.norm(pooled, axis=1, keepdims=True)
