@@ -60,6 +60,9 @@ class DistillConfig:
     # A model folder (an earlier export) whose embedding network and classifier the
     # run starts from instead of random weights: a new schedule over a trained student.
     init_from: str = ""
+    # Export the mean of the last N checkpoints' weights (0: the last alone): an average
+    # over the end of the schedule usually sits in a flatter, better-generalising spot.
+    average_last: int = 0
 
 
 class Student(torch.nn.Module):
@@ -221,6 +224,19 @@ class Distiller:
         partial = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, partial)
         partial.replace(self.checkpoint_path)
+        if self.config.average_last:
+            self.kept_folder.mkdir(exist_ok=True)
+            shutil.copyfile(self.checkpoint_path, self.kept_folder / f"step-{self.step:06d}.pt")
+            for old in self.kept_checkpoints()[: -self.config.average_last]:
+                old.unlink()
+
+    @property
+    def kept_folder(self) -> Path:
+        return self.workdir / "kept"
+
+    def kept_checkpoints(self) -> list[Path]:
+        """The checkpoints kept for averaging, oldest first (their names sort by step)."""
+        return sorted(self.kept_folder.glob("step-*.pt"))
 
     def _resume(self) -> bool:
         if not self.checkpoint_path.is_file():
@@ -273,6 +289,47 @@ class Distiller:
         self.student.projection.weight.copy_(solution[:-1].T)
         self.student.projection.bias.copy_(solution[-1])
 
+    @torch.no_grad()
+    def average_kept_checkpoints(self) -> None:
+        """Load the mean of the last ``average_last`` kept checkpoints' weights, with
+        batch-norm statistics measured afresh for them (as stochastic weight averaging
+        does: averaged weights make activations the stored statistics never saw)."""
+        paths = self.kept_checkpoints()[-self.config.average_last :]
+        if len(paths) < 2:
+            return
+        states = [torch.load(p, weights_only=False, map_location="cpu")["student"] for p in paths]
+        averaged = {
+            key: torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
+            if value.is_floating_point()
+            else value
+            for key, value in states[-1].items()
+        }
+        self.student.load_state_dict(averaged)
+        self._measure_batch_norm()
+        entry: dict[str, object] = {
+            "averaged_steps": [int(p.stem.removeprefix("step-")) for p in paths]
+        }
+        if self.development:
+            entry["averaged_dev_eer"] = self.evaluate(self.development)
+        self._log({"step": self.step, **entry})
+
+    def _measure_batch_norm(self, batches: int = 16) -> None:
+        norms = [
+            module
+            for module in self.student.modules()
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        momenta = {module: module.momentum for module in norms}
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # a plain mean over the batches below
+        self.student.train()
+        for index in range(batches):
+            self.student.embed(torch.from_numpy(self.sampler.batch(index, stream=4).augmented))
+        for module, momentum in momenta.items():
+            module.momentum = momentum
+        self.student.eval()
+
     def _log(self, entry: dict[str, object]) -> None:
         logger.info("training", extra=entry)
         with self.log_path.open("a", encoding="utf-8") as log:
@@ -281,7 +338,10 @@ class Distiller:
     # -- export ----------------------------------------------------------------
     @torch.inference_mode()
     def export(self, folder: Path, norm_batches: int = 20) -> Path:
-        """Write the student as a model folder in the spkrec-ecapa-voxceleb layout."""
+        """Write the student (averaged, with ``average_last``) as a model folder in the
+        spkrec-ecapa-voxceleb layout."""
+        if self.config.average_last:
+            self.average_kept_checkpoints()
         self.student.eval()
         self.student.to("cpu")  # the folder loads on any machine
         modules = self.student.modules_by_name

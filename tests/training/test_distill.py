@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from biometrics.embedding import load_encoder
 from biometrics.training.data import Augmentation, CropSampler, Voice
@@ -95,3 +96,22 @@ def test_a_new_run_starts_from_an_exported_folder(
     others = CropSampler(sampler().voices[::-1], 4, (2.0, 2.0), Augmentation(), seed=3)
     with pytest.raises(RuntimeError, match="trained on other voices"):
         Distiller(start, others, teacher, tmp_path / "third").run()
+
+
+def test_export_averages_the_last_kept_checkpoints(
+    teacher: ResemblyzerTeacher, tmp_path: Path
+) -> None:
+    config = DistillConfig(**{**CONFIG.__dict__, "average_last": 2})
+    distiller = Distiller(config, sampler(), teacher, tmp_path / "work")
+    distiller.run()
+    kept = distiller.kept_checkpoints()
+    assert [path.name for path in kept] == ["step-000002.pt", "step-000003.pt"]
+    states = [torch.load(path, weights_only=False)["student"] for path in kept]
+    name = next(key for key in states[0] if key.endswith("conv.weight"))
+    assert not torch.allclose(states[0][name], states[1][name])  # the steps moved it
+
+    distiller.export(tmp_path / "model", norm_batches=2)
+    averaged = distiller.student.state_dict()
+    assert torch.allclose(averaged[name], (states[0][name] + states[1][name]) / 2, atol=1e-6)
+    history = distiller.log_path.read_text()
+    assert '"averaged_steps": [2, 3]' in history
