@@ -83,7 +83,7 @@ class Student(torch.nn.Module):
     def device(self) -> torch.device:
         return self.projection.weight.device
 
-    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
         waves = waves.to(self.device)
         lengths = torch.ones(waves.shape[0], device=waves.device)
         features = self.mean_var_norm(self.compute_features(waves), lengths)
@@ -94,7 +94,7 @@ class Student(torch.nn.Module):
     def embed_numpy(self, waves: list[Samples]) -> Vectors:
         """Embed one at a time, as the service does for unpadded speech."""
         self.eval()
-        outputs = [self.embed(torch.from_numpy(w).unsqueeze(0)) for w in waves]
+        outputs = [self(torch.from_numpy(w).unsqueeze(0)) for w in waves]
         embedded = torch.nn.functional.normalize(torch.cat(outputs), dim=-1)
         return embedded.cpu().numpy()
 
@@ -166,7 +166,7 @@ class Distiller:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         self.student.train()
-        embedding = self.student.embed(torch.from_numpy(batch.augmented))
+        embedding = self.student(torch.from_numpy(batch.augmented))
         projected = torch.nn.functional.normalize(self.student.projection(embedding), dim=-1)
         cosine = (1 - (projected * target).sum(-1)).mean()
         off_diagonal = ~torch.eye(len(target), dtype=torch.bool, device=self.device)
@@ -226,7 +226,8 @@ class Distiller:
         partial.replace(self.checkpoint_path)
         if self.config.average_last:
             self.kept_folder.mkdir(exist_ok=True)
-            shutil.copyfile(self.checkpoint_path, self.kept_folder / f"step-{self.step:06d}.pt")
+            # The weights alone: averaging needs no optimiser state.
+            torch.save(self.student.state_dict(), self.kept_folder / f"step-{self.step:06d}.pt")
             for old in self.kept_checkpoints()[: -self.config.average_last]:
                 old.unlink()
 
@@ -280,7 +281,7 @@ class Distiller:
         inputs, targets = [], []
         for index in range(batches):
             batch = self.sampler.batch(index, stream=3)
-            inputs.append(self.student.embed(torch.from_numpy(batch.clean)))
+            inputs.append(self.student(torch.from_numpy(batch.clean)))
             centred = self.teacher.embed(batch.clean) - self.teacher_mean
             targets.append(torch.nn.functional.normalize(torch.from_numpy(centred), dim=-1))
         x = torch.cat(inputs).cpu()
@@ -297,7 +298,7 @@ class Distiller:
         paths = self.kept_checkpoints()[-self.config.average_last :]
         if len(paths) < 2:
             return
-        states = [torch.load(p, weights_only=False, map_location="cpu")["student"] for p in paths]
+        states = [torch.load(p, weights_only=True, map_location="cpu") for p in paths]
         averaged = {
             key: torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
             if value.is_floating_point()
@@ -305,30 +306,15 @@ class Distiller:
             for key, value in states[-1].items()
         }
         self.student.load_state_dict(averaged)
-        self._measure_batch_norm()
+        fresh = (self.sampler.batch(index, stream=4).augmented for index in range(16))
+        torch.optim.swa_utils.update_bn((torch.from_numpy(b) for b in fresh), self.student)
+        self.student.eval()
         entry: dict[str, object] = {
             "averaged_steps": [int(p.stem.removeprefix("step-")) for p in paths]
         }
         if self.development:
             entry["averaged_dev_eer"] = self.evaluate(self.development)
         self._log({"step": self.step, **entry})
-
-    def _measure_batch_norm(self, batches: int = 16) -> None:
-        norms = [
-            module
-            for module in self.student.modules()
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
-        ]
-        momenta = {module: module.momentum for module in norms}
-        for module in norms:
-            module.reset_running_stats()
-            module.momentum = None  # a plain mean over the batches below
-        self.student.train()
-        for index in range(batches):
-            self.student.embed(torch.from_numpy(self.sampler.batch(index, stream=4).augmented))
-        for module, momentum in momenta.items():
-            module.momentum = momentum
-        self.student.eval()
 
     def _log(self, entry: dict[str, object]) -> None:
         logger.info("training", extra=entry)
@@ -349,7 +335,7 @@ class Distiller:
         normalizer.train()
         for index in range(norm_batches):  # global embedding statistics, as published models have
             waves = torch.from_numpy(self.sampler.batch(index, stream=2).clean)
-            embedding = self.student.embed(waves).unsqueeze(1)
+            embedding = self.student(waves).unsqueeze(1)
             normalizer(embedding, torch.ones(len(waves)), epoch=0)
         normalizer.eval()
         labels = [voice.label for voice in self.sampler.voices]
