@@ -151,6 +151,7 @@ def test_live_calls_keep_their_verdicts_through_a_database_outage(server, proxy,
                 files={"audio": ("v.wav", wav_bytes(voice(3.0, "a", seed=3)), "audio/wav")},
             )
             assert verify.status_code == 503 and verify.json()["error"] == "database_unavailable"
+            assert verify.headers.get("connection") != "close"  # its upload was read: kept
             ready = await http.get("/readyz")
             assert ready.status_code == 503 and ready.json()["database"] == "unreachable"
         # A call that starts now is accepted, and judged (without a claim: nobody can be

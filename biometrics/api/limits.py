@@ -4,15 +4,20 @@ with 413 (at once when its Content-Length says so), and one that has not all arr
 
 A total rather than a timeout per read: a slow-loris client sends a byte now and then, and a
 per-read timeout would let it hold the connection for ever; the total bounds how long any
-client holds it. Either answer (like any answered before the whole body came) carries
-``Connection: close``, so that the server closes the connection instead of waiting for the
-rest of the body. Headers that trickle are not seen here: uvicorn has no timeout for them,
-a reverse proxy must set one (docs/security.md).
+client holds it. Either answer carries ``Connection: close``, so that the server closes the
+connection instead of waiting for the rest of the body.
+
+Any other answer that comes before the body was read (a wrong key, the database away) waits
+for the rest of the body, within the same limits, and keeps the connection: a server that
+closes a connection with data unread resets it, and the client can lose the answer it was
+sent. Headers that trickle are not seen here: uvicorn has no timeout for them, a reverse
+proxy must set one (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +40,7 @@ class BodyLimits:
         body = _LimitedBody(self, scope, receive, send)
         declared = body.declared_size
         if declared is not None and declared > self.max_bytes:
+            body.refused = True
             response = error_response(413, PayloadTooLarge.code, self.size_detail(declared))
             await response(scope, _never_receive, body.send)
             return
@@ -64,6 +70,7 @@ class _LimitedBody:
         self._complete = self.declared_size == 0 or (
             self.declared_size is None and b"transfer-encoding" not in headers
         )
+        self.refused = False  # over a limit: the rest of the body is not read
 
     async def receive(self) -> Message:
         if self._complete:  # what follows the body, e.g. a disconnect during a stream
@@ -71,6 +78,7 @@ class _LimitedBody:
         try:
             message = await asyncio.wait_for(self._receive(), self._deadline - self._loop.time())
         except TimeoutError:
+            self.refused = True
             raise RequestTimeout(
                 f"the request body did not arrive within {self._limits.timeout_seconds:g} s "
                 "(BIOMETRICS_UPLOAD_TIMEOUT_SECONDS); send it without pauses"
@@ -78,14 +86,26 @@ class _LimitedBody:
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
             if self._received > self._limits.max_bytes:
+                self.refused = True
                 raise PayloadTooLarge(self._limits.size_detail(self._received))
             self._complete = not message.get("more_body", False)
         return message
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start" and not self._complete:
-            message = {**message, "headers": [*message.get("headers", []), CLOSE]}
+            if not self.refused:
+                await self._read_the_rest()
+            if not self._complete:
+                message = {**message, "headers": [*message.get("headers", []), CLOSE]}
         await self._send(message)
+
+    async def _read_the_rest(self) -> None:
+        """Read, and drop, what is left of a body answered without it; over a limit, or
+        with the client gone, the connection closes instead."""
+        with contextlib.suppress(PayloadTooLarge, RequestTimeout):
+            while not self._complete:
+                if (await self.receive())["type"] == "http.disconnect":
+                    return
 
 
 async def _never_receive() -> Message:

@@ -92,6 +92,21 @@ def test_a_body_refused_unread_closes_its_connection(live_server):
     assert json.loads(body)["error"] == "payload_too_large"
 
 
+def test_an_upload_answered_before_its_body_is_read_keeps_its_connection(live_server):
+    """A refusal that comes before the body is read (here a wrong key; during a database
+    outage a 503) is answered after the rest of the body, within the limits, was read: the
+    client gets the answer instead of a reset, and its connection stays open."""
+    body = PART + b"x" * 1_000_000  # more than the server buffers before it stops reading
+    with raw_connection(live_server) as client:
+        head = request_head(live_server, "/v1/verify", len(body))
+        client.sendall(head.replace(live_server.api_key.encode(), b"bm_wrong") + body)
+        answer = client.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+        assert b"connection: close" not in answer.lower()
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+
+
 def test_headers_that_never_end_hold_only_their_own_connection(live_server):
     """uvicorn has no timeout on reading headers (a reverse proxy must set one); a hundred
     connections stuck in theirs leave the service answering everyone else."""
