@@ -153,13 +153,24 @@ class Recorder:
             "path": connection.request.path if connection.request else "",
             "headers": dict(connection.request.headers) if connection.request else {},
             "messages": [],
+            "ended": threading.Event(),
         }
         self.runs.append(run)
-        async for message in connection:
-            run["messages"].append(json.loads(message))
-            if self.close_with is not None:
-                await connection.close(*self.close_with)
-                return
+        try:
+            async for message in connection:
+                run["messages"].append(json.loads(message))
+                if self.close_with is not None:
+                    await connection.close(*self.close_with)
+                    return
+        finally:
+            run["ended"].set()
+
+    def ended_runs(self) -> list[dict[str, Any]]:
+        """The runs, once this server has read each to its end: the client's close can
+        complete before the handler has taken the last frames off the socket's queue."""
+        for run in self.runs:
+            assert run["ended"].wait(10)
+        return self.runs
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +223,7 @@ def test_a_call_is_streamed_to_the_server(
     )
     out = capsys.readouterr().out
     assert code == 0
-    [run] = fresh.runs
+    [run] = fresh.ended_runs()
     assert run["path"] == "/ws/acs?call_id=call-1"
     assert run["headers"]["x-ms-call-connection-id"] == "call-1"
     assert run["headers"]["authorization"] == "Bearer t0ken"
@@ -240,7 +251,7 @@ def test_realtime_paces_frames_at_20_ms(fresh: Recorder, tmp_path: Path) -> None
     )
     assert code == 0
     assert time.monotonic() - began >= 0.28
-    assert len(audio_data(fresh.runs[0]["messages"])) == 15
+    assert len(audio_data(fresh.ended_runs()[0]["messages"])) == 15
 
 
 def test_a_close_by_the_server_exits_non_zero_with_code_and_reason(
@@ -257,7 +268,7 @@ def test_a_close_by_the_server_exits_non_zero_with_code_and_reason(
     assert code == 1
     assert "1008" in err and "caller not allowed on this line" in err
     assert len(fresh.runs) == 2
-    assert fresh.runs[1]["messages"][0]["kind"] == "AudioMetadata"
+    assert fresh.ended_runs()[1]["messages"][0]["kind"] == "AudioMetadata"
 
 
 def test_a_refused_connection_exits_non_zero(
