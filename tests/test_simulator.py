@@ -153,23 +153,25 @@ class Recorder:
             "path": connection.request.path if connection.request else "",
             "headers": dict(connection.request.headers) if connection.request else {},
             "messages": [],
-            "ended": threading.Event(),
+            "read": threading.Event(),
         }
         self.runs.append(run)
+        close_with = None
         try:
             async for message in connection:
                 run["messages"].append(json.loads(message))
-                if self.close_with is not None:
-                    await connection.close(*self.close_with)
-                    return
+                if (close_with := self.close_with) is not None:
+                    break
         finally:
-            run["ended"].set()
+            run["read"].set()
+        if close_with is not None:
+            await connection.close(*close_with)
 
-    def ended_runs(self) -> list[dict[str, Any]]:
-        """The runs, once this server has read each to its end: the client's close can
-        complete before the handler has taken the last frames off the socket's queue."""
+    def read_runs(self) -> list[dict[str, Any]]:
+        """The runs, once this server has read each as far as it will: the client's close
+        can complete before the handler has taken the last frames off the socket's queue."""
         for run in self.runs:
-            assert run["ended"].wait(10)
+            assert run["read"].wait(10)
         return self.runs
 
 
@@ -223,7 +225,7 @@ def test_a_call_is_streamed_to_the_server(
     )
     out = capsys.readouterr().out
     assert code == 0
-    [run] = fresh.ended_runs()
+    [run] = fresh.read_runs()
     assert run["path"] == "/ws/acs?call_id=call-1"
     assert run["headers"]["x-ms-call-connection-id"] == "call-1"
     assert run["headers"]["authorization"] == "Bearer t0ken"
@@ -251,7 +253,7 @@ def test_realtime_paces_frames_at_20_ms(fresh: Recorder, tmp_path: Path) -> None
     )
     assert code == 0
     assert time.monotonic() - began >= 0.28
-    assert len(audio_data(fresh.ended_runs()[0]["messages"])) == 15
+    assert len(audio_data(fresh.read_runs()[0]["messages"])) == 15
 
 
 def test_a_close_by_the_server_exits_non_zero_with_code_and_reason(
@@ -268,7 +270,7 @@ def test_a_close_by_the_server_exits_non_zero_with_code_and_reason(
     assert code == 1
     assert "1008" in err and "caller not allowed on this line" in err
     assert len(fresh.runs) == 2
-    assert fresh.ended_runs()[1]["messages"][0]["kind"] == "AudioMetadata"
+    assert fresh.read_runs()[1]["messages"][0]["kind"] == "AudioMetadata"
 
 
 def test_a_refused_connection_exits_non_zero(
