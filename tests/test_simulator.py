@@ -156,16 +156,15 @@ class Recorder:
             "read": threading.Event(),
         }
         self.runs.append(run)
-        close_with = None
         try:
             async for message in connection:
                 run["messages"].append(json.loads(message))
-                if (close_with := self.close_with) is not None:
+                if self.close_with is not None:
                     break
         finally:
             run["read"].set()
-        if close_with is not None:
-            await connection.close(*close_with)
+        if self.close_with is not None:
+            await connection.close(*self.close_with)
 
     def read_runs(self) -> list[dict[str, Any]]:
         """The runs, once this server has read each as far as it will: the client's close

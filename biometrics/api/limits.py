@@ -38,10 +38,9 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         body = _LimitedBody(self, scope, receive, send)
-        declared = body.declared_size
-        if declared is not None and declared > self.max_bytes:
-            body.refused = True
-            response = error_response(413, PayloadTooLarge.code, self.size_detail(declared))
+        if body.refused:
+            detail = self.size_detail(body.declared_size or 0)
+            response = error_response(413, PayloadTooLarge.code, detail)
             await response(scope, _never_receive, body.send)
             return
         await self.app(scope, body.receive, body.send)
@@ -70,7 +69,9 @@ class _LimitedBody:
         self._complete = self.declared_size == 0 or (
             self.declared_size is None and b"transfer-encoding" not in headers
         )
-        self.refused = False  # over a limit: the rest of the body is not read
+        # Over a limit (its declared length now, its bytes or its time later): the rest of
+        # the body is not read.
+        self.refused = self.declared_size is not None and self.declared_size > limits.max_bytes
 
     async def receive(self) -> Message:
         if self._complete:  # what follows the body, e.g. a disconnect during a stream

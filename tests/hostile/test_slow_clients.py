@@ -5,6 +5,7 @@ connection closed, and the service answers everyone else meanwhile."""
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import select
 import socket
@@ -96,15 +97,20 @@ def test_an_upload_answered_before_its_body_is_read_keeps_its_connection(live_se
     """A refusal that comes before the body is read (here a wrong key; during a database
     outage a 503) is answered after the rest of the body, within the limits, was read: the
     client gets the answer instead of a reset, and its connection stays open."""
-    body = PART + b"x" * 1_000_000  # more than the server buffers before it stops reading
-    with raw_connection(live_server) as client:
-        head = request_head(live_server, "/v1/verify", len(body))
-        client.sendall(head.replace(live_server.api_key.encode(), b"bm_wrong") + body)
-        answer = client.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 401"), answer
-        assert b"connection: close" not in answer.lower()
-        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+    address = urlsplit(live_server.url)
+    client = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+    try:
+        body = PART + b"x" * 1_000_000  # more than the server buffers before it stops reading
+        headers = {"Authorization": "Bearer bm_wrong", "Content-Type": "multipart/form-data"}
+        client.request("POST", "/v1/verify", body, headers)
+        answer = client.getresponse()
+        assert answer.status == 401 and json.loads(answer.read())["error"] == "unauthenticated"
+        assert answer.getheader("connection") != "close"
+        kept = client.sock
+        client.request("GET", "/healthz")
+        assert client.getresponse().status == 200 and client.sock is kept
+    finally:
+        client.close()
 
 
 def test_headers_that_never_end_hold_only_their_own_connection(live_server):
